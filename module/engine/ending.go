@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"errors"
+	"os"
+
+	"github.com/gobwas/ws"
+)
+
+// setCause records how the session ended; the first call wins. Call with
+// s.mu held.
+func (s *Session) setCauseLocked(closedBy string, code uint16, reason, cause string) {
+	if s.result.ClosedBy != "" {
+		return
+	}
+	s.result.ClosedBy = closedBy
+	s.result.CloseCode = code
+	s.result.CloseReason = reason
+	s.result.Cause = cause
+}
+
+func (s *Session) setCause(closedBy string, code uint16, reason, cause string) {
+	s.mu.Lock()
+	s.setCauseLocked(closedBy, code, reason, cause)
+	s.mu.Unlock()
+}
+
+// sendClose writes a relay-made close frame to side, between frames. It
+// does nothing when that leg already had its close frame or is broken.
+func (s *Session) sendClose(side Side, code uint16, reason string) {
+	var buf [maxControlPayload]byte
+	if _, err := s.legs[side].w.control(s.done, ws.OpClose, closePayload(buf[:], code, reason)); err != nil {
+		s.writeFailed(side, err)
+	}
+}
+
+// goneCode is the close code the relay sends to the surviving leg when
+// side disappears: 1001 (going away) to the backend for a lost client,
+// 1014 (bad gateway) to the client for a lost backend.
+func goneCode(side Side) uint16 {
+	if side == Client {
+		return CodeGoingAway
+	}
+	return CodeBadGateway
+}
+
+// legGone handles a leg that disappeared without a close frame, or that
+// the relay gave up on: its connection is closed and the other leg gets a
+// close frame saying so, then has CloseTimeout to answer.
+func (s *Session) legGone(side Side, closedBy, cause string) {
+	s.mu.Lock()
+	if s.gone[side] {
+		s.mu.Unlock()
+		return
+	}
+	s.gone[side] = true
+	reason := side.String() + " " + cause
+	if cause == "went away" {
+		cause = reason
+	}
+	s.setCauseLocked(closedBy, goneCode(side), reason, cause)
+	s.mu.Unlock()
+	s.legs[side].conn.Close()
+	s.sendClose(side.other(), goneCode(side), reason)
+	s.armCloseTimer()
+}
+
+// readFailed handles an error reading from side.
+func (s *Session) readFailed(side Side) {
+	if s.isDone() {
+		return
+	}
+	s.legGone(side, side.String(), "went away")
+}
+
+// writeFailed handles an error writing to side. A client write that hit
+// its deadline means the client is dead (it stopped reading), which is the
+// relay's call, not the client's.
+func (s *Session) writeFailed(side Side, err error) {
+	if s.isDone() || errors.Is(err, errWriterDone) {
+		return
+	}
+	if side == Client && errors.Is(err, os.ErrDeadlineExceeded) {
+		s.legGone(Client, "relay", "write timeout")
+		return
+	}
+	s.legGone(side, side.String(), "went away")
+}
+
+// violate answers a protocol violation by side: 1002 with the reason to
+// the offender, 1001 to the other leg (RFC 6455 7.1.7).
+func (s *Session) violate(side Side, v error) {
+	reason := v.Error()
+	s.setCause("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
+	s.sendClose(side, CodeProtocolError, reason)
+	s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
+	s.armCloseTimer()
+}
+
+// Shutdown closes both legs with code and reason, each between whole
+// frames, and lets the peers answer within CloseTimeout. It returns at
+// once; Run returns when the relay is over. Use 1001 when the server goes
+// down and 1012 when the configuration is reloaded.
+func (s *Session) Shutdown(code uint16, reason string) {
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return
+	}
+	s.setCauseLocked("relay", code, reason, "shutdown")
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.armCloseTimer()
+	go func() {
+		defer s.wg.Done()
+		s.sendClose(Client, code, reason)
+		s.sendClose(Backend, code, reason)
+	}()
+}

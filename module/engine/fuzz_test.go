@@ -1,0 +1,67 @@
+package engine
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// FuzzParseClose feeds arbitrary close payloads to the parser: it must
+// never panic, and whatever it accepts must be a code allowed on the wire
+// with a UTF-8 reason.
+func FuzzParseClose(f *testing.F) {
+	for _, seed := range [][]byte{nil, {3}, closeBody(1000, ""), closeBody(1005, ""), closeBody(4999, "bye"), append(closeBody(1000, ""), 0xff)} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		code, reason, err := ParseClose(p)
+		if err != nil || len(p) == 0 {
+			return
+		}
+		if !validCloseCode(code) || len(reason) != len(p)-2 {
+			t.Fatalf("accepted %x as %d %q", p, code, reason)
+		}
+	})
+}
+
+// FuzzRelay feeds an arbitrary byte stream to the relay from the client
+// and another from the backend. The relay must never panic or hang, and
+// must always end with both connections closed.
+func FuzzRelay(f *testing.F) {
+	masked := func(fr ws.Frame) []byte {
+		var b bytes.Buffer
+		_ = ws.WriteFrame(&b, ws.MaskFrame(fr))
+		return b.Bytes()
+	}
+	plain := func(fr ws.Frame) []byte {
+		var b bytes.Buffer
+		_ = ws.WriteFrame(&b, fr)
+		return b.Bytes()
+	}
+	f.Add(masked(ws.NewTextFrame([]byte("hi"))), plain(ws.NewBinaryFrame([]byte{1, 2})))
+	f.Add(masked(ws.NewFrame(ws.OpText, false, []byte("a"))), plain(ws.NewCloseFrame(closeBody(1000, ""))))
+	f.Add(rawFrame(0x82, false, []byte("x")), rawFrame(0x89, true, nil))
+	f.Add([]byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, []byte{0x88, 0x01, 0x03})
+	f.Add(masked(ws.NewPingFrame(pingPayload)), plain(ws.NewPongFrame(nil)))
+	f.Fuzz(func(t *testing.T, fromClient, fromBackend []byte) {
+		cTest, cRelay := net.Pipe()
+		bTest, bRelay := net.Pipe()
+		s := New(Leg{Conn: cRelay, Prefix: fromClient}, Leg{Conn: bRelay, Prefix: fromBackend},
+			Config{WriteTimeout: time.Second, CloseTimeout: 50 * time.Millisecond, PingInterval: 10 * time.Millisecond, PongTimeout: 20 * time.Millisecond})
+		go func() { _, _ = io.Copy(io.Discard, cTest) }()
+		go func() { _, _ = io.Copy(io.Discard, bTest) }()
+		done := make(chan Result, 1)
+		go func() { done <- s.Run() }()
+		// The prefixes are all the peers say; then they hang up.
+		time.AfterFunc(2*time.Millisecond, func() { cTest.Close(); bTest.Close() })
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("relay did not end")
+		}
+	})
+}

@@ -1,0 +1,216 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// peer is the test's end of one leg: it writes raw frames and collects
+// every frame the relay sends it.
+type peer struct {
+	t      *testing.T
+	conn   net.Conn
+	frames chan ws.Frame
+	closed chan struct{} // closed when reading ends (EOF or error)
+	mask   bool          // frames this peer writes are masked (a client)
+	wmu    sync.Mutex
+}
+
+func newPeer(t *testing.T, conn net.Conn, mask, reads bool) *peer {
+	t.Helper()
+	p := &peer{t: t, conn: conn, frames: make(chan ws.Frame, 1024), closed: make(chan struct{}), mask: mask}
+	if reads {
+		go p.read()
+	}
+	t.Cleanup(func() { conn.Close() })
+	return p
+}
+
+func (p *peer) read() {
+	defer close(p.closed)
+	br := bufio.NewReader(p.conn)
+	for {
+		f, err := readFrame(br)
+		if err != nil {
+			return
+		}
+		p.frames <- f
+	}
+}
+
+// readFrame reads a whole frame without unmasking it.
+func readFrame(br *bufio.Reader) (ws.Frame, error) {
+	h, err := ws.ReadHeader(br)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	payload := make([]byte, h.Length)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		return ws.Frame{}, err
+	}
+	return ws.Frame{Header: h, Payload: payload}, nil
+}
+
+// send writes a frame, masking it when the peer is a client.
+func (p *peer) send(f ws.Frame) {
+	p.t.Helper()
+	if p.mask && !f.Header.Masked {
+		f = ws.MaskFrame(f)
+	}
+	p.writeRaw(mustCompile(p.t, f))
+}
+
+func (p *peer) writeRaw(b []byte) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	_ = p.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = p.conn.Write(b)
+}
+
+func mustCompile(t *testing.T, f ws.Frame) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := ws.WriteFrame(&buf, f); err != nil {
+		t.Fatalf("compiling frame: %v", err)
+	}
+	return buf.Bytes()
+}
+
+// next returns the next frame the relay sent this peer.
+func (p *peer) next(timeout time.Duration) ws.Frame {
+	p.t.Helper()
+	select {
+	case f := <-p.frames:
+		return f
+	case <-p.closed:
+		select {
+		case f := <-p.frames:
+			return f
+		default:
+		}
+		p.t.Fatalf("connection ended while waiting for a frame")
+	case <-time.After(timeout):
+		p.t.Fatalf("no frame within %v", timeout)
+	}
+	return ws.Frame{}
+}
+
+// nextSkipPings returns the next frame that is not a relay ping.
+func (p *peer) nextSkipPings(timeout time.Duration) ws.Frame {
+	p.t.Helper()
+	for {
+		f := p.next(timeout)
+		if f.Header.OpCode == ws.OpPing && bytes.Equal(f.Payload, pingPayload) {
+			continue
+		}
+		return f
+	}
+}
+
+// expectClose waits for a close frame with code and returns its reason.
+func (p *peer) expectClose(code uint16, timeout time.Duration) string {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		f := p.nextSkipPings(time.Until(deadline))
+		if f.Header.OpCode != ws.OpClose {
+			continue
+		}
+		if f.Header.Masked {
+			f = ws.UnmaskFrame(f)
+		}
+		if len(f.Payload) < 2 {
+			p.t.Fatalf("close frame without code, want %d", code)
+		}
+		got := binary.BigEndian.Uint16(f.Payload)
+		if got != code {
+			p.t.Fatalf("close code %d (%q), want %d", got, f.Payload[2:], code)
+		}
+		return string(f.Payload[2:])
+	}
+}
+
+// expectEnd waits until the relay closes this peer's connection.
+func (p *peer) expectEnd(timeout time.Duration) {
+	p.t.Helper()
+	select {
+	case <-p.closed:
+	case <-time.After(timeout):
+		p.t.Fatalf("connection still open after %v", timeout)
+	}
+}
+
+// harness runs a session between a test client and a test backend.
+type harness struct {
+	client, backend *peer
+	session         *Session
+	result          chan Result
+}
+
+func start(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	return startOpts(t, cfg, true)
+}
+
+// startOpts is start with a client that reads only when clientReads.
+func startOpts(t *testing.T, cfg Config, clientReads bool) *harness {
+	t.Helper()
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	h := &harness{
+		client:  newPeer(t, cTest, true, clientReads),
+		backend: newPeer(t, bTest, false, true),
+		result:  make(chan Result, 1),
+	}
+	h.session = New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	go func() { h.result <- h.session.Run() }()
+	t.Cleanup(func() {
+		cTest.Close()
+		bTest.Close()
+		select {
+		case <-h.result:
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return after both peers closed")
+		}
+	})
+	return h
+}
+
+// wait returns the session's result.
+func (h *harness) wait(t *testing.T, timeout time.Duration) Result {
+	t.Helper()
+	select {
+	case r := <-h.result:
+		h.result <- r
+		return r
+	case <-time.After(timeout):
+		t.Fatalf("Run did not return within %v", timeout)
+	}
+	return Result{}
+}
+
+func closeFrame(code uint16, reason string) ws.Frame {
+	return ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code), reason))
+}
+
+func sameFrame(t *testing.T, got, want ws.Frame) {
+	t.Helper()
+	if got.Header != want.Header {
+		t.Fatalf("header %+v, want %+v", got.Header, want.Header)
+	}
+	if !bytes.Equal(got.Payload, want.Payload) {
+		t.Fatalf("payload differs (len %d, want %d)", len(got.Payload), len(want.Payload))
+	}
+}
+
+func quickConfig() Config {
+	return Config{WriteTimeout: 5 * time.Second, CloseTimeout: 2 * time.Second}
+}

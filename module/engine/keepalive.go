@@ -1,0 +1,61 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/websocket-relay/websocket_relay/module/keepalive"
+)
+
+// startKeepalive arms the ping timer. The timer runs no goroutine while it
+// waits; its callback runs briefly each time it fires.
+func (s *Session) startKeepalive() {
+	if s.cfg.PingInterval <= 0 {
+		return
+	}
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	s.monitor = keepalive.NewMonitor(keepalive.Policy{Interval: s.cfg.PingInterval, Timeout: s.cfg.PongTimeout})
+	s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.tick)
+}
+
+// tick asks the keepalive monitor what is due and does it: wait, ping the
+// client through its writer (after any frame in flight), or declare the
+// client dead.
+func (s *Session) tick() {
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	if s.isDone() {
+		return
+	}
+	now := s.cfg.Now()
+	last := time.Unix(0, s.lastSeen.Load())
+	if s.backendBlocked.Load() {
+		// The client's frames wait for a slow backend; it is not idle.
+		last = now
+	}
+	action, at := s.monitor.Next(now, last)
+	switch action {
+	case keepalive.Wait:
+		s.pingTimer.Reset(at.Sub(now))
+	case keepalive.Dead:
+		s.legGone(Client, "relay", "ping timeout")
+	case keepalive.Ping:
+		written, err := s.legs[Client].w.control(s.done, ws.OpPing, pingPayload)
+		if err != nil {
+			if !errors.Is(err, errWriterDone) {
+				s.writeFailed(Client, err)
+			}
+			return
+		}
+		if written.IsZero() {
+			return // the client leg is closing: no more pings
+		}
+		s.pings.Add(1)
+		s.monitor.PingWritten(written)
+		_, at := s.monitor.Next(written, last)
+		s.pingTimer.Reset(at.Sub(s.cfg.Now()))
+	}
+}

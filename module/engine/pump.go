@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"io"
+
+	"github.com/gobwas/ws"
+)
+
+// pump reads frames from src and forwards them to the other leg until src
+// sends a close frame, breaks the protocol, or goes away.
+func (s *Session) pump(src *leg) {
+	dst := s.legs[src.side.other()]
+	inMessage := false
+	for {
+		h, err := ws.ReadHeaderBuffer(src.br, src.hdr[:])
+		if err != nil {
+			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+				s.violate(src.side, violation("invalid payload length"))
+				return
+			}
+			s.readFailed(src.side)
+			return
+		}
+		s.seen(src)
+		if err := checkHeader(h, src.side, inMessage, s.cfg.AllowedRSV); err != nil {
+			s.violate(src.side, err)
+			return
+		}
+		src.counters.Frames++
+		src.counters.Bytes += int64(ws.HeaderSize(h)) + h.Length
+		if h.OpCode.IsControl() {
+			if s.control(src, dst, h) {
+				return
+			}
+			continue
+		}
+		inMessage = !h.Fin
+		if !s.forwardData(src, dst, h) {
+			return
+		}
+	}
+}
+
+// seen records activity from the client: any bytes from it prove it alive.
+func (s *Session) seen(src *leg) {
+	if src.side == Client {
+		s.lastSeen.Store(s.cfg.Now().UnixNano())
+	}
+}
+
+// control handles a control frame (at most 125 bytes, RFC 6455 5.5): it
+// consumes pongs that answer relay pings, checks close frames, and
+// forwards the rest as they are. It reports whether the pump must stop.
+func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
+	raw := src.ctl[:h.Length]
+	if _, err := io.ReadFull(src.br, raw); err != nil {
+		s.readFailed(src.side)
+		return true
+	}
+	s.seen(src)
+	plain := raw
+	if h.Masked {
+		plain = src.plain[:h.Length]
+		copy(plain, raw)
+		ws.Cipher(plain, h.Mask, 0)
+	}
+	switch h.OpCode {
+	case ws.OpPong:
+		if src.side == Client && bytes.Equal(plain, pingPayload) {
+			s.pongs.Add(1)
+			return false
+		}
+	case ws.OpClose:
+		code, reason, err := ParseClose(plain)
+		if err != nil {
+			s.violate(src.side, err)
+			return true
+		}
+		s.setCause(src.side.String(), code, reason, src.side.String()+" closed")
+		s.forwardSmall(dst, h, raw)
+		return true
+	}
+	s.forwardSmall(dst, h, raw)
+	return false
+}
+
+// forwardSmall writes a whole control frame to dst in one write.
+func (s *Session) forwardSmall(dst *leg, h ws.Header, payload []byte) {
+	w := dst.w
+	if !w.lock(s.done) {
+		return
+	}
+	if !w.usable() {
+		w.unlock()
+		return
+	}
+	frame := append(w.encode(w.ctl[:0], h), payload...)
+	if h.OpCode == ws.OpClose {
+		w.closeSent = true
+	}
+	err := w.write(frame)
+	w.unlock()
+	if err != nil {
+		s.writeFailed(dst.side, err)
+	}
+}
+
+// forwardData streams one data frame from src to dst: the header and then
+// the payload, chunk by chunk through src's read buffer, all under dst's
+// writer lock. It reports whether the pump may go on.
+func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
+	w := dst.w
+	if !w.lock(s.done) {
+		return false
+	}
+	if !w.usable() {
+		// dst is closing or gone: keep src's stream aligned, drop the frame.
+		w.unlock()
+		if _, err := src.br.Discard(int(h.Length)); err != nil {
+			s.readFailed(src.side)
+			return false
+		}
+		return true
+	}
+	if dst.side == Backend {
+		s.backendBlocked.Store(true)
+		defer s.backendBlocked.Store(false)
+	}
+	hdr := w.encode(w.hdr[:0], h)
+	remaining := h.Length
+	var werr error
+	for first := true; first || remaining > 0; first = false {
+		var chunk []byte
+		if remaining > 0 {
+			if src.br.Buffered() == 0 {
+				if _, err := src.br.Peek(1); err != nil {
+					// The frame on dst can never be finished.
+					w.broken = true
+					w.unlock()
+					s.readFailed(src.side)
+					dst.conn.Close()
+					return false
+				}
+			}
+			n := int64(src.br.Buffered())
+			if n > remaining {
+				n = remaining
+			}
+			chunk, _ = src.br.Peek(int(n))
+		}
+		if werr == nil {
+			if first {
+				werr = w.writeFrameStart(hdr, chunk)
+			} else {
+				werr = w.write(chunk)
+			}
+		}
+		_, _ = src.br.Discard(len(chunk))
+		remaining -= int64(len(chunk))
+		s.seen(src)
+	}
+	w.unlock()
+	if werr != nil {
+		s.writeFailed(dst.side, werr)
+	}
+	return true
+}

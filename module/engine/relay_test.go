@@ -1,0 +1,278 @@
+package engine
+
+import (
+	"bytes"
+	"math/rand"
+	"strconv"
+
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+func payloadOf(n int) []byte {
+	p := make([]byte, n)
+	rand.New(rand.NewSource(int64(n))).Read(p)
+	return p
+}
+
+// TestFramesPassUnchanged sends frames of the boundary sizes of RFC 6455
+// 5.2 each way and checks that they arrive bit for bit: a client frame
+// keeps its mask key and masked payload.
+func TestFramesPassUnchanged(t *testing.T) {
+	sizes := []int{0, 125, 126, 65535, 65536, 16 << 20}
+	for _, dir := range []string{"client to backend", "backend to client"} {
+		for _, n := range sizes {
+			t.Run(dir+"/"+itoa(n), func(t *testing.T) {
+				t.Parallel()
+				h := start(t, quickConfig())
+				from, to := h.client, h.backend
+				if dir == "backend to client" {
+					from, to = h.backend, h.client
+				}
+				f := ws.NewBinaryFrame(payloadOf(n))
+				if from.mask {
+					f = ws.MaskFrame(f)
+				}
+				go from.send(f)
+				sameFrame(t, to.next(10*time.Second), f)
+			})
+		}
+	}
+}
+
+// TestFragmentedWithPeerPings relays a fragmented message with the peers'
+// own pings between its fragments (RFC 6455 5.4): every frame arrives in
+// order and unchanged, and peer pings and pongs travel end to end.
+func TestFragmentedWithPeerPings(t *testing.T) {
+	seqs := map[string][]ws.Frame{
+		"client": {
+			ws.NewFrame(ws.OpText, false, []byte("hel")),
+			ws.NewPingFrame([]byte("client-ping")),
+			ws.NewFrame(ws.OpContinuation, false, []byte("lo ")),
+			ws.NewPongFrame([]byte("client-pong")),
+			ws.NewFrame(ws.OpContinuation, true, []byte("world")),
+			ws.NewBinaryFrame([]byte{1, 2, 3}),
+		},
+		"backend": {
+			ws.NewFrame(ws.OpBinary, false, payloadOf(70000)),
+			ws.NewPingFrame([]byte("backend-ping")),
+			ws.NewFrame(ws.OpContinuation, false, nil),
+			ws.NewFrame(ws.OpContinuation, true, []byte("end")),
+		},
+	}
+	for name, seq := range seqs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := start(t, quickConfig())
+			from, to := h.client, h.backend
+			if name == "backend" {
+				from, to = h.backend, h.client
+			}
+			want := make([]ws.Frame, len(seq))
+			for i, f := range seq {
+				if from.mask {
+					f = ws.MaskFrame(f)
+				}
+				want[i] = f
+			}
+			go func() {
+				for _, f := range want {
+					from.send(f)
+				}
+			}()
+			for _, f := range want {
+				sameFrame(t, to.next(5*time.Second), f)
+			}
+		})
+	}
+}
+
+// TestRelayPingWaitsForFrameInFlight streams a large frame slowly from the
+// backend while a relay ping is due: the ping reaches the client only after
+// the whole frame.
+func TestRelayPingWaitsForFrameInFlight(t *testing.T) {
+	cfg := quickConfig()
+	cfg.PingInterval = 50 * time.Millisecond
+	cfg.PongTimeout = 5 * time.Second
+	h := start(t, cfg)
+	payload := payloadOf(1 << 20)
+	raw := mustCompile(t, ws.NewBinaryFrame(payload))
+	go func() {
+		for off := 0; off < len(raw); off += 64 << 10 {
+			end := min(off+64<<10, len(raw))
+			h.backend.writeRaw(raw[off:end])
+			time.Sleep(20 * time.Millisecond) // 16 chunks: ~320 ms, well past the ping's due time
+		}
+	}()
+	f := h.client.next(10 * time.Second)
+	if f.Header.OpCode != ws.OpBinary || !bytes.Equal(f.Payload, payload) {
+		t.Fatalf("first frame is %v of %d bytes, want the whole binary frame", f.Header.OpCode, len(f.Payload))
+	}
+	p := h.client.next(5 * time.Second)
+	if p.Header.OpCode != ws.OpPing || !bytes.Equal(p.Payload, pingPayload) {
+		t.Fatalf("frame after the large one is %v %q, want a relay ping", p.Header.OpCode, p.Payload)
+	}
+}
+
+// TestRelayPongsConsumed answers relay pings; the backend never sees those
+// pongs, while a pong the client sends on its own still reaches it.
+func TestRelayPongsConsumed(t *testing.T) {
+	cfg := quickConfig()
+	cfg.PingInterval = 30 * time.Millisecond
+	cfg.PongTimeout = 2 * time.Second
+	h := start(t, cfg)
+	for i := 0; i < 3; i++ {
+		p := h.client.next(2 * time.Second)
+		if p.Header.OpCode != ws.OpPing {
+			t.Fatalf("got %v, want a relay ping", p.Header.OpCode)
+		}
+		h.client.send(ws.NewPongFrame(p.Payload))
+	}
+	own := ws.MaskFrame(ws.NewPongFrame([]byte("unsolicited")))
+	h.client.send(own)
+	sameFrame(t, h.backend.next(2*time.Second), own)
+	h.client.send(closeFrame(1000, ""))
+	h.backend.expectClose(1000, 2*time.Second)
+	h.backend.send(closeFrame(1000, ""))
+	r := h.wait(t, 5*time.Second)
+	if r.PingsSent < 3 || r.PongsReceived < 3 {
+		t.Fatalf("pings sent %d, pongs received %d, want at least 3 each", r.PingsSent, r.PongsReceived)
+	}
+}
+
+// TestDeadClient stops answering: the backend gets 1001 within
+// PingInterval + PongTimeout (plus scheduling slack) and the client's
+// connection is closed.
+func TestDeadClient(t *testing.T) {
+	cfg := quickConfig()
+	cfg.PingInterval = 100 * time.Millisecond
+	cfg.PongTimeout = 100 * time.Millisecond
+	h := start(t, cfg)
+	began := time.Now()
+	h.backend.expectClose(CodeGoingAway, 2*time.Second)
+	if took := time.Since(began); took > 200*time.Millisecond+500*time.Millisecond {
+		t.Fatalf("dead client noticed after %v", took)
+	}
+	h.client.expectEnd(time.Second)
+	h.backend.send(closeFrame(1001, ""))
+	r := h.wait(t, 3*time.Second)
+	if r.ClosedBy != "relay" || r.Cause != "ping timeout" || r.CloseCode != CodeGoingAway {
+		t.Fatalf("result %+v, want relay/ping timeout/1001", r)
+	}
+}
+
+// TestClientWriteTimeout: a client that stops reading is dropped after the
+// write timeout and the backend gets 1001.
+func TestClientWriteTimeout(t *testing.T) {
+	cfg := quickConfig()
+	cfg.WriteTimeout = 100 * time.Millisecond
+	h := startOpts(t, cfg, false) // the client never reads
+	go h.backend.send(ws.NewBinaryFrame(payloadOf(1024)))
+	h.backend.expectClose(CodeGoingAway, 3*time.Second)
+	h.backend.send(closeFrame(1001, ""))
+	r := h.wait(t, 3*time.Second)
+	if r.Cause != "write timeout" || r.ClosedBy != "relay" {
+		t.Fatalf("result %+v, want relay/write timeout", r)
+	}
+}
+
+// TestCloseForwarded: close frames travel both ways with code and reason
+// intact, and the relay ends when the handshake is done.
+func TestCloseForwarded(t *testing.T) {
+	tests := []struct {
+		name      string
+		initiator string
+		code      uint16
+		reason    string
+	}{
+		{"client closes", "client", 4001, "bye"},
+		{"backend closes", "backend", 4002, "server says bye"},
+		{"normal", "client", 1000, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := start(t, quickConfig())
+			from, to := h.client, h.backend
+			if tc.initiator == "backend" {
+				from, to = h.backend, h.client
+			}
+			from.send(closeFrame(tc.code, tc.reason))
+			if got := to.expectClose(tc.code, 2*time.Second); got != tc.reason {
+				t.Fatalf("reason %q, want %q", got, tc.reason)
+			}
+			to.send(closeFrame(tc.code, tc.reason))
+			from.expectClose(tc.code, 2*time.Second)
+			r := h.wait(t, 2*time.Second)
+			from.expectEnd(time.Second)
+			to.expectEnd(time.Second)
+			if r.ClosedBy != tc.initiator || r.CloseCode != tc.code || r.CloseReason != tc.reason {
+				t.Fatalf("result %+v", r)
+			}
+		})
+	}
+}
+
+// TestLegGone: a leg that disappears without a close frame gives the other
+// leg 1014 (backend gone) or 1001 (client gone).
+func TestLegGone(t *testing.T) {
+	t.Run("backend gone", func(t *testing.T) {
+		h := start(t, quickConfig())
+		h.backend.conn.Close()
+		h.client.expectClose(CodeBadGateway, 2*time.Second)
+		h.client.send(closeFrame(1000, ""))
+		r := h.wait(t, 3*time.Second)
+		if r.ClosedBy != "backend" || r.CloseCode != CodeBadGateway {
+			t.Fatalf("result %+v", r)
+		}
+	})
+	t.Run("client gone", func(t *testing.T) {
+		h := start(t, quickConfig())
+		h.client.conn.Close()
+		h.backend.expectClose(CodeGoingAway, 2*time.Second)
+		h.backend.send(closeFrame(1001, ""))
+		r := h.wait(t, 3*time.Second)
+		if r.ClosedBy != "client" || r.CloseCode != CodeGoingAway {
+			t.Fatalf("result %+v", r)
+		}
+	})
+	t.Run("backend gone mid-message between fragments", func(t *testing.T) {
+		h := start(t, quickConfig())
+		first := ws.NewFrame(ws.OpText, false, []byte("part"))
+		h.backend.send(first)
+		sameFrame(t, h.client.next(2*time.Second), first)
+		h.backend.conn.Close()
+		h.client.expectClose(CodeBadGateway, 2*time.Second)
+	})
+	t.Run("no answer to the close", func(t *testing.T) {
+		cfg := quickConfig()
+		cfg.CloseTimeout = 200 * time.Millisecond
+		h := start(t, cfg)
+		h.backend.conn.Close()
+		h.client.expectClose(CodeBadGateway, 2*time.Second)
+		h.client.expectEnd(2 * time.Second)
+	})
+}
+
+// TestShutdown closes both legs between frames with the given code.
+func TestShutdown(t *testing.T) {
+	for _, code := range []uint16{CodeGoingAway, CodeServiceRestart} {
+		t.Run(itoa(int(code)), func(t *testing.T) {
+			t.Parallel()
+			h := start(t, quickConfig())
+			h.session.Shutdown(code, "server shutting down")
+			h.client.expectClose(code, 2*time.Second)
+			h.backend.expectClose(code, 2*time.Second)
+			h.client.send(closeFrame(code, ""))
+			h.backend.send(closeFrame(code, ""))
+			r := h.wait(t, 2*time.Second)
+			if r.ClosedBy != "relay" || r.Cause != "shutdown" || r.CloseCode != code {
+				t.Fatalf("result %+v", r)
+			}
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

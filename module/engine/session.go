@@ -1,0 +1,247 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/websocket-relay/websocket_relay/module/keepalive"
+)
+
+// Side names a leg of a relayed connection.
+type Side uint8
+
+const (
+	Client Side = iota
+	Backend
+)
+
+// String returns "client" or "backend".
+func (s Side) String() string {
+	if s == Client {
+		return "client"
+	}
+	return "backend"
+}
+
+func (s Side) other() Side { return 1 - s }
+
+// Leg is one finished-handshake connection handed to the engine.
+type Leg struct {
+	Conn net.Conn
+	// Prefix holds bytes of the WebSocket stream that were already read
+	// from Conn along with the handshake; they are relayed first.
+	Prefix []byte
+}
+
+// Config tunes one relay. Zero durations turn the matching feature off.
+type Config struct {
+	// PingInterval: ping a client that sent nothing for this long.
+	PingInterval time.Duration
+	// PongTimeout: a client that sends nothing for this long after a
+	// relay ping was written is dead.
+	PongTimeout time.Duration
+	// WriteTimeout bounds each write to the client.
+	WriteTimeout time.Duration
+	// CloseTimeout bounds the wait for the close handshake to finish
+	// once either side started it or went away.
+	CloseTimeout time.Duration
+	// AllowedRSV holds the RSV bits (as in ws.Header.Rsv) that the
+	// extensions negotiated between client and backend define for data
+	// frames, e.g. RSV1 for permessage-deflate.
+	AllowedRSV byte
+	// BufferSize is the read buffer per leg; 0 means 4096 bytes.
+	BufferSize int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Counters are the traffic one direction carried.
+type Counters struct {
+	Bytes  int64 // wire bytes: headers and payloads
+	Frames int64
+}
+
+// Result describes how a relay ended.
+type Result struct {
+	// ClosedBy is "client", "backend" or "relay".
+	ClosedBy string
+	// Cause says why, e.g. "client closed", "ping timeout".
+	Cause string
+	// CloseCode and CloseReason are those of the first close frame seen
+	// or sent (0 when none was).
+	CloseCode   uint16
+	CloseReason string
+
+	ClientToBackend Counters
+	BackendToClient Counters
+	PingsSent       int64
+	PongsReceived   int64
+	Duration        time.Duration
+}
+
+// pingPayload marks the relay's pings. It is random per process, so a
+// peer's own ping can never be mistaken for one.
+var pingPayload = func() []byte {
+	p := make([]byte, 16)
+	copy(p, "wsrelay:")
+	_, _ = rand.Read(p[8:])
+	return p
+}()
+
+// leg is the engine's view of one side.
+type leg struct {
+	side Side
+	conn net.Conn
+	br   *bufio.Reader
+	w    *writer
+	// ctl holds a control frame's payload while it is inspected.
+	ctl   [maxControlPayload]byte
+	plain [maxControlPayload]byte
+	// hdr is ws.ReadHeaderBuffer's scratch space.
+	hdr [16]byte
+
+	counters Counters // written by the pump that reads this leg
+}
+
+// Session relays one connection. Run it once; Shutdown may be called
+// from any goroutine at any time.
+type Session struct {
+	cfg   Config
+	legs  [2]*leg
+	start time.Time
+
+	done     chan struct{} // closed when the session tears down
+	doneOnce sync.Once
+
+	mu     sync.Mutex
+	result Result
+	gone   [2]bool
+
+	// lastSeen is when the client last sent anything (unix nanoseconds).
+	lastSeen atomic.Int64
+	// backendBlocked is set while a client frame waits for the backend
+	// to take it: the client is not idle then, the backend is slow.
+	backendBlocked atomic.Bool
+	pings, pongs   atomic.Int64
+
+	closeTimer *time.Timer // guarded by mu
+	finished   bool        // guarded by mu: Run is returning
+
+	tickMu    sync.Mutex
+	pingTimer *time.Timer
+	monitor   *keepalive.Monitor // owned by tick
+	wg        sync.WaitGroup     // Shutdown's close writers
+}
+
+// New prepares a relay between client and backend.
+func New(client, backend Leg, cfg Config) *Session {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.BufferSize <= 0 {
+		cfg.BufferSize = 4096
+	}
+	s := &Session{cfg: cfg, done: make(chan struct{}), start: cfg.Now()}
+	s.legs[Client] = s.newLeg(Client, client, newWriter(client.Conn, cfg.WriteTimeout, false, cfg.Now))
+	s.legs[Backend] = s.newLeg(Backend, backend, newWriter(backend.Conn, 0, true, cfg.Now))
+	s.lastSeen.Store(s.start.UnixNano())
+	return s
+}
+
+func (s *Session) newLeg(side Side, l Leg, w *writer) *leg {
+	var r io.Reader = l.Conn
+	if len(l.Prefix) > 0 {
+		r = io.MultiReader(bytes.NewReader(l.Prefix), l.Conn)
+	}
+	return &leg{side: side, conn: l.Conn, br: bufio.NewReaderSize(r, s.cfg.BufferSize), w: w}
+}
+
+// Run relays until both legs are finished and returns how it ended. Both
+// connections are closed when it returns.
+func (s *Session) Run() Result {
+	s.startKeepalive()
+	var pumps sync.WaitGroup
+	pumps.Add(1)
+	go func() {
+		defer pumps.Done()
+		s.pump(s.legs[Client])
+		s.pumpExited()
+	}()
+	s.pump(s.legs[Backend])
+	s.pumpExited()
+	pumps.Wait()
+	s.teardown()
+	s.mu.Lock()
+	s.finished = true
+	s.mu.Unlock()
+	s.wg.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.result
+	r.ClientToBackend = s.legs[Client].counters
+	r.BackendToClient = s.legs[Backend].counters
+	r.PingsSent = s.pings.Load()
+	r.PongsReceived = s.pongs.Load()
+	r.Duration = s.cfg.Now().Sub(s.start)
+	if r.ClosedBy == "" {
+		r.ClosedBy, r.Cause = "relay", "closed"
+	}
+	return r
+}
+
+// pumpExited arms the close timer when the first pump is done: the other
+// leg then has CloseTimeout to finish its side of the close handshake.
+func (s *Session) pumpExited() {
+	s.armCloseTimer()
+}
+
+// armCloseTimer starts the one close timer; when it fires the session
+// tears down whatever is still open.
+func (s *Session) armCloseTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeTimer != nil || s.finished {
+		return
+	}
+	d := s.cfg.CloseTimeout
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	s.closeTimer = time.AfterFunc(d, s.teardown)
+}
+
+// teardown closes both connections, which ends both pumps, and stops the
+// timers. It is idempotent.
+func (s *Session) teardown() {
+	s.doneOnce.Do(func() {
+		close(s.done)
+		s.legs[Client].conn.Close()
+		s.legs[Backend].conn.Close()
+	})
+	s.mu.Lock()
+	if s.closeTimer != nil {
+		s.closeTimer.Stop()
+	}
+	s.mu.Unlock()
+	s.tickMu.Lock()
+	if s.pingTimer != nil {
+		s.pingTimer.Stop()
+	}
+	s.tickMu.Unlock()
+}
+
+func (s *Session) isDone() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// errWriterDone is returned when a writer gave up waiting for its lock
+// because the session is tearing down.
+var errWriterDone = errors.New("relay is closing")
+
+// writer is the only way bytes reach one leg. Whoever holds its one-slot
+// lock writes one whole frame; that is what keeps relay pings and close
+// frames between frames.
+type writer struct {
+	conn    net.Conn
+	now     func() time.Time
+	timeout time.Duration // per write; 0 means none
+	mask    bool          // relay-made frames to this leg are masked (the backend leg)
+	sem     chan struct{}
+
+	// Guarded by sem.
+	closeSent bool // a close frame went out: no more data frames (RFC 6455 5.5.1)
+	broken    bool // a write failed or a frame was left unfinished
+	scratch   [ws.MaxHeaderSize]byte
+	hdr       [ws.MaxHeaderSize]byte
+	ctl       [ws.MaxHeaderSize + maxControlPayload]byte
+	sw        sliceWriter
+	vec       [2][]byte
+	bufs      net.Buffers
+}
+
+func newWriter(conn net.Conn, timeout time.Duration, mask bool, now func() time.Time) *writer {
+	return &writer{conn: conn, now: now, timeout: timeout, mask: mask, sem: make(chan struct{}, 1)}
+}
+
+// lock takes the writer, giving up when done is closed.
+func (w *writer) lock(done <-chan struct{}) bool {
+	select {
+	case w.sem <- struct{}{}:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+func (w *writer) unlock() { <-w.sem }
+
+// usable reports whether a frame may still be written. Call with the lock.
+func (w *writer) usable() bool { return !w.closeSent && !w.broken }
+
+// write writes p whole under the per-write deadline. A failure leaves the
+// leg broken: the frame on the wire is unfinished, so nothing more may go.
+func (w *writer) write(p []byte) error {
+	if w.timeout > 0 {
+		_ = w.conn.SetWriteDeadline(w.now().Add(w.timeout))
+	}
+	_, err := w.conn.Write(p)
+	if err != nil {
+		// The frame on the wire is unfinished: nothing valid can follow.
+		// The session closes the connection once it has recorded why.
+		w.broken = true
+	}
+	return err
+}
+
+// encode appends the wire form of h to dst, which has room for it.
+func (w *writer) encode(dst []byte, h ws.Header) []byte {
+	w.sw.buf = dst
+	// dst always has room for a header, and gobwas only fails on lengths
+	// that ws.ReadHeader already refused.
+	_ = ws.WriteHeaderBuffer(&w.sw, h, w.scratch[:])
+	return w.sw.buf
+}
+
+// control writes a relay-made control frame (ping or close) between whole
+// frames. A frame is skipped (started is zero) when the leg is broken or
+// already had its close frame.
+//
+// started is when the write began, after any frame in flight: a peer's
+// answer can only come after it.
+func (w *writer) control(done <-chan struct{}, op ws.OpCode, payload []byte) (started time.Time, err error) {
+	if !w.lock(done) {
+		return started, errWriterDone
+	}
+	defer w.unlock()
+	if !w.usable() {
+		return started, nil
+	}
+	started = w.now()
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
+	if w.mask {
+		h.Masked = true
+		h.Mask = ws.NewMask()
+	}
+	frame := append(w.encode(w.ctl[:0], h), payload...)
+	if w.mask {
+		ws.Cipher(frame[len(frame)-len(payload):], h.Mask, 0)
+	}
+	if op == ws.OpClose {
+		w.closeSent = true
+	}
+	return started, w.write(frame)
+}
+
+// sliceWriter appends to a fixed buffer without allocating.
+type sliceWriter struct{ buf []byte }
+
+func (s *sliceWriter) Write(p []byte) (int, error) {
+	if len(s.buf)+len(p) > cap(s.buf) {
+		return 0, io.ErrShortBuffer
+	}
+	s.buf = append(s.buf, p...)
+	return len(p), nil
+}
+
+// writeFrameStart writes a frame header and the first part of its payload
+// in one system call where the connection allows (writev on TCP).
+func (w *writer) writeFrameStart(hdr, payload []byte) error {
+	if len(payload) == 0 {
+		return w.write(hdr)
+	}
+	if len(hdr)+len(payload) <= len(w.ctl) {
+		return w.write(append(append(w.ctl[:0], hdr...), payload...))
+	}
+	if w.timeout > 0 {
+		_ = w.conn.SetWriteDeadline(w.now().Add(w.timeout))
+	}
+	w.vec[0], w.vec[1] = hdr, payload
+	w.bufs = w.vec[:]
+	_, err := w.bufs.WriteTo(w.conn)
+	w.vec[0], w.vec[1] = nil, nil
+	if err != nil {
+		w.broken = true
+	}
+	return err
+}
