@@ -1,0 +1,161 @@
+package wsrelay
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/net/http/httpguts"
+)
+
+// errBadHandshake marks a backend answer that is not a valid 101.
+var errBadHandshake = errors.New("invalid handshake")
+
+// dialed is a backend connection whose upgrade request was answered.
+type dialed struct {
+	conn     net.Conn
+	upstream Upstream
+	resp     *http.Response
+	// br holds bytes read past the backend's response headers: the first
+	// frames, or the body of a non-101 answer.
+	br *bufio.Reader
+}
+
+// dialUpstream connects to the first upstream that answers, in
+// round-robin order, skipping those whose dial just failed.
+func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, Upstream, error) {
+	var errs []error
+	for _, idx := range h.pool.order(now()) {
+		up := h.pool.list[idx]
+		conn, err := h.dialOne(ctx, up)
+		if err != nil {
+			h.pool.markFailed(idx, now())
+			errs = append(errs, fmt.Errorf("dialing upstream %s: %w", up.Raw, err))
+			continue
+		}
+		h.pool.markHealthy(idx)
+		return conn, up, nil
+	}
+	return nil, Upstream{}, errors.Join(errs...)
+}
+
+func (h *Handler) dialOne(ctx context.Context, up Upstream) (net.Conn, error) {
+	d := &net.Dialer{Timeout: time.Duration(h.DialTimeout)}
+	if !up.TLS {
+		return d.DialContext(ctx, "tcp", up.Addr)
+	}
+	host, _, _ := net.SplitHostPort(up.Addr)
+	td := &tls.Dialer{NetDialer: d, Config: &tls.Config{
+		ServerName:         host,
+		NextProtos:         []string{"http/1.1"},
+		InsecureSkipVerify: h.TLSInsecureSkipVerify, //nolint:gosec // opt-in for test backends
+	}}
+	return td.DialContext(ctx, "tcp", up.Addr)
+}
+
+// backendRequest builds the upgrade request for the backend: the client's
+// path and query under the upstream's path, its end-to-end headers
+// (Sec-WebSocket-*, Origin, cookies, auth), hop-by-hop headers removed and
+// X-Forwarded-* added as reverse_proxy does.
+func backendRequest(r *http.Request, up Upstream) *http.Request {
+	out := r.Clone(context.Background())
+	out.Header = r.Header.Clone()
+	removeHopHeaders(out.Header)
+	out.Header.Set("Connection", "Upgrade")
+	out.Header.Set("Upgrade", "websocket")
+	setForwarded(out.Header, r)
+	u := *r.URL
+	u.Scheme, u.Host = "", ""
+	if up.Path != "" {
+		u.Path = up.Path + u.Path
+		if u.RawPath != "" {
+			u.RawPath = up.Path + u.RawPath
+		}
+	}
+	out.URL = &u
+	out.RequestURI = ""
+	return out
+}
+
+// setForwarded sets X-Forwarded-For, -Proto and -Host. Values that came in
+// are kept only from a trusted proxy, as in Caddy's reverse_proxy.
+func setForwarded(h http.Header, r *http.Request) {
+	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	if prior := h.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
+		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+ip)
+	} else {
+		h.Set("X-Forwarded-For", ip)
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	if !trusted || h.Get("X-Forwarded-Proto") == "" {
+		h.Set("X-Forwarded-Proto", proto)
+	}
+	if !trusted || h.Get("X-Forwarded-Host") == "" {
+		h.Set("X-Forwarded-Host", r.Host)
+	}
+}
+
+// handshake sends the upgrade request on conn and reads the backend's
+// answer within HandshakeTimeout.
+func (h *Handler) handshake(conn net.Conn, up Upstream, r *http.Request) (*dialed, error) {
+	_ = conn.SetDeadline(now().Add(time.Duration(h.HandshakeTimeout)))
+	req := backendRequest(r, up)
+	bw := bufio.NewWriterSize(conn, 1024)
+	if err := writeRequest(bw, req); err != nil {
+		return nil, fmt.Errorf("sending upgrade request: %w", err)
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, fmt.Errorf("reading upgrade response: %w", err)
+	}
+	d := &dialed{conn: conn, upstream: up, resp: resp, br: br}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return d, nil
+	}
+	if err := checkBackendAnswer(resp, r.Header.Get("Sec-WebSocket-Key")); err != nil {
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return d, nil
+}
+
+// writeRequest writes the request line and headers; an upgrade request
+// has no body.
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	fmt.Fprintf(bw, "GET %s HTTP/1.1\r\nHost: %s\r\n", req.URL.RequestURI(), req.Host)
+	if err := req.Header.WriteSubset(bw, map[string]bool{"Host": true}); err != nil {
+		return err
+	}
+	if _, err := bw.WriteString("\r\n"); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// checkBackendAnswer checks a 101 answer (RFC 6455 4.1, client side).
+func checkBackendAnswer(resp *http.Response, key string) error {
+	switch {
+	case !httpguts.HeaderValuesContainsToken(resp.Header["Upgrade"], "websocket"):
+		return fmt.Errorf("%w: 101 without Upgrade: websocket", errBadHandshake)
+	case !httpguts.HeaderValuesContainsToken(resp.Header["Connection"], "upgrade"):
+		return fmt.Errorf("%w: 101 without Connection: upgrade", errBadHandshake)
+	case resp.Header.Get("Sec-WebSocket-Accept") != acceptFor(key):
+		return fmt.Errorf("%w: wrong Sec-WebSocket-Accept", errBadHandshake)
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package wsrelay
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// isUpgrade reports whether r asks for a WebSocket upgrade (RFC 6455
+// 4.2.1): a GET whose Connection header lists "upgrade" and whose Upgrade
+// header lists "websocket", both compared without case.
+func isUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet &&
+		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") &&
+		httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket")
+}
+
+// checkClientHandshake checks the rest of an upgrade request. It returns
+// 0 when the request is good, else the HTTP status to answer with and a
+// one-line reason.
+func checkClientHandshake(r *http.Request) (status int, reason string) {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		return http.StatusBadRequest, "websocket upgrade needs HTTP/1.1"
+	}
+	versions := r.Header.Values("Sec-WebSocket-Version")
+	if len(versions) != 1 || strings.TrimSpace(versions[0]) != "13" {
+		return http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version: want 13"
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return http.StatusBadRequest, "missing or repeated Sec-WebSocket-Key header"
+	}
+	if !validKey(keys[0]) {
+		return http.StatusBadRequest, "malformed Sec-WebSocket-Key: want 16 bytes in base64"
+	}
+	return 0, ""
+}
+
+// validKey reports whether key is 16 bytes in base64 (RFC 6455 4.1).
+func validKey(key string) bool {
+	key = strings.TrimSpace(key)
+	if len(key) != 24 {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(key)
+	return err == nil && len(b) == 16
+}
+
+// acceptFor computes Sec-WebSocket-Accept for key (RFC 6455 4.2.2).
+func acceptFor(key string) string {
+	h := sha1.New()
+	h.Write([]byte(strings.TrimSpace(key)))
+	h.Write([]byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// hopHeaders are removed when a request or response crosses the relay
+// (RFC 9110 7.6.1); Connection and Upgrade are set again for the upgrade.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopHeaders deletes hop-by-hop headers, including those that the
+// Connection header names.
+func removeHopHeaders(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+}
+
+// allowedRSV returns the RSV bits that the extensions the backend accepted
+// define: RSV1 for permessage-deflate (RFC 7692 6); all three for an
+// extension the relay does not know, which then owns their meaning.
+func allowedRSV(extensions []string) byte {
+	var rsv byte
+	for _, v := range extensions {
+		for _, ext := range strings.Split(v, ",") {
+			name, _, _ := strings.Cut(ext, ";")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "":
+			case "permessage-deflate":
+				rsv |= 0x4
+			default:
+				rsv |= 0x7
+			}
+		}
+	}
+	return rsv
+}

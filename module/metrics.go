@@ -1,0 +1,74 @@
+package wsrelay
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/websocket-relay/websocket_relay/module/engine"
+)
+
+// Collectors are built once and registered on each configuration's
+// registry (as caddy-ratelimit does).
+var (
+	activeConnections = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "active_connections",
+		Help: "WebSocket connections being relayed now.",
+	})
+	connectionsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "connections_ended_total",
+		Help: "Relayed connections that ended, by who ended them and why.",
+	}, []string{"closed_by", "cause"})
+	relayedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "bytes_total",
+		Help: "Wire bytes of relayed frames, by direction.",
+	}, []string{"direction"})
+	relayedFrames = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "frames_total",
+		Help: "Relayed frames, by direction.",
+	}, []string{"direction"})
+	pingsSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "pings_sent_total",
+		Help: "Keepalive pings the relay sent to clients.",
+	})
+	handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "handshake_failures_total",
+		Help: "Upgrade requests not relayed, by reason: bad_request, dial, handshake, rejected.",
+	}, []string{"reason"})
+)
+
+// registerMetrics registers the collectors on reg, tolerating the ones a
+// previous configuration already registered there.
+func registerMetrics(reg *prometheus.Registry) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, relayedBytes, relayedFrames, pingsSent, handshakeFailures} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recordEnd adds a finished relay to the counters.
+func recordEnd(res engine.Result) {
+	connectionsEnded.WithLabelValues(res.ClosedBy, causeLabel(res.Cause)).Inc()
+	relayedBytes.WithLabelValues("client_to_backend").Add(float64(res.ClientToBackend.Bytes))
+	relayedBytes.WithLabelValues("backend_to_client").Add(float64(res.BackendToClient.Bytes))
+	relayedFrames.WithLabelValues("client_to_backend").Add(float64(res.ClientToBackend.Frames))
+	relayedFrames.WithLabelValues("backend_to_client").Add(float64(res.BackendToClient.Frames))
+	pingsSent.Add(float64(res.PingsSent))
+}
+
+// causeLabel folds a cause into a label of bounded cardinality.
+func causeLabel(cause string) string {
+	if strings.HasPrefix(cause, "protocol error") {
+		return "protocol_error"
+	}
+	return strings.ReplaceAll(cause, " ", "_")
+}

@@ -1,0 +1,100 @@
+// Package wsrelay is the Caddy glue of websocket_relay: the handler module
+// http.handlers.websocket_relay, its provisioning, upgrade detection, the
+// backend handshake, the registry of live relays, metrics and logs. The
+// frame relay itself lives in the engine package, which knows nothing of
+// Caddy.
+package wsrelay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/websocket-relay/websocket_relay/module/engine"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// now is the clock; tests may replace it.
+var now = time.Now
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.websocket_relay",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets defaults, parses the upstreams and registers metrics.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.setDefaults()
+	h.logger = ctx.Logger()
+	list := make([]Upstream, 0, len(h.Upstreams))
+	for _, s := range h.Upstreams {
+		u, err := ParseUpstream(s)
+		if err != nil {
+			return fmt.Errorf("websocket_relay: %w", err)
+		}
+		list = append(list, u)
+	}
+	if len(list) > 0 {
+		h.pool = newUpstreamPool(list)
+	}
+	h.live = newRegistry()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("websocket_relay: registering metrics: %w", err)
+	}
+	return nil
+}
+
+// Cleanup closes every live relay when this configuration goes away: with
+// 1001 (going away) when Caddy is exiting, with 1012 (service restart)
+// when a new configuration replaces this one. Each close goes between
+// whole frames; Cleanup waits until the peers answered or CloseTimeout
+// passed, so a stopping Caddy does not exit before the close frames left.
+func (h *Handler) Cleanup() error {
+	if h.live == nil {
+		return nil
+	}
+	code, reason := engine.CodeServiceRestart, "service restart"
+	if caddy.Exiting() {
+		code, reason = engine.CodeGoingAway, "server shutting down"
+	}
+	wait := time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second
+	if !h.live.shutdown(code, reason, wait) {
+		h.logger.Warn("relays still open after shutdown wait", zapDuration("waited", wait))
+	}
+	return nil
+}
+
+// engineConfig maps the handler's options onto the engine's.
+func (h *Handler) engineConfig(rsv byte) engine.Config {
+	ping := time.Duration(h.PingInterval)
+	if ping < 0 {
+		ping = 0
+	}
+	return engine.Config{
+		PingInterval: ping,
+		PongTimeout:  time.Duration(h.PongTimeout),
+		WriteTimeout: time.Duration(h.WriteTimeout),
+		CloseTimeout: time.Duration(h.CloseTimeout),
+		AllowedRSV:   rsv,
+	}
+}
+
+// errNoUpstream is returned by Validate when no upstream is configured.
+var errNoUpstream = errors.New("websocket_relay: at least one upstream is required")
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,150 @@
+package wsrelay
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/websocket-relay/websocket_relay/module/engine"
+)
+
+// ServeHTTP relays a WebSocket upgrade to a backend and hands every other
+// request to next. Before the 101, failures are HTTP statuses with a
+// one-line reason; after it, close codes and one log line.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !isUpgrade(r) {
+		return next.ServeHTTP(w, r)
+	}
+	if status, reason := checkClientHandshake(r); status != 0 {
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		handshakeFailures.WithLabelValues("bad_request").Inc()
+		return h.refuse(w, r, status, reason)
+	}
+	conn, up, err := h.dialUpstream(r.Context())
+	if err != nil {
+		handshakeFailures.WithLabelValues("dial").Inc()
+		h.logger.Warn("no upstream reachable", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
+		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: no upstream reachable")
+	}
+	d, err := h.handshake(conn, up, r)
+	if err != nil {
+		conn.Close()
+		handshakeFailures.WithLabelValues("handshake").Inc()
+		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
+			zap.String("upstream", up.Raw), zap.Error(err))
+		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
+	}
+	if d.resp.StatusCode != http.StatusSwitchingProtocols {
+		defer conn.Close()
+		handshakeFailures.WithLabelValues("rejected").Inc()
+		return h.passAnswer(w, d)
+	}
+	return h.relay(w, r, d)
+}
+
+// refuse answers a failed upgrade with status and a one-line reason.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, reason string) error {
+	if c := h.logger.Check(zapcore.DebugLevel, "upgrade refused"); c != nil {
+		c.Write(zap.String("remote_addr", r.RemoteAddr), zap.Int("status", status), zap.String("reason", reason))
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintln(w, reason)
+	return nil
+}
+
+// passAnswer copies a backend's non-101 answer (403, 404, ...) to the
+// client unchanged, hop-by-hop headers aside.
+func (h *Handler) passAnswer(w http.ResponseWriter, d *dialed) error {
+	defer d.resp.Body.Close()
+	hdr := d.resp.Header.Clone()
+	removeHopHeaders(hdr)
+	for k, v := range hdr {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(d.resp.StatusCode)
+	_ = d.conn.SetReadDeadline(now().Add(time.Duration(h.HandshakeTimeout)))
+	if _, err := io.Copy(w, d.resp.Body); err != nil {
+		return fmt.Errorf("copying backend answer: %w", err)
+	}
+	return nil
+}
+
+// relay sends the backend's 101 to the client, takes over the client's
+// connection and runs the engine until both legs are closed.
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error {
+	hdr := d.resp.Header.Clone()
+	removeHopHeaders(hdr)
+	for k, v := range hdr {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Upgrade", "websocket")
+	w.Header().Set("Connection", "Upgrade")
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	clientConn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		d.conn.Close()
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("hijacking client connection: %w", err))
+	}
+	if err := brw.Flush(); err != nil {
+		d.conn.Close()
+		clientConn.Close()
+		return nil
+	}
+	client := engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}
+	backend := engine.Leg{Conn: d.conn, Prefix: buffered(d.br)}
+	s := engine.New(client, backend, h.engineConfig(allowedRSV(d.resp.Header.Values("Sec-WebSocket-Extensions"))))
+	if !h.live.add(s) {
+		// This configuration is already shutting down.
+		s.Shutdown(engine.CodeServiceRestart, "service restart")
+	}
+	activeConnections.Inc()
+	res := s.Run()
+	activeConnections.Dec()
+	h.live.remove(s)
+	h.logEnd(r, d.upstream, res)
+	recordEnd(res)
+	return nil
+}
+
+// buffered copies the bytes a reader already holds.
+func buffered(br interface {
+	Buffered() int
+	Peek(int) ([]byte, error)
+}) []byte {
+	n := br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := br.Peek(n)
+	return append([]byte(nil), b...)
+}
+
+// logEnd writes the one info line that ends every relayed connection.
+func (h *Handler) logEnd(r *http.Request, up Upstream, res engine.Result) {
+	h.logger.Info("connection closed",
+		zap.String("remote_addr", r.RemoteAddr),
+		zap.String("upstream", up.Raw),
+		zap.Duration("duration", res.Duration),
+		zap.Int64("client_to_backend_bytes", res.ClientToBackend.Bytes),
+		zap.Int64("client_to_backend_frames", res.ClientToBackend.Frames),
+		zap.Int64("backend_to_client_bytes", res.BackendToClient.Bytes),
+		zap.Int64("backend_to_client_frames", res.BackendToClient.Frames),
+		zap.Uint16("close_code", res.CloseCode),
+		zap.String("close_reason", res.CloseReason),
+		zap.String("closed_by", res.ClosedBy),
+		zap.String("cause", res.Cause),
+		zap.Int64("pings_sent", res.PingsSent),
+		zap.Int64("pongs_received", res.PongsReceived),
+	)
+}
+
+func zapDuration(k string, d time.Duration) zap.Field { return zap.Duration(k, d) }
