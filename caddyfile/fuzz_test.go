@@ -1,0 +1,69 @@
+package relaycaddyfile
+
+import (
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	wsrelay "github.com/websocket-relay/websocket_relay/module"
+)
+
+// FuzzParse feeds arbitrary text to the directive's setup func. It must
+// never panic, and whatever it accepts must be a config the module can
+// use: at least one valid upstream, and durations that are unset (zero),
+// positive, or -1 for `ping_interval off`.
+func FuzzParse(f *testing.F) {
+	for _, tc := range goodCases {
+		f.Add(tc.input)
+	}
+	for _, tc := range badCases {
+		f.Add(tc.input)
+	}
+	for _, s := range []string{
+		"websocket_relay a:1 {\n\tto \"b:2\" `c:3`\n}",
+		"websocket_relay a:1 {\n\tping_interval 1.5h30m\n\tclose_timeout 0.5d\n}",
+		"websocket_relay a:1 {\n\t{\n\t}\n}",
+		"websocket_relay a:1 {\n}\n}\n{",
+		"websocket_relay {env.HOST}:1",
+		"websocket_relay a:1 <<EOF\nx\nEOF",
+		"websocket_relay \"a:1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		tokens, err := caddyfile.Tokenize([]byte(input), "Fuzzfile")
+		if err != nil {
+			return // the lexer's errors are not the directive's concern
+		}
+		handler, err := parse(httpcaddyfile.Helper{Dispenser: caddyfile.NewDispenser(tokens)})
+		if err != nil {
+			return
+		}
+		checkAccepted(t, handler.(*wsrelay.Handler))
+	})
+}
+
+// checkAccepted fails t if h, accepted by the parser, is not usable.
+func checkAccepted(t *testing.T, h *wsrelay.Handler) {
+	t.Helper()
+	if len(h.Upstreams) == 0 {
+		t.Fatal("accepted a directive without upstreams")
+	}
+	for _, u := range h.Upstreams {
+		if _, err := wsrelay.ParseUpstream(u); err != nil {
+			t.Fatalf("accepted a bad upstream: %v", err)
+		}
+	}
+	if h.PingInterval < 0 && h.PingInterval != -1 {
+		t.Fatalf("ping_interval %d: negative but not off", h.PingInterval)
+	}
+	for _, d := range []int64{
+		int64(h.PongTimeout), int64(h.WriteTimeout), int64(h.DialTimeout),
+		int64(h.HandshakeTimeout), int64(h.CloseTimeout),
+	} {
+		if d < 0 {
+			t.Fatalf("accepted a negative timeout: %+v", h)
+		}
+	}
+}
