@@ -1,0 +1,42 @@
+# websocket_relay: build, demo and test. Run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+
+.PHONY: help deps build demo test vet unit fuzz-short fuzz xcaddy-check clean
+
+help:
+	@echo "make demo          build bin/caddy and run the demo on http://localhost:8080/"
+	@echo "make test          deps, go vet, go test -race, 5s per fuzz target, xcaddy check"
+	@echo "make build         build bin/caddy (Caddy's standard modules + this plugin)"
+	@echo "make deps          install the test dependencies (Debian and npm packages)"
+	@echo "make fuzz          60s per fuzz target"
+	@echo "make xcaddy-check  build with xcaddy and check the binary (~2 min)"
+
+deps:
+	bash scripts/deps.sh
+
+build:
+	$(GO) build -o bin/caddy ./cmd/caddy
+
+demo: build
+	./bin/caddy websocket-relay --from localhost:8080
+
+test: deps vet unit fuzz-short xcaddy-check
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fuzz-short:
+	bash scripts/fuzz.sh 5s
+
+fuzz:
+	bash scripts/fuzz.sh 60s
+
+xcaddy-check:
+	bash scripts/xcaddy-check.sh
+
+clean:
+	rm -rf bin
