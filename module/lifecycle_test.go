@@ -1,0 +1,161 @@
+package wsrelay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/coder/websocket"
+
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/standard"
+)
+
+// echoBackend is a coder/websocket echo server that records the close
+// code each of its connections ended with.
+type echoBackend struct {
+	*httptest.Server
+	mu     sync.Mutex
+	closes []websocket.StatusCode
+	ended  chan struct{}
+}
+
+func newEchoBackend(t *testing.T) *echoBackend {
+	t.Helper()
+	b := &echoBackend{ended: make(chan struct{}, 1024)}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		ctx := context.Background()
+		for {
+			typ, msg, err := c.Read(ctx)
+			if err != nil {
+				b.mu.Lock()
+				b.closes = append(b.closes, websocket.CloseStatus(err))
+				b.mu.Unlock()
+				b.ended <- struct{}{}
+				return
+			}
+			if err := c.Write(ctx, typ, msg); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// loadRelay runs Caddy in this process with one relay route to upstream.
+func loadRelay(t *testing.T, port int, upstream string) {
+	t.Helper()
+	cfg := map[string]any{
+		"admin": map[string]any{"disabled": true},
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
+		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"relay": map[string]any{
+			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
+			"routes": []any{map[string]any{"handle": []any{map[string]any{
+				"handler": "websocket_relay", "upstreams": []string{upstream},
+				"close_timeout": "1s",
+			}}}},
+		}}}},
+	}
+	raw, _ := json.Marshal(cfg)
+	if err := caddy.Load(raw, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+}
+
+// TestStopClosesEveryRelay opens relayed connections, stops Caddy, and
+// checks that every client and every backend got a close frame and that
+// no goroutine of the relay is left behind.
+func TestStopClosesEveryRelay(t *testing.T) {
+	backend := newEchoBackend(t)
+	baseline := runtime.NumGoroutine()
+	port := freePort(t)
+	loadRelay(t, port, backend.Listener.Addr().String())
+
+	const n = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	results := make(chan error, n)
+	for i := 0; i < n; i++ {
+		c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/", port), nil)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		if err := c.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hi" {
+			t.Fatalf("echo %d: %q %v", i, msg, err)
+		}
+		go func() {
+			_, _, err := c.Read(ctx)
+			results <- err
+		}()
+	}
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// caddy.Stop is a config unload, not an exit: 1012 on both legs.
+	for i := 0; i < n; i++ {
+		err := <-results
+		if got := websocket.CloseStatus(err); got != websocket.StatusServiceRestart {
+			t.Errorf("client %d ended with %v, want close 1012", i, err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-backend.ended:
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d backend connections ended", i, n)
+		}
+	}
+	backend.mu.Lock()
+	for i, code := range backend.closes {
+		if code != websocket.StatusServiceRestart {
+			t.Errorf("backend connection %d got %d, want 1012", i, code)
+		}
+	}
+	backend.mu.Unlock()
+	waitGoroutines(t, baseline)
+}
+
+// waitGoroutines waits until the goroutine count is back to baseline
+// (plus a small allowance for the runtime and the HTTP test server).
+func waitGoroutines(t *testing.T, baseline int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := runtime.NumGoroutine()
+		if got <= baseline+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines, baseline %d:\n%s", got, baseline, buf)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
