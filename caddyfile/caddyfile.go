@@ -41,6 +41,7 @@ func parse(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    dial_timeout      <duration>
 //	    handshake_timeout <duration>
 //	    close_timeout     <duration>
+//	    drain_period      <duration>|off
 //	    tls_insecure_skip_verify
 //	}
 //
@@ -48,7 +49,8 @@ func parse(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // wss://host[:port][/path]; `to` may repeat and adds upstreams, every
 // other subdirective may be given once. At least one upstream is
 // required. Durations take Caddy's units (including d for days) and must
-// be positive; `ping_interval off` turns relay pings off. The matcher is
+// be positive; `ping_interval off` turns relay pings off; `drain_period off` closes
+// all relays at once on a config reload. The matcher is
 // removed by httpcaddyfile before this runs. Unset options are left zero,
 // so the module's defaults apply.
 func UnmarshalCaddyfile(d *caddyfile.Dispenser, h *wsrelay.Handler) error {
@@ -90,7 +92,7 @@ var durationFields = map[string]func(*wsrelay.Handler) *caddy.Duration{
 
 // subdirectives lists every subdirective, for the unknown-name error.
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
-	"handshake_timeout, close_timeout, tls_insecure_skip_verify"
+	"handshake_timeout, close_timeout, drain_period, tls_insecure_skip_verify"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.
@@ -103,7 +105,9 @@ func parseSubdirective(d *caddyfile.Dispenser, h *wsrelay.Handler, name string) 
 		}
 		return addUpstreams(d, h, args)
 	case "ping_interval":
-		return parsePingInterval(d, h)
+		return parseDurationOrOff(d, name, &h.PingInterval)
+	case "drain_period":
+		return parseDurationOrOff(d, name, &h.DrainPeriod)
 	case "tls_insecure_skip_verify":
 		if d.NextArg() {
 			return d.ArgErr()
@@ -135,25 +139,26 @@ func addUpstreams(d *caddyfile.Dispenser, h *wsrelay.Handler, addrs []string) er
 	return nil
 }
 
-// parsePingInterval parses `ping_interval <duration>|off`. Off is stored
-// as a negative interval, which the module reads as "no relay pings".
-func parsePingInterval(d *caddyfile.Dispenser, h *wsrelay.Handler) error {
+// parseDurationOrOff parses `<name> <duration>|off`. Off is stored as a
+// negative duration, which the module reads as "feature off" (no relay
+// pings for ping_interval, all closes at once for drain_period).
+func parseDurationOrOff(d *caddyfile.Dispenser, name string, field *caddy.Duration) error {
 	val, err := oneArg(d)
 	if err != nil {
 		return err
 	}
 	if val == "off" {
-		h.PingInterval = -1
+		*field = -1
 		return nil
 	}
 	dur, err := caddy.ParseDuration(val)
 	if err != nil {
-		return d.Errf("ping_interval: parsing duration '%s': %w", val, err)
+		return d.Errf("%s: parsing duration '%s': %w", name, val, err)
 	}
 	if dur <= 0 {
-		return d.Errf("ping_interval: %s is not a valid interval; use 'ping_interval off' to turn relay pings off", val)
+		return d.Errf("%s: %s is not a valid duration; use '%s off' to turn it off", name, val, name)
 	}
-	h.PingInterval = caddy.Duration(dur)
+	*field = caddy.Duration(dur)
 	return nil
 }
 

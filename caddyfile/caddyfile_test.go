@@ -34,6 +34,8 @@ var goodCases = []struct {
 		wsrelay.Handler{Upstreams: []string{"ws://a:1/x", "wss://b/y/", "wss://c:8443"}}},
 	{"ping_interval off is negative", "websocket_relay a:1 {\n\tping_interval off\n}",
 		wsrelay.Handler{Upstreams: []string{"a:1"}, PingInterval: -1}},
+	{"drain_period off is negative", "websocket_relay a:1 {\n\tdrain_period off\n}",
+		wsrelay.Handler{Upstreams: []string{"a:1"}, DrainPeriod: -1}},
 	{"day unit", "websocket_relay a:1 {\n\tclose_timeout 1d\n}",
 		wsrelay.Handler{Upstreams: []string{"a:1"}, CloseTimeout: caddy.Duration(24 * time.Hour)}},
 	{"all options", `websocket_relay {
@@ -44,12 +46,13 @@ var goodCases = []struct {
 	dial_timeout 2s
 	handshake_timeout 3s
 	close_timeout 1m
+	drain_period 20s
 	tls_insecure_skip_verify
 }`, wsrelay.Handler{
 		Upstreams:    []string{"a:1"},
 		PingInterval: sec(30), PongTimeout: sec(15), WriteTimeout: sec(5),
 		DialTimeout: sec(2), HandshakeTimeout: sec(3), CloseTimeout: sec(60),
-		TLSInsecureSkipVerify: true,
+		DrainPeriod: sec(20), TLSInsecureSkipVerify: true,
 	}},
 }
 
@@ -105,6 +108,7 @@ var badCases = []struct {
 	{"bad write_timeout", "websocket_relay a:1 {\n\twrite_timeout 10\n}",
 		[]string{"write_timeout: parsing duration '10'"}},
 	{"zero ping_interval", "websocket_relay a:1 {\n\tping_interval 0\n}", []string{"use 'ping_interval off'"}},
+	{"zero drain_period", "websocket_relay a:1 {\n\tdrain_period 0\n}", []string{"use 'drain_period off'", "Testfile:2"}},
 	{"zero ping_interval 0s", "websocket_relay a:1 {\n\tping_interval 0s\n}", []string{"use 'ping_interval off'"}},
 	{"negative ping_interval", "websocket_relay a:1 {\n\tping_interval -5s\n}", []string{"use 'ping_interval off'"}},
 	{"zero pong_timeout", "websocket_relay a:1 {\n\tpong_timeout 0s\n}",

@@ -17,6 +17,7 @@ const (
 	DefaultDialTimeout      = 5 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultCloseTimeout     = 5 * time.Second
+	DefaultDrainPeriod      = 10 * time.Second
 )
 
 // Handler relays WebSocket connections frame by frame to a backend and
@@ -52,6 +53,11 @@ type Handler struct {
 	// close frame before it closes the TCP connection. Default: 5s.
 	CloseTimeout caddy.Duration `json:"close_timeout,omitempty"`
 
+	// DrainPeriod spreads the 1012 (service restart) closes of a config
+	// reload evenly over this long, so clients do not all reconnect at
+	// once. Default: 10s. A negative value closes them all at once.
+	DrainPeriod caddy.Duration `json:"drain_period,omitempty"`
+
 	// TLSInsecureSkipVerify turns off verification of a wss:// backend's
 	// certificate. For test backends only. Default: false.
 	TLSInsecureSkipVerify bool `json:"tls_insecure_skip_verify,omitempty"`
@@ -74,6 +80,7 @@ func (h *Handler) setDefaults() {
 	def(&h.DialTimeout, DefaultDialTimeout)
 	def(&h.HandshakeTimeout, DefaultHandshakeTimeout)
 	def(&h.CloseTimeout, DefaultCloseTimeout)
+	def(&h.DrainPeriod, DefaultDrainPeriod)
 }
 
 // Validate rejects a configuration that cannot work.

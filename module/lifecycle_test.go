@@ -65,16 +65,16 @@ func freePort(t *testing.T) int {
 }
 
 // loadRelay runs Caddy in this process with one relay route to upstream.
-func loadRelay(t *testing.T, port int, upstream string) {
+func loadRelay(t *testing.T, port int, upstream string, drain string) {
 	t.Helper()
 	cfg := map[string]any{
-		"admin": map[string]any{"disabled": true},
+		"admin":   map[string]any{"disabled": true},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
 		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"relay": map[string]any{
 			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
 			"routes": []any{map[string]any{"handle": []any{map[string]any{
 				"handler": "websocket_relay", "upstreams": []string{upstream},
-				"close_timeout": "1s",
+				"close_timeout": "1s", "drain_period": drain,
 			}}}},
 		}}}},
 	}
@@ -84,14 +84,15 @@ func loadRelay(t *testing.T, port int, upstream string) {
 	}
 }
 
-// TestStopClosesEveryRelay opens relayed connections, stops Caddy, and
-// checks that every client and every backend got a close frame and that
-// no goroutine of the relay is left behind.
+// TestStopClosesEveryRelay opens relayed connections, unloads the config,
+// and checks that every client and every backend got a close frame 1012,
+// that the closes were spread over the drain period, and that no goroutine
+// of the relay is left behind.
 func TestStopClosesEveryRelay(t *testing.T) {
 	backend := newEchoBackend(t)
 	baseline := runtime.NumGoroutine()
 	port := freePort(t)
-	loadRelay(t, port, backend.Listener.Addr().String())
+	loadRelay(t, port, backend.Listener.Addr().String(), "2s")
 
 	const n = 20
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -116,12 +117,21 @@ func TestStopClosesEveryRelay(t *testing.T) {
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	// caddy.Stop is a config unload, not an exit: 1012 on both legs.
+	// caddy.Stop is a config unload, not an exit: 1012 on both legs,
+	// spread over the 2 s drain period.
+	var first, last time.Time
 	for i := 0; i < n; i++ {
 		err := <-results
+		if i == 0 {
+			first = time.Now()
+		}
+		last = time.Now()
 		if got := websocket.CloseStatus(err); got != websocket.StatusServiceRestart {
 			t.Errorf("client %d ended with %v, want close 1012", i, err)
 		}
+	}
+	if spread := last.Sub(first); spread < time.Second || spread > 3*time.Second {
+		t.Errorf("closes spread over %v, want about 2s (the drain period)", spread)
 	}
 	for i := 0; i < n; i++ {
 		select {
@@ -158,4 +168,3 @@ func waitGoroutines(t *testing.T, baseline int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/websocket-relay/websocket_relay/module/engine"
 )
@@ -53,23 +54,31 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Cleanup closes every live relay when this configuration goes away: with
-// 1001 (going away) when Caddy is exiting, with 1012 (service restart)
-// when a new configuration replaces this one. Each close goes between
-// whole frames; Cleanup waits until the peers answered or CloseTimeout
-// passed, so a stopping Caddy does not exit before the close frames left.
+// Cleanup closes every live relay when this configuration goes away.
+// When Caddy exits, every relay (this configuration's and those of earlier
+// ones still draining) gets 1001 (going away) at once, and Cleanup waits
+// until the peers answered or CloseTimeout passed, so the process does not
+// exit before the close frames left. When a new configuration replaces
+// this one, the relays get 1012 (service restart) spread over DrainPeriod
+// and Cleanup returns at once. Each close goes between whole frames.
 func (h *Handler) Cleanup() error {
 	if h.live == nil {
 		return nil
 	}
-	code, reason := engine.CodeServiceRestart, "service restart"
 	if caddy.Exiting() {
-		code, reason = engine.CodeGoingAway, "server shutting down"
+		wait := time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second
+		for _, r := range append(drainingRegistries(), h.live) {
+			if !r.shutdown(engine.CodeGoingAway, "server shutting down", wait) {
+				h.logger.Warn("relays still open after shutdown wait", zap.Duration("waited", wait))
+			}
+		}
+		return nil
 	}
-	wait := time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second
-	if !h.live.shutdown(code, reason, wait) {
-		h.logger.Warn("relays still open after shutdown wait", zapDuration("waited", wait))
-	}
+	live := h.live
+	addDraining(live)
+	live.drain(engine.CodeServiceRestart, "service restart", time.Duration(h.DrainPeriod), func() {
+		removeDraining(live)
+	})
 	return nil
 }
 

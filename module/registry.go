@@ -14,16 +14,19 @@ type registry struct {
 	sessions map[*engine.Session]struct{}
 	closing  bool
 	empty    *sync.Cond
+	// stopDrain ends a drain early (when Caddy exits during one).
+	stopDrain     chan struct{}
+	stopDrainOnce sync.Once
 }
 
 func newRegistry() *registry {
-	r := &registry{sessions: make(map[*engine.Session]struct{})}
+	r := &registry{sessions: make(map[*engine.Session]struct{}), stopDrain: make(chan struct{})}
 	r.empty = sync.NewCond(&r.mu)
 	return r
 }
 
-// add registers s. It returns false when the registry is shutting down;
-// s is registered anyway so that shutdown waits for it.
+// add registers s. It returns false when the registry is closing; s is
+// registered anyway so that shutdown waits for it.
 func (r *registry) add(s *engine.Session) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -47,14 +50,27 @@ func (r *registry) count() int {
 	return len(r.sessions)
 }
 
-// shutdown closes every live relay with code and waits up to wait for
-// them to end. It reports whether all ended.
-func (r *registry) shutdown(code uint16, reason string, wait time.Duration) bool {
+// snapshot marks the registry closing and returns its live relays.
+func (r *registry) snapshot() []*engine.Session {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.closing = true
+	list := make([]*engine.Session, 0, len(r.sessions))
 	for s := range r.sessions {
+		list = append(list, s)
+	}
+	return list
+}
+
+// shutdown closes every live relay with code at once and waits up to wait
+// for them to end. It reports whether all ended.
+func (r *registry) shutdown(code uint16, reason string, wait time.Duration) bool {
+	r.stopDrainOnce.Do(func() { close(r.stopDrain) })
+	for _, s := range r.snapshot() {
 		s.Shutdown(code, reason)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	timer := time.AfterFunc(wait, func() {
 		r.mu.Lock()
 		r.empty.Broadcast()
@@ -65,7 +81,64 @@ func (r *registry) shutdown(code uint16, reason string, wait time.Duration) bool
 	for len(r.sessions) > 0 && time.Now().Before(deadline) {
 		r.empty.Wait()
 	}
-	ok := len(r.sessions) == 0
-	r.mu.Unlock()
-	return ok
+	return len(r.sessions) == 0
+}
+
+// drain closes the live relays with code one after another, spread evenly
+// over period, so that clients do not all reconnect in the same instant.
+// It returns at once; done is called when the last close was started.
+// shutdown ends a drain early and closes the rest at once.
+func (r *registry) drain(code uint16, reason string, period time.Duration, done func()) {
+	list := r.snapshot()
+	if period <= 0 || len(list) <= 1 {
+		for _, s := range list {
+			s.Shutdown(code, reason)
+		}
+		done()
+		return
+	}
+	step := period / time.Duration(len(list))
+	go func() {
+		defer done()
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for _, s := range list {
+			select {
+			case <-t.C:
+			case <-r.stopDrain:
+				return
+			}
+			s.Shutdown(code, reason)
+			t.Reset(step)
+		}
+	}()
+}
+
+// draining holds the registries of unloaded configurations whose relays
+// are still being closed, so that an exiting Caddy closes them too.
+var draining = struct {
+	sync.Mutex
+	set map[*registry]struct{}
+}{set: make(map[*registry]struct{})}
+
+func addDraining(r *registry) {
+	draining.Lock()
+	draining.set[r] = struct{}{}
+	draining.Unlock()
+}
+
+func removeDraining(r *registry) {
+	draining.Lock()
+	delete(draining.set, r)
+	draining.Unlock()
+}
+
+func drainingRegistries() []*registry {
+	draining.Lock()
+	defer draining.Unlock()
+	out := make([]*registry, 0, len(draining.set))
+	for r := range draining.set {
+		out = append(out, r)
+	}
+	return out
 }

@@ -146,5 +146,3 @@ func (h *Handler) logEnd(r *http.Request, up Upstream, res engine.Result) {
 		zap.Int64("pongs_received", res.PongsReceived),
 	)
 }
-
-func zapDuration(k string, d time.Duration) zap.Field { return zap.Duration(k, d) }
