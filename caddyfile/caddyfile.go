@@ -41,6 +41,7 @@ func parse(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    dial_timeout      <duration>
 //	    handshake_timeout <duration>
 //	    close_timeout     <duration>
+//	    stall_timeout     <duration>
 //	    drain_period      <duration>|off
 //	    tls_insecure_skip_verify
 //	}
@@ -88,11 +89,12 @@ var durationFields = map[string]func(*wsrelay.Handler) *caddy.Duration{
 	"dial_timeout":      func(h *wsrelay.Handler) *caddy.Duration { return &h.DialTimeout },
 	"handshake_timeout": func(h *wsrelay.Handler) *caddy.Duration { return &h.HandshakeTimeout },
 	"close_timeout":     func(h *wsrelay.Handler) *caddy.Duration { return &h.CloseTimeout },
+	"stall_timeout":     func(h *wsrelay.Handler) *caddy.Duration { return &h.StallTimeout },
 }
 
 // subdirectives lists every subdirective, for the unknown-name error.
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
-	"handshake_timeout, close_timeout, drain_period, tls_insecure_skip_verify"
+	"handshake_timeout, close_timeout, stall_timeout, drain_period, tls_insecure_skip_verify"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.

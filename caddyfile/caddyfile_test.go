@@ -46,13 +46,14 @@ var goodCases = []struct {
 	dial_timeout 2s
 	handshake_timeout 3s
 	close_timeout 1m
+	stall_timeout 45s
 	drain_period 20s
 	tls_insecure_skip_verify
 }`, wsrelay.Handler{
 		Upstreams:    []string{"a:1"},
 		PingInterval: sec(30), PongTimeout: sec(15), WriteTimeout: sec(5),
 		DialTimeout: sec(2), HandshakeTimeout: sec(3), CloseTimeout: sec(60),
-		DrainPeriod: sec(20), TLSInsecureSkipVerify: true,
+		StallTimeout: sec(45), DrainPeriod: sec(20), TLSInsecureSkipVerify: true,
 	}},
 }
 

@@ -18,6 +18,7 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultCloseTimeout     = 5 * time.Second
 	DefaultDrainPeriod      = 10 * time.Second
+	DefaultStallTimeout     = 30 * time.Second
 )
 
 // Handler relays WebSocket connections frame by frame to a backend and
@@ -53,6 +54,12 @@ type Handler struct {
 	// close frame before it closes the TCP connection. Default: 5s.
 	CloseTimeout caddy.Duration `json:"close_timeout,omitempty"`
 
+	// StallTimeout bounds each wait for the rest of a frame once its first
+	// byte arrived, from either side: a peer that announces a frame and
+	// then stalls is dropped (a stalled client's backend gets 1001).
+	// Idleness between frames is not a stall. Default: 30s.
+	StallTimeout caddy.Duration `json:"stall_timeout,omitempty"`
+
 	// DrainPeriod spreads the 1012 (service restart) closes of a config
 	// reload evenly over this long, so clients do not all reconnect at
 	// once. Default: 10s. A negative value closes them all at once.
@@ -81,6 +88,7 @@ func (h *Handler) setDefaults() {
 	def(&h.HandshakeTimeout, DefaultHandshakeTimeout)
 	def(&h.CloseTimeout, DefaultCloseTimeout)
 	def(&h.DrainPeriod, DefaultDrainPeriod)
+	def(&h.StallTimeout, DefaultStallTimeout)
 }
 
 // Validate rejects a configuration that cannot work.
@@ -102,6 +110,7 @@ func (h *Handler) Validate() error {
 		"dial_timeout":      h.DialTimeout,
 		"handshake_timeout": h.HandshakeTimeout,
 		"close_timeout":     h.CloseTimeout,
+		"stall_timeout":     h.StallTimeout,
 	} {
 		if d < 0 {
 			return fmt.Errorf("websocket_relay: %s must not be negative, got %s", name, time.Duration(d))

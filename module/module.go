@@ -93,6 +93,7 @@ func (h *Handler) engineConfig(rsv byte) engine.Config {
 		PongTimeout:  time.Duration(h.PongTimeout),
 		WriteTimeout: time.Duration(h.WriteTimeout),
 		CloseTimeout: time.Duration(h.CloseTimeout),
+		StallTimeout: time.Duration(h.StallTimeout),
 		AllowedRSV:   rsv,
 	}
 }

@@ -3,39 +3,18 @@ package engine
 import (
 	"bytes"
 	"io"
-	"net"
 	"testing"
 
 	"github.com/gobwas/ws"
 )
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(b *testing.B) (net.Conn, net.Conn) {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c, <-accepted
-}
 
 // BenchmarkRelayFrame measures the steady-state per-frame path, client to
 // backend over loopback TCP: allocations per relayed frame must be zero.
 func BenchmarkRelayFrame(b *testing.B) {
 	for _, size := range []int{128, 4096, 65536} {
 		b.Run(itoa(size), func(b *testing.B) {
-			clientTest, clientRelay := tcpPair(b)
-			backendRelay, backendTest := tcpPair(b)
+			clientTest, clientRelay := loopbackPair(b)
+			backendRelay, backendTest := loopbackPair(b)
 			s := New(Leg{Conn: clientRelay}, Leg{Conn: backendRelay}, Config{WriteTimeout: 0, CloseTimeout: 100e6})
 			done := make(chan Result, 1)
 			go func() { done <- s.Run() }()

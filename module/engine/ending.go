@@ -65,9 +65,14 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	s.armCloseTimer()
 }
 
-// readFailed handles an error reading from side.
-func (s *Session) readFailed(side Side) {
+// readFailed handles an error reading from side. A leg that stalled in
+// the middle of a frame is the relay's call.
+func (s *Session) readFailed(side Side, err error) {
 	if s.isDone() {
+		return
+	}
+	if errors.Is(err, errStalled) {
+		s.legGone(side, "relay", "stalled mid-frame")
 		return
 	}
 	s.legGone(side, side.String(), "went away")

@@ -163,8 +163,40 @@ func start(t *testing.T, cfg Config) *harness {
 // startOpts is start with a client that reads only when clientReads.
 func startOpts(t *testing.T, cfg Config, clientReads bool) *harness {
 	t.Helper()
-	cTest, cRelay := net.Pipe()
-	bTest, bRelay := net.Pipe()
+	return startOn(t, cfg, clientReads, net.Pipe)
+}
+
+// startTCP is start over loopback TCP: the relay then waits for bytes
+// through syscall.RawConn, as it does for real plain-TCP connections.
+func startTCP(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	return startOn(t, cfg, true, func() (net.Conn, net.Conn) { return loopbackPair(t) })
+}
+
+// loopbackPair returns both ends of a loopback TCP connection.
+func loopbackPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, <-accepted
+}
+
+func startOn(t *testing.T, cfg Config, clientReads bool, pair func() (net.Conn, net.Conn)) *harness {
+	t.Helper()
+	cTest, cRelay := pair()
+	bTest, bRelay := pair()
 	h := &harness{
 		client:  newPeer(t, cTest, true, clientReads),
 		backend: newPeer(t, bTest, false, true),

@@ -13,14 +13,28 @@ import (
 func (s *Session) pump(src *leg) {
 	dst := s.legs[src.side.other()]
 	inMessage := false
+	defer src.rd.close()
 	for {
-		h, err := ws.ReadHeaderBuffer(src.br, src.hdr[:])
+		// Between frames: give the buffer back and wait for the next
+		// frame's first byte for as long as it takes (idleness is the
+		// keepalive's business). From that byte to the frame's end, each
+		// wait is bounded by the stall timeout.
+		src.rd.disarm()
+		src.rd.release()
+		if len(src.rd.buffered()) == 0 {
+			if err := src.rd.fill(); err != nil {
+				s.readFailed(src.side, err)
+				return
+			}
+		}
+		src.rd.arm()
+		h, err := ws.ReadHeaderBuffer(&src.rd, src.hdr[:])
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 				s.violate(src.side, violation("invalid payload length"))
 				return
 			}
-			s.readFailed(src.side)
+			s.readFailed(src.side, err)
 			return
 		}
 		s.seen(src)
@@ -55,8 +69,8 @@ func (s *Session) seen(src *leg) {
 // forwards the rest as they are. It reports whether the pump must stop.
 func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 	raw := src.ctl[:h.Length]
-	if _, err := io.ReadFull(src.br, raw); err != nil {
-		s.readFailed(src.side)
+	if _, err := io.ReadFull(&src.rd, raw); err != nil {
+		s.readFailed(src.side, err)
 		return true
 	}
 	s.seen(src)
@@ -118,8 +132,8 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 	if !w.usable() {
 		// dst is closing or gone: keep src's stream aligned, drop the frame.
 		w.unlock()
-		if _, err := src.br.Discard(int(h.Length)); err != nil {
-			s.readFailed(src.side)
+		if err := src.rd.skip(h.Length); err != nil {
+			s.readFailed(src.side, err)
 			return false
 		}
 		return true
@@ -134,21 +148,25 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 	for first := true; first || remaining > 0; first = false {
 		var chunk []byte
 		if remaining > 0 {
-			if src.br.Buffered() == 0 {
-				if _, err := src.br.Peek(1); err != nil {
-					// The frame on dst can never be finished.
-					w.broken = true
+			if len(src.rd.buffered()) == 0 {
+				if err := src.rd.fill(); err != nil {
+					torn := !first && werr == nil
+					if torn {
+						// The frame on dst can never be finished.
+						w.broken = true
+					}
 					w.unlock()
-					s.readFailed(src.side)
-					dst.conn.Close()
+					s.readFailed(src.side, err)
+					if torn {
+						dst.conn.Close()
+					}
 					return false
 				}
 			}
-			n := int64(src.br.Buffered())
-			if n > remaining {
-				n = remaining
+			chunk = src.rd.buffered()
+			if int64(len(chunk)) > remaining {
+				chunk = chunk[:remaining]
 			}
-			chunk, _ = src.br.Peek(int(n))
 		}
 		if werr == nil {
 			if first {
@@ -157,7 +175,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 				werr = w.write(chunk)
 			}
 		}
-		_, _ = src.br.Discard(len(chunk))
+		src.rd.discard(len(chunk))
 		remaining -= int64(len(chunk))
 		s.seen(src)
 	}

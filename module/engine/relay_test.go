@@ -22,22 +22,29 @@ func payloadOf(n int) []byte {
 // keeps its mask key and masked payload.
 func TestFramesPassUnchanged(t *testing.T) {
 	sizes := []int{0, 125, 126, 65535, 65536, 16 << 20}
-	for _, dir := range []string{"client to backend", "backend to client"} {
-		for _, n := range sizes {
-			t.Run(dir+"/"+itoa(n), func(t *testing.T) {
-				t.Parallel()
-				h := start(t, quickConfig())
-				from, to := h.client, h.backend
-				if dir == "backend to client" {
-					from, to = h.backend, h.client
-				}
-				f := ws.NewBinaryFrame(payloadOf(n))
-				if from.mask {
-					f = ws.MaskFrame(f)
-				}
-				go from.send(f)
-				sameFrame(t, to.next(10*time.Second), f)
-			})
+	for _, transport := range []string{"pipe", "tcp"} {
+		for _, dir := range []string{"client to backend", "backend to client"} {
+			for _, n := range sizes {
+				t.Run(transport+"/"+dir+"/"+itoa(n), func(t *testing.T) {
+					t.Parallel()
+					var h *harness
+					if transport == "tcp" {
+						h = startTCP(t, quickConfig())
+					} else {
+						h = start(t, quickConfig())
+					}
+					from, to := h.client, h.backend
+					if dir == "backend to client" {
+						from, to = h.backend, h.client
+					}
+					f := ws.NewBinaryFrame(payloadOf(n))
+					if from.mask {
+						f = ws.MaskFrame(f)
+					}
+					go from.send(f)
+					sameFrame(t, to.next(10*time.Second), f)
+				})
+			}
 		}
 	}
 }
@@ -276,3 +283,65 @@ func TestShutdown(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestStallMidFrame: a leg that announces a frame and then stalls is cut
+// after the stall timeout. While nothing of the frame was forwarded yet
+// the other leg still gets a proper close (1001 for a stalled client);
+// once part of it was, the other leg's frame is torn and its connection
+// is closed instead.
+func TestStallMidFrame(t *testing.T) {
+	cfg := quickConfig()
+	cfg.StallTimeout = 150 * time.Millisecond
+	open := func(t *testing.T, transport string) *harness {
+		if transport == "tcp" {
+			return startTCP(t, cfg)
+		}
+		return start(t, cfg)
+	}
+	for _, transport := range []string{"pipe", "tcp"} {
+		t.Run(transport+"/header only", func(t *testing.T) {
+			h := open(t, transport)
+			// 4 GiB announced, nothing sent.
+			h.client.writeRaw([]byte{0x82, 0x80 | 127, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4})
+			began := time.Now()
+			h.backend.expectClose(CodeGoingAway, 2*time.Second)
+			if took := time.Since(began); took < 100*time.Millisecond || took > time.Second {
+				t.Fatalf("cut after %v, want about 150ms", took)
+			}
+			h.client.expectEnd(time.Second)
+			h.backend.send(closeFrame(1001, ""))
+			if r := h.wait(t, 2*time.Second); r.Cause != "stalled mid-frame" || r.ClosedBy != "relay" {
+				t.Fatalf("result %+v", r)
+			}
+		})
+		t.Run(transport+"/part of the payload", func(t *testing.T) {
+			h := open(t, transport)
+			go h.client.writeRaw(append([]byte{0x82, 0x80 | 126, 0x10, 0, 1, 2, 3, 4}, make([]byte, 100)...))
+			h.backend.expectEnd(2 * time.Second)
+			h.client.expectEnd(time.Second)
+			if r := h.wait(t, 2*time.Second); r.Cause != "stalled mid-frame" {
+				t.Fatalf("result %+v", r)
+			}
+		})
+	}
+}
+
+// TestIdleLegHoldsNoBuffer: between frames a plain-TCP leg gives its read
+// buffer back.
+func TestIdleLegHoldsNoBuffer(t *testing.T) {
+	before := BuffersHeld()
+	h := startTCP(t, quickConfig())
+	f := ws.MaskFrame(ws.NewTextFrame([]byte("hello")))
+	h.client.send(f)
+	sameFrame(t, h.backend.next(2*time.Second), f)
+	b := ws.NewTextFrame([]byte("back"))
+	h.backend.send(b)
+	sameFrame(t, h.client.next(2*time.Second), b)
+	deadline := time.Now().Add(2 * time.Second)
+	for BuffersHeld() != before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d read buffers held while idle, want %d", BuffersHeld(), before)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,10 +1,7 @@
 package engine
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -55,8 +52,9 @@ type Config struct {
 	// extensions negotiated between client and backend define for data
 	// frames, e.g. RSV1 for permessage-deflate.
 	AllowedRSV byte
-	// BufferSize is the read buffer per leg; 0 means 4096 bytes.
-	BufferSize int
+	// StallTimeout bounds each wait for the rest of a frame once its
+	// first byte arrived; a leg that stalls longer mid-frame is dropped.
+	StallTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -98,7 +96,7 @@ var pingPayload = func() []byte {
 type leg struct {
 	side Side
 	conn net.Conn
-	br   *bufio.Reader
+	rd   reader
 	w    *writer
 	// ctl holds a control frame's payload while it is inspected.
 	ctl   [maxControlPayload]byte
@@ -144,9 +142,6 @@ func New(client, backend Leg, cfg Config) *Session {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.BufferSize <= 0 {
-		cfg.BufferSize = 4096
-	}
 	s := &Session{cfg: cfg, done: make(chan struct{}), start: cfg.Now()}
 	s.legs[Client] = s.newLeg(Client, client, newWriter(client.Conn, cfg.WriteTimeout, false, cfg.Now))
 	s.legs[Backend] = s.newLeg(Backend, backend, newWriter(backend.Conn, 0, true, cfg.Now))
@@ -155,11 +150,9 @@ func New(client, backend Leg, cfg Config) *Session {
 }
 
 func (s *Session) newLeg(side Side, l Leg, w *writer) *leg {
-	var r io.Reader = l.Conn
-	if len(l.Prefix) > 0 {
-		r = io.MultiReader(bytes.NewReader(l.Prefix), l.Conn)
-	}
-	return &leg{side: side, conn: l.Conn, br: bufio.NewReaderSize(r, s.cfg.BufferSize), w: w}
+	lg := &leg{side: side, conn: l.Conn, w: w}
+	lg.rd.init(l.Conn, l.Prefix, s.cfg.StallTimeout, s.cfg.Now)
+	return lg
 }
 
 // Run relays until both legs are finished and returns how it ended. Both

@@ -1,0 +1,246 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// blockSize is the size of a pooled read buffer. A leg holds one only
+// while bytes of it are waiting to be relayed; an idle leg holds none.
+const blockSize = 16 << 10
+
+type block [blockSize]byte
+
+var blocks = sync.Pool{New: func() any { return new(block) }}
+
+// blocksHeld counts the read buffers that legs hold right now.
+var blocksHeld atomic.Int64
+
+func getBlock() *block {
+	blocksHeld.Add(1)
+	return blocks.Get().(*block)
+}
+
+func putBlock(b *block) {
+	blocksHeld.Add(-1)
+	blocks.Put(b)
+}
+
+// BuffersHeld returns how many read buffers (of 16 KiB) live relays hold
+// now; an idle relay over plain TCP holds none.
+func BuffersHeld() int64 { return blocksHeld.Load() }
+
+// errStalled marks a read that hit the mid-frame stall deadline.
+var errStalled = errors.New("stalled mid-frame")
+
+// reader reads one leg through a pooled buffer. Between frames it waits
+// for the socket to become readable without holding a buffer (through
+// syscall.RawConn where the connection offers it), so an idle connection
+// costs no buffer memory. It is used by one pump goroutine only.
+type reader struct {
+	conn net.Conn
+	raw  syscall.RawConn // nil when conn is not a plain socket (TLS)
+	now  func() time.Time
+
+	blk  *block
+	r, w int // unread bytes are blk[r:w]
+	err  error
+
+	// stall bounds each wait for bytes inside a frame; armed is set
+	// between a frame's first byte and its end, deadline when a read
+	// deadline is in force.
+	stall    time.Duration
+	armed    bool
+	deadline bool
+
+	rawFn  func(fd uintptr) bool // r.rawRead, bound once so reads do not allocate
+	rawN   int
+	rawErr error
+	one    [1]byte
+}
+
+func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now func() time.Time) {
+	r.conn, r.stall, r.now = conn, stall, now
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			r.raw = raw
+			r.rawFn = r.rawRead
+		}
+	}
+	if len(prefix) > 0 {
+		r.take()
+		r.w = copy(r.blk[:], prefix)
+		if r.w < len(prefix) {
+			// A handshake reader never holds more than a block; if it did,
+			// the rest is lost, so fail loudly rather than relay a torn stream.
+			r.err = io.ErrShortBuffer
+		}
+	}
+}
+
+func (r *reader) take() {
+	if r.blk == nil {
+		r.blk = getBlock()
+	}
+}
+
+// release gives the buffer back when nothing is waiting in it.
+func (r *reader) release() {
+	if r.blk != nil && r.r == r.w {
+		putBlock(r.blk)
+		r.blk = nil
+		r.r, r.w = 0, 0
+	}
+}
+
+// buffered returns the bytes waiting in the buffer.
+func (r *reader) buffered() []byte {
+	if r.blk == nil {
+		return nil
+	}
+	return r.blk[r.r:r.w]
+}
+
+// discard drops n buffered bytes.
+func (r *reader) discard(n int) {
+	r.r += n
+	if r.r == r.w {
+		r.r, r.w = 0, 0
+	}
+}
+
+// Read implements io.Reader for gobwas's header reader and io.ReadFull.
+func (r *reader) Read(p []byte) (int, error) {
+	if len(r.buffered()) == 0 {
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.buffered())
+	r.discard(n)
+	return n, nil
+}
+
+// skip reads and drops n bytes.
+func (r *reader) skip(n int64) error {
+	for n > 0 {
+		if len(r.buffered()) == 0 {
+			if err := r.fill(); err != nil {
+				return err
+			}
+		}
+		k := int64(len(r.buffered()))
+		if k > n {
+			k = n
+		}
+		r.discard(int(k))
+		n -= k
+	}
+	return nil
+}
+
+// arm bounds every wait from now to the end of the frame by the stall
+// timeout; disarm lifts the bound.
+func (r *reader) arm() { r.armed = r.stall > 0 }
+
+func (r *reader) disarm() {
+	r.armed = false
+	if r.deadline {
+		r.deadline = false
+		_ = r.conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// fill reads at least one more byte into the buffer.
+func (r *reader) fill() error {
+	if r.err != nil {
+		return r.err
+	}
+	if r.armed {
+		r.deadline = true
+		_ = r.conn.SetReadDeadline(r.now().Add(r.stall))
+	}
+	if r.blk != nil && r.w == len(r.blk) {
+		r.w = copy(r.blk[:], r.blk[r.r:r.w])
+		r.r = 0
+	}
+	var n int
+	var err error
+	switch {
+	case r.raw != nil:
+		n, err = r.readRaw()
+	case r.blk == nil:
+		// No raw socket (TLS): wait for one byte without a buffer.
+		n, err = r.conn.Read(r.one[:])
+		if n > 0 {
+			r.take()
+			r.blk[0] = r.one[0]
+			r.r, r.w, n = 0, 1, 0
+		}
+	default:
+		n, err = r.conn.Read(r.blk[r.w:])
+	}
+	r.w += n
+	if r.blk != nil && r.r < r.w {
+		return nil
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	if r.armed && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errStalled
+	}
+	r.err = err
+	return err
+}
+
+// readRaw waits for readability through the runtime's poller and takes a
+// buffer only once bytes are there.
+func (r *reader) readRaw() (int, error) {
+	r.rawN, r.rawErr = 0, nil
+	if err := r.raw.Read(r.rawFn); err != nil {
+		return 0, err
+	}
+	return r.rawN, r.rawErr
+}
+
+func (r *reader) rawRead(fd uintptr) bool {
+	r.take()
+	for {
+		n, err := syscall.Read(int(fd), r.blk[r.w:])
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if r.w == 0 {
+				putBlock(r.blk)
+				r.blk = nil
+			}
+			return false // park until readable
+		}
+		if n < 0 {
+			n = 0
+		}
+		r.rawN, r.rawErr = n, err
+		return true
+	}
+}
+
+// close returns the buffer for good when the pump ends.
+func (r *reader) close() {
+	r.disarm()
+	if r.blk != nil {
+		putBlock(r.blk)
+		r.blk = nil
+	}
+	r.r, r.w = 0, 0
+	if r.err == nil {
+		r.err = net.ErrClosed
+	}
+}
