@@ -107,11 +107,15 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 		s.Shutdown(engine.CodeServiceRestart, "service restart")
 	}
 	activeConnections.Inc()
-	res := s.Run()
-	activeConnections.Dec()
-	h.live.remove(s)
-	h.logEnd(r, d.upstream, res)
-	recordEnd(res)
+	remote, up := r.RemoteAddr, d.upstream
+	s.Start(func(res engine.Result) {
+		activeConnections.Dec()
+		h.live.remove(s)
+		h.logEnd(remote, up, res)
+		recordEnd(res)
+	})
+	// Return now: the handler chain's goroutine and the request do not stay
+	// parked for the life of the connection; the session owns both sockets.
 	return nil
 }
 
@@ -129,9 +133,9 @@ func buffered(br interface {
 }
 
 // logEnd writes the one info line that ends every relayed connection.
-func (h *Handler) logEnd(r *http.Request, up Upstream, res engine.Result) {
+func (h *Handler) logEnd(remote string, up Upstream, res engine.Result) {
 	h.logger.Info("connection closed",
-		zap.String("remote_addr", r.RemoteAddr),
+		zap.String("remote_addr", remote),
 		zap.String("upstream", up.Raw),
 		zap.Duration("duration", res.Duration),
 		zap.Int64("client_to_backend_bytes", res.ClientToBackend.Bytes),

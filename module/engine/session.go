@@ -127,6 +127,7 @@ type Session struct {
 	// to take it: the client is not idle then, the backend is slow.
 	backendBlocked atomic.Bool
 	pings, pongs   atomic.Int64
+	running        atomic.Int32 // pumps still running
 
 	closeTimer *time.Timer // guarded by mu
 	finished   bool        // guarded by mu: Run is returning
@@ -158,23 +159,38 @@ func (s *Session) newLeg(side Side, l Leg, w *writer) *leg {
 // Run relays until both legs are finished and returns how it ended. Both
 // connections are closed when it returns.
 func (s *Session) Run() Result {
+	ch := make(chan Result, 1)
+	s.Start(func(r Result) { ch <- r })
+	return <-ch
+}
+
+// Start relays in two new goroutines, one pump per direction, and returns
+// at once, so the caller's (deep) goroutine need not stay parked for the
+// life of the connection. When both pumps are done and both connections
+// closed, the last pump calls onEnd with how the relay ended.
+func (s *Session) Start(onEnd func(Result)) {
 	s.startKeepalive()
-	var pumps sync.WaitGroup
-	pumps.Add(1)
-	go func() {
-		defer pumps.Done()
-		s.pump(s.legs[Client])
-		s.pumpExited()
-	}()
-	s.pump(s.legs[Backend])
+	s.running.Store(2)
+	go s.runPump(s.legs[Client], onEnd)
+	go s.runPump(s.legs[Backend], onEnd)
+}
+
+func (s *Session) runPump(src *leg, onEnd func(Result)) {
+	s.pump(src)
 	s.pumpExited()
-	pumps.Wait()
+	if s.running.Add(-1) > 0 {
+		return
+	}
 	s.teardown()
 	s.mu.Lock()
 	s.finished = true
 	s.mu.Unlock()
 	s.wg.Wait()
+	onEnd(s.outcome())
+}
 
+// outcome assembles the result once both pumps are done.
+func (s *Session) outcome() Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.result
