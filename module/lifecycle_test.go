@@ -70,7 +70,9 @@ func loadRelay(t *testing.T, port int, upstream string, drain string) {
 	cfg := map[string]any{
 		"admin":   map[string]any{"disabled": true},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"relay": map[string]any{
+		// Metrics on: Caddy then counts response bytes of the hijacked
+		// connection, which must not race with the relay's writes.
+		"apps": map[string]any{"http": map[string]any{"metrics": map[string]any{}, "servers": map[string]any{"relay": map[string]any{
 			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
 			"routes": []any{map[string]any{"handle": []any{map[string]any{
 				"handler": "websocket_relay", "upstreams": []string{upstream},

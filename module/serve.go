@@ -1,8 +1,10 @@
 package wsrelay
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -89,7 +91,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 	w.Header().Set("Upgrade", "websocket")
 	w.Header().Set("Connection", "Upgrade")
 	w.WriteHeader(http.StatusSwitchingProtocols)
-	clientConn, brw, err := http.NewResponseController(w).Hijack()
+	clientConn, brw, err := hijackInnermost(w)
 	if err != nil {
 		d.conn.Close()
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("hijacking client connection: %w", err))
@@ -117,6 +119,23 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 	// Return now: the handler chain's goroutine and the request do not stay
 	// parked for the life of the connection; the session owns both sockets.
 	return nil
+}
+
+// hijackInnermost takes the client connection from net/http's own
+// response writer, beneath Caddy's wrappers. Caddy's recorder wraps a
+// hijacked connection to count bytes for metrics and access logs, which
+// it reads when ServeHTTP returns; the relay outlives ServeHTTP, so those
+// counters would race with its writes. The bare connection is also a plain
+// *net.TCPConn (or *tls.Conn), which lets idle legs park.
+func hijackInnermost(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
+	return http.NewResponseController(w).Hijack()
 }
 
 // buffered copies the bytes a reader already holds.

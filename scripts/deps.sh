@@ -2,7 +2,7 @@
 # Installs what the test suite needs, when it is missing:
 #   Debian packages: chromium, chromium-driver (headless browser tests),
 #     nginx-light or nginx (an L7 hop in front of the relay), iproute2,
-#     nftables, iptables, conntrack (network namespaces and a real NAT),
+#     nftables, iptables, conntrack, procps (network namespaces and a real NAT),
 #     nodejs and npm (the `ws` client tests);
 #   npm packages of integration/node (npm ci, or npm install without a lock
 #     file), when node_modules is missing or older than package.json or
@@ -46,6 +46,8 @@ tools=(
 	"nft:nftables"
 	"iptables:iptables"
 	"conntrack:conntrack"
+	"ss:iproute2"
+	"sysctl:procps"
 	"node:nodejs"
 	"npm:npm"
 )

@@ -60,7 +60,7 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	}
 	s.setCauseLocked(closedBy, goneCode(side), reason, cause)
 	s.mu.Unlock()
-	s.legs[side].conn.Close()
+	s.closeLeg(s.legs[side])
 	s.sendClose(side.other(), goneCode(side), reason)
 	s.armCloseTimer()
 }

@@ -9,22 +9,28 @@ import (
 )
 
 // pump reads frames from src and forwards them to the other leg until src
-// sends a close frame, breaks the protocol, or goes away.
-func (s *Session) pump(src *leg) {
+// sends a close frame, breaks the protocol, or goes away, or until src has
+// nothing to read and could be parked. It reports whether it parked.
+func (s *Session) pump(src *leg) (parked bool) {
 	dst := s.legs[src.side.other()]
-	inMessage := false
-	defer src.rd.close()
 	for {
 		// Between frames: give the buffer back and wait for the next
 		// frame's first byte for as long as it takes (idleness is the
-		// keepalive's business). From that byte to the frame's end, each
-		// wait is bounded by the stall timeout.
+		// keepalive's business), parked where possible. From that byte to
+		// the frame's end, each wait is bounded by the stall timeout.
 		src.rd.disarm()
 		src.rd.release()
 		if len(src.rd.buffered()) == 0 {
-			if err := src.rd.fill(); err != nil {
+			ready, err := src.rd.tryFill()
+			if err == nil && !ready {
+				if s.park(src) {
+					return true
+				}
+				err = src.rd.fill()
+			}
+			if err != nil {
 				s.readFailed(src.side, err)
-				return
+				return false
 			}
 		}
 		src.rd.arm()
@@ -32,27 +38,27 @@ func (s *Session) pump(src *leg) {
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 				s.violate(src.side, violation("invalid payload length"))
-				return
+				return false
 			}
 			s.readFailed(src.side, err)
-			return
+			return false
 		}
 		s.seen(src)
-		if err := checkHeader(h, src.side, inMessage, s.cfg.AllowedRSV); err != nil {
+		if err := checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV); err != nil {
 			s.violate(src.side, err)
-			return
+			return false
 		}
 		src.counters.Frames++
 		src.counters.Bytes += int64(ws.HeaderSize(h)) + h.Length
 		if h.OpCode.IsControl() {
 			if s.control(src, dst, h) {
-				return
+				return false
 			}
 			continue
 		}
-		inMessage = !h.Fin
+		src.inMessage = !h.Fin
 		if !s.forwardData(src, dst, h) {
-			return
+			return false
 		}
 	}
 }
@@ -158,7 +164,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 					w.unlock()
 					s.readFailed(src.side, err)
 					if torn {
-						dst.conn.Close()
+						s.closeLeg(dst)
 					}
 					return false
 				}

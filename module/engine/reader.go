@@ -62,7 +62,10 @@ type reader struct {
 	rawFn  func(fd uintptr) bool // r.rawRead, bound once so reads do not allocate
 	rawN   int
 	rawErr error
-	one    [1]byte
+	// nonblock makes rawRead report "would block" instead of waiting.
+	nonblock   bool
+	wouldBlock bool
+	one        [1]byte
 }
 
 func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now func() time.Time) {
@@ -200,6 +203,33 @@ func (r *reader) fill() error {
 	return err
 }
 
+// tryFill reads what the socket has without waiting. It reports false
+// (and no error) when nothing is there yet; without a raw socket it
+// always reports false.
+func (r *reader) tryFill() (bool, error) {
+	if r.err != nil {
+		return false, r.err
+	}
+	if r.raw == nil {
+		return false, nil
+	}
+	r.nonblock, r.wouldBlock = true, false
+	n, err := r.readRaw()
+	r.nonblock = false
+	if r.wouldBlock {
+		return false, nil
+	}
+	r.w += n
+	if r.blk != nil && r.r < r.w {
+		return true, nil
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	r.err = err
+	return false, err
+}
+
 // readRaw waits for readability through the runtime's poller and takes a
 // buffer only once bytes are there.
 func (r *reader) readRaw() (int, error) {
@@ -221,6 +251,10 @@ func (r *reader) rawRead(fd uintptr) bool {
 			if r.w == 0 {
 				putBlock(r.blk)
 				r.blk = nil
+			}
+			if r.nonblock {
+				r.wouldBlock = true
+				return true
 			}
 			return false // park until readable
 		}

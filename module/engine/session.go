@@ -104,7 +104,17 @@ type leg struct {
 	// hdr is ws.ReadHeaderBuffer's scratch space.
 	hdr [16]byte
 
-	counters Counters // written by the pump that reads this leg
+	counters  Counters // written by the pump that reads this leg
+	inMessage bool     // a fragmented data message is open (pump's)
+
+	s    *Session
+	park parking
+	// Poller registration scratch, used under park.mu.
+	epOp     int
+	epID     uint64
+	epPoller *poller
+	epErr    error
+	epArmFn  func(fd uintptr)
 }
 
 // Session relays one connection. Run it once; Shutdown may be called
@@ -127,7 +137,8 @@ type Session struct {
 	// to take it: the client is not idle then, the backend is slow.
 	backendBlocked atomic.Bool
 	pings, pongs   atomic.Int64
-	running        atomic.Int32 // pumps still running
+	running        atomic.Int32 // pumps not finished (running or parked)
+	onEnd          func(Result)
 
 	closeTimer *time.Timer // guarded by mu
 	finished   bool        // guarded by mu: Run is returning
@@ -151,8 +162,9 @@ func New(client, backend Leg, cfg Config) *Session {
 }
 
 func (s *Session) newLeg(side Side, l Leg, w *writer) *leg {
-	lg := &leg{side: side, conn: l.Conn, w: w}
+	lg := &leg{side: side, conn: l.Conn, w: w, s: s}
 	lg.rd.init(l.Conn, l.Prefix, s.cfg.StallTimeout, s.cfg.Now)
+	lg.bindPoller()
 	return lg
 }
 
@@ -169,14 +181,24 @@ func (s *Session) Run() Result {
 // life of the connection. When both pumps are done and both connections
 // closed, the last pump calls onEnd with how the relay ended.
 func (s *Session) Start(onEnd func(Result)) {
+	s.onEnd = onEnd
 	s.startKeepalive()
 	s.running.Store(2)
-	go s.runPump(s.legs[Client], onEnd)
-	go s.runPump(s.legs[Backend], onEnd)
+	go s.drive(s.legs[Client])
+	go s.drive(s.legs[Backend])
 }
 
-func (s *Session) runPump(src *leg, onEnd func(Result)) {
-	s.pump(src)
+// drive runs src's pump on the calling goroutine until the leg parks
+// (the goroutine then ends; the poller starts another when bytes arrive)
+// or the pump finishes. The last pump to finish ends the session.
+func (s *Session) drive(src *leg) {
+	if s.pump(src) {
+		return // parked
+	}
+	src.rd.close()
+	src.park.mu.Lock()
+	src.park.state = pumpDone
+	src.park.mu.Unlock()
 	s.pumpExited()
 	if s.running.Add(-1) > 0 {
 		return
@@ -186,7 +208,7 @@ func (s *Session) runPump(src *leg, onEnd func(Result)) {
 	s.finished = true
 	s.mu.Unlock()
 	s.wg.Wait()
-	onEnd(s.outcome())
+	s.onEnd(s.outcome())
 }
 
 // outcome assembles the result once both pumps are done.
@@ -231,8 +253,8 @@ func (s *Session) armCloseTimer() {
 func (s *Session) teardown() {
 	s.doneOnce.Do(func() {
 		close(s.done)
-		s.legs[Client].conn.Close()
-		s.legs[Backend].conn.Close()
+		s.closeLeg(s.legs[Client])
+		s.closeLeg(s.legs[Backend])
 	})
 	s.mu.Lock()
 	if s.closeTimer != nil {

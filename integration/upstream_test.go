@@ -1,0 +1,131 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	cws "github.com/coder/websocket"
+)
+
+// stubBackend listens on 127.0.0.1 and hands every accepted connection to
+// serve; cleanup closes the listener.
+func stubBackend(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestUpstreams runs one site with several websocket_relay directives,
+// each behind a path matcher: a backend that never answers the upgrade
+// and one that answers garbage (both 502), round-robin over two backends,
+// failover past a dead one, and a wss:// upstream with a path prefix.
+func TestUpstreams(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, appOpts{})
+	b := newApp(t, appOpts{})
+	secure := newApp(t, appOpts{TLS: true})
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	silent := stubBackend(t, func(c net.Conn) {
+		defer c.Close()
+		go io.Copy(io.Discard, c)
+		<-hold
+	})
+	garbage := stubBackend(t, func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, "this is not HTTP\r\n\r\n")
+	})
+	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	websocket_relay /silent/* %s {
+		handshake_timeout 1s
+	}
+	websocket_relay /garbage/* %s
+	websocket_relay /rr/* %s %s
+	websocket_relay /failover/* %s %s {
+		dial_timeout 1s
+	}
+	websocket_relay /secure/* wss://%s/base {
+		tls_insecure_skip_verify
+	}
+	reverse_proxy %s
+}
+`, c.HTTPPort, silent, garbage, a.Addr, b.Addr, dead, a.Addr, secure.Addr, a.Addr))
+	f := &fixture{App: a, Caddy: c}
+
+	t.Run("silent backend", func(t *testing.T) {
+		start := time.Now()
+		r := c.rawRequest(t, false, "GET", "/silent/echo", upgradeLines())
+		took := time.Since(start)
+		if r.StatusCode != http.StatusBadGateway {
+			t.Errorf("upgrade to a backend that never answers: %d %q, want 502", r.StatusCode, r.Body)
+		}
+		if took < 900*time.Millisecond || took > 5*time.Second {
+			t.Errorf("502 after %v, want it after handshake_timeout 1s", took)
+		}
+	})
+	t.Run("garbage answer", func(t *testing.T) {
+		r := c.rawRequest(t, false, "GET", "/garbage/echo", upgradeLines())
+		if r.StatusCode != http.StatusBadGateway {
+			t.Errorf("upgrade to a backend that answers garbage: %d %q, want 502", r.StatusCode, r.Body)
+		}
+	})
+	t.Run("round robin", func(t *testing.T) {
+		counts := map[*app]int{}
+		for i := 0; i < 4; i++ {
+			conn, _ := f.dialCoder(t, false, "/rr/echo", nil)
+			select {
+			case <-a.connCh("/rr/echo"):
+				counts[a]++
+			case <-b.connCh("/rr/echo"):
+				counts[b]++
+			case <-time.After(10 * time.Second):
+				t.Fatal("no backend accepted the connection")
+			}
+			echoOnce(t, conn, "rr")
+			conn.Close(cws.StatusNormalClosure, "")
+		}
+		if counts[a] != 2 || counts[b] != 2 {
+			t.Errorf("4 connections went %d to the first and %d to the second upstream, want 2 and 2", counts[a], counts[b])
+		}
+	})
+	t.Run("failover", func(t *testing.T) {
+		for i := 0; i < 4; i++ {
+			conn, _ := f.dialCoder(t, false, "/failover/echo", nil)
+			a.accept(t, "/failover/echo")
+			echoOnce(t, conn, "failover")
+			conn.Close(cws.StatusNormalClosure, "")
+		}
+	})
+	t.Run("wss upstream with path", func(t *testing.T) {
+		conn, _ := f.dialCoder(t, false, "/secure/echo?q=1", nil)
+		bc := secure.accept(t, "/base/secure/echo")
+		if bc.Req.RequestURI != "/base/secure/echo?q=1" {
+			t.Errorf("the wss backend got %q, want /base/secure/echo?q=1", bc.Req.RequestURI)
+		}
+		if bc.Req.TLS == nil {
+			t.Error("the wss backend's request did not come over TLS")
+		}
+		echoOnce(t, conn, "over wss")
+		conn.Close(cws.StatusNormalClosure, "")
+	})
+}

@@ -1,0 +1,87 @@
+package engine
+
+import "sync"
+
+// Parking: a leg with nothing to read gives back its read buffer and, where
+// the platform has a poller (epoll on Linux) and the connection is a plain
+// socket, its goroutine too. The poller starts a new goroutine for the leg
+// when bytes arrive. An idle relay then costs no goroutine and no buffer,
+// only its session structures.
+
+type parkState uint8
+
+const (
+	pumpRunning parkState = iota // a goroutine drives the leg
+	pumpParked                   // registered with the poller, no goroutine
+	pumpDone                     // the leg's pump has finished
+)
+
+// parking is the part of a leg that the poller and closers share.
+type parking struct {
+	mu      sync.Mutex
+	state   parkState
+	id      uint64 // this park's poller registration; a stale event carries another
+	closing bool   // the connection is being closed: never park again
+	armed   bool   // the fd is in the poller's set (so re-arm with MOD)
+}
+
+// park tries to hand the idle leg src to the poller. It reports whether it
+// did; the caller's goroutine must then return at once.
+func (s *Session) park(src *leg) bool {
+	p := thePoller()
+	if p == nil || src.rd.raw == nil {
+		return false
+	}
+	pk := &src.park
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.closing {
+		return false
+	}
+	id := p.register(src)
+	if err := p.arm(src, id, pk.armed); err != nil {
+		p.forget(id)
+		return false
+	}
+	pk.armed = true
+	pk.id = id
+	pk.state = pumpParked
+	return true
+}
+
+// wake is called by the poller when a parked leg has bytes (or an error)
+// to read: it starts a goroutine to drive the leg, unless a closer already
+// did or the event is stale.
+func (s *Session) wake(src *leg, id uint64) {
+	pk := &src.park
+	pk.mu.Lock()
+	if pk.state != pumpParked || pk.id != id {
+		pk.mu.Unlock()
+		return
+	}
+	pk.state = pumpRunning
+	pk.mu.Unlock()
+	go s.drive(src)
+}
+
+// closeLeg closes a leg's connection. A parked leg is woken, so that its
+// pump sees the closed connection and finishes; no leg stays parked on a
+// closed socket.
+func (s *Session) closeLeg(l *leg) {
+	pk := &l.park
+	pk.mu.Lock()
+	pk.closing = true
+	parked := pk.state == pumpParked
+	if parked {
+		pk.state = pumpRunning
+	}
+	id := pk.id
+	pk.mu.Unlock()
+	l.conn.Close()
+	if parked {
+		if p := thePoller(); p != nil {
+			p.forget(id)
+		}
+		go s.drive(l)
+	}
+}

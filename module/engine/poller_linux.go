@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// poller is one epoll set shared by every relay in the process, and the
+// one goroutine that waits on it. Registrations are one-shot: an event
+// disarms the fd until its leg parks again.
+type poller struct {
+	epfd   int
+	nextID atomic.Uint64
+
+	mu      sync.Mutex
+	waiting map[uint64]parkedLeg
+}
+
+type parkedLeg struct {
+	s *Session
+	l *leg
+}
+
+var (
+	pollerOnce sync.Once
+	pollerInst *poller
+)
+
+// thePoller starts the poller on first use; nil when epoll is unavailable.
+func thePoller() *poller {
+	pollerOnce.Do(func() {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			return
+		}
+		pollerInst = &poller{epfd: fd, waiting: make(map[uint64]parkedLeg)}
+		go pollerInst.loop()
+	})
+	return pollerInst
+}
+
+func (p *poller) register(l *leg) uint64 {
+	id := p.nextID.Add(1)
+	p.mu.Lock()
+	p.waiting[id] = parkedLeg{s: l.s, l: l}
+	p.mu.Unlock()
+	return id
+}
+
+func (p *poller) forget(id uint64) {
+	p.mu.Lock()
+	delete(p.waiting, id)
+	p.mu.Unlock()
+}
+
+// arm adds the leg's socket to the set (or re-arms it) for one readiness
+// event tagged with id. It runs inside RawConn.Control, so the fd cannot
+// be closed and reused meanwhile.
+func (p *poller) arm(l *leg, id uint64, rearm bool) error {
+	op := syscall.EPOLL_CTL_ADD
+	if rearm {
+		op = syscall.EPOLL_CTL_MOD
+	}
+	l.epOp, l.epID, l.epPoller = op, id, p
+	if err := l.rd.raw.Control(l.epArmFn); err != nil {
+		return err
+	}
+	return l.epErr
+}
+
+func (l *leg) bindPoller() { l.epArmFn = l.epArm }
+
+// epArm is bound once per leg as l.epArmFn, so arming does not allocate.
+func (l *leg) epArm(fd uintptr) {
+	ev := syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+		Fd:     int32(uint32(l.epID)),
+		Pad:    int32(uint32(l.epID >> 32)),
+	}
+	l.epErr = syscall.EpollCtl(l.epPoller.epfd, l.epOp, int(fd), &ev)
+}
+
+func (p *poller) loop() {
+	events := make([]syscall.EpollEvent, 256)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return
+		}
+		for i := 0; i < n; i++ {
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			p.mu.Lock()
+			pl, ok := p.waiting[id]
+			delete(p.waiting, id)
+			p.mu.Unlock()
+			if ok {
+				pl.s.wake(pl.l, id)
+			}
+		}
+	}
+}
