@@ -40,3 +40,16 @@ xcaddy-check:
 
 clean:
 	rm -rf bin
+
+.PHONY: bench bench-quick
+
+# Side by side in one run: websocket_relay, stock reverse_proxy, nginx and a
+# direct connection (about 6 min on 2 cores). Writes docs/perf/results.md and chart.svg.
+bench: build
+	$(GO) build -o bin/wsbench ./cmd/wsbench
+	./bin/wsbench -caddy bin/caddy -out docs/perf -via "make bench"
+
+# Smoke run of the same (1 round, 1,000 idle connections); results in bin/perf-quick.
+bench-quick: build
+	$(GO) build -o bin/wsbench ./cmd/wsbench
+	./bin/wsbench -quick -caddy bin/caddy -out bin/perf-quick -via "make bench-quick"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/gobwas/ws"
 )
@@ -23,10 +24,10 @@ func (s *Session) pump(src *leg) (parked bool) {
 		if len(src.rd.buffered()) == 0 {
 			ready, err := src.rd.tryFill()
 			if err == nil && !ready {
-				if s.park(src) {
+				err = s.waitIdle(src)
+				if err == errParked {
 					return true
 				}
-				err = src.rd.fill()
 			}
 			if err != nil {
 				s.readFailed(src.side, err)
@@ -61,6 +62,33 @@ func (s *Session) pump(src *leg) (parked bool) {
 			return false
 		}
 	}
+}
+
+// lingerTime is how long an idle leg waits in the runtime's poller before
+// it parks. A busy connection's next frame usually comes sooner, and
+// waiting there costs less than a trip through the relay's own poller;
+// a connection idle for longer gives its goroutine back.
+const lingerTime = time.Second
+
+// errParked says the leg was handed to the poller.
+var errParked = errors.New("parked")
+
+// waitIdle waits between frames for src's next byte: a while in the
+// runtime's poller, then parked where the platform and connection allow,
+// else for as long as it takes.
+func (s *Session) waitIdle(src *leg) error {
+	if src.rd.raw == nil || thePoller() == nil {
+		return src.rd.fill()
+	}
+	err := src.rd.fillWithin(lingerTime)
+	if err != errLingered {
+		return err
+	}
+	src.rd.clearDeadline() // an expired deadline would fail the next read at once
+	if s.park(src) {
+		return errParked
+	}
+	return src.rd.fill()
 }
 
 // seen records activity from the client: any bytes from it prove it alive.

@@ -13,7 +13,7 @@ import (
 
 // blockSize is the size of a pooled read buffer. A leg holds one only
 // while bytes of it are waiting to be relayed; an idle leg holds none.
-const blockSize = 16 << 10
+const blockSize = 64 << 10
 
 type block [blockSize]byte
 
@@ -32,12 +32,17 @@ func putBlock(b *block) {
 	blocks.Put(b)
 }
 
-// BuffersHeld returns how many read buffers (of 16 KiB) live relays hold
+// BuffersHeld returns how many read buffers (of 64 KiB) live relays hold
 // now; an idle relay over plain TCP holds none.
 func BuffersHeld() int64 { return blocksHeld.Load() }
 
 // errStalled marks a read that hit the mid-frame stall deadline.
-var errStalled = errors.New("stalled mid-frame")
+// errLingered marks the end of a linger wait with nothing to read; it is
+// not an error of the connection.
+var (
+	errStalled  = errors.New("stalled mid-frame")
+	errLingered = errors.New("nothing to read while lingering")
+)
 
 // reader reads one leg through a pooled buffer. Between frames it waits
 // for the socket to become readable without holding a buffer (through
@@ -53,11 +58,13 @@ type reader struct {
 	err  error
 
 	// stall bounds each wait for bytes inside a frame; armed is set
-	// between a frame's first byte and its end, deadline when a read
-	// deadline is in force.
-	stall    time.Duration
-	armed    bool
-	deadline bool
+	// between a frame's first byte and its end. lingering is set while
+	// an idle leg waits in the runtime's poller before parking. dl is the
+	// read deadline in force (zero: none).
+	stall     time.Duration
+	armed     bool
+	lingering bool
+	dl        time.Time
 
 	rawFn  func(fd uintptr) bool // r.rawRead, bound once so reads do not allocate
 	rawN   int
@@ -150,14 +157,41 @@ func (r *reader) skip(n int64) error {
 
 // arm bounds every wait from now to the end of the frame by the stall
 // timeout; disarm lifts the bound.
-func (r *reader) arm() { r.armed = r.stall > 0 }
+func (r *reader) arm() {
+	r.armed = r.stall > 0
+	if !r.armed {
+		r.clearDeadline()
+	}
+}
 
-func (r *reader) disarm() {
-	r.armed = false
-	if r.deadline {
-		r.deadline = false
+func (r *reader) disarm() { r.armed = false }
+
+// extendDeadline makes the read deadline fall between d and d*17/16 from
+// now. It touches the runtime's timer only when the deadline in force is
+// outside that window, so a busy leg resets it rarely, not on every read.
+func (r *reader) extendDeadline(d time.Duration) {
+	earliest := r.now().Add(d)
+	if !r.dl.IsZero() && !r.dl.Before(earliest) && r.dl.Before(earliest.Add(d/16+1)) {
+		return
+	}
+	r.dl = earliest.Add(d / 16)
+	_ = r.conn.SetReadDeadline(r.dl)
+}
+
+func (r *reader) clearDeadline() {
+	if !r.dl.IsZero() {
+		r.dl = time.Time{}
 		_ = r.conn.SetReadDeadline(time.Time{})
 	}
+}
+
+// fillWithin waits up to about d for bytes; errLingered says none came.
+func (r *reader) fillWithin(d time.Duration) error {
+	r.extendDeadline(d)
+	r.lingering = true
+	err := r.fill()
+	r.lingering = false
+	return err
 }
 
 // fill reads at least one more byte into the buffer.
@@ -165,9 +199,11 @@ func (r *reader) fill() error {
 	if r.err != nil {
 		return r.err
 	}
-	if r.armed {
-		r.deadline = true
-		_ = r.conn.SetReadDeadline(r.now().Add(r.stall))
+	switch {
+	case r.armed:
+		r.extendDeadline(r.stall)
+	case !r.lingering:
+		r.clearDeadline()
 	}
 	if r.blk != nil && r.w == len(r.blk) {
 		r.w = copy(r.blk[:], r.blk[r.r:r.w])
@@ -196,8 +232,13 @@ func (r *reader) fill() error {
 	if err == nil {
 		err = io.EOF
 	}
-	if r.armed && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = errStalled
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		switch {
+		case r.lingering:
+			return errLingered // the connection is fine; nothing came
+		case r.armed:
+			err = errStalled
+		}
 	}
 	r.err = err
 	return err
@@ -269,6 +310,7 @@ func (r *reader) rawRead(fd uintptr) bool {
 // close returns the buffer for good when the pump ends.
 func (r *reader) close() {
 	r.disarm()
+	r.clearDeadline()
 	if r.blk != nil {
 		putBlock(r.blk)
 		r.blk = nil

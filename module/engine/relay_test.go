@@ -354,8 +354,9 @@ func TestIdleLegHoldsNoBuffer(t *testing.T) {
 	}
 }
 
-// TestIdleRelayParks: an idle relay over plain TCP keeps no goroutine:
-// both legs are parked in the poller, and wake up when bytes arrive.
+// TestIdleRelayParks: a relay over plain TCP that has been idle for the
+// linger time keeps no goroutine: both legs are parked in the poller, and
+// wake up when bytes arrive.
 func TestIdleRelayParks(t *testing.T) {
 	if thePoller() == nil {
 		t.Skip("no poller on this platform: idle legs keep their goroutine")
@@ -372,7 +373,7 @@ func TestIdleRelayParks(t *testing.T) {
 		b := ws.NewBinaryFrame(payloadOf(100000))
 		go h.backend.send(b)
 		sameFrame(t, h.client.next(2*time.Second), b)
-		deadline := time.Now().Add(2 * time.Second)
+		deadline := time.Now().Add(2*time.Second + lingerTime)
 		for runtime.NumGoroutine() > base {
 			if time.Now().After(deadline) {
 				buf := make([]byte, 1<<16)

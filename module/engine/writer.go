@@ -24,8 +24,9 @@ type writer struct {
 	sem     chan struct{}
 
 	// Guarded by sem.
-	closeSent bool // a close frame went out: no more data frames (RFC 6455 5.5.1)
-	broken    bool // a write failed or a frame was left unfinished
+	closeSent bool      // a close frame went out: no more data frames (RFC 6455 5.5.1)
+	dl        time.Time // write deadline in force
+	broken    bool      // a write failed or a frame was left unfinished
 	scratch   [ws.MaxHeaderSize]byte
 	hdr       [ws.MaxHeaderSize]byte
 	ctl       [ws.MaxHeaderSize + maxControlPayload]byte
@@ -56,9 +57,7 @@ func (w *writer) usable() bool { return !w.closeSent && !w.broken }
 // write writes p whole under the per-write deadline. A failure leaves the
 // leg broken: the frame on the wire is unfinished, so nothing more may go.
 func (w *writer) write(p []byte) error {
-	if w.timeout > 0 {
-		_ = w.conn.SetWriteDeadline(w.now().Add(w.timeout))
-	}
+	w.extendDeadline()
 	_, err := w.conn.Write(p)
 	if err != nil {
 		// The frame on the wire is unfinished: nothing valid can follow.
@@ -127,9 +126,7 @@ func (w *writer) writeFrameStart(hdr, payload []byte) error {
 	if len(hdr)+len(payload) <= len(w.ctl) {
 		return w.write(append(append(w.ctl[:0], hdr...), payload...))
 	}
-	if w.timeout > 0 {
-		_ = w.conn.SetWriteDeadline(w.now().Add(w.timeout))
-	}
+	w.extendDeadline()
 	w.vec[0], w.vec[1] = hdr, payload
 	w.bufs = w.vec[:]
 	_, err := w.bufs.WriteTo(w.conn)
@@ -138,4 +135,20 @@ func (w *writer) writeFrameStart(hdr, payload []byte) error {
 		w.broken = true
 	}
 	return err
+}
+
+// extendDeadline makes the write deadline fall between timeout and
+// timeout*17/16 from now, touching the runtime's timer only when the
+// deadline in force is outside that window (about every timeout/16 on a
+// busy leg, not on every write). Call with the lock.
+func (w *writer) extendDeadline() {
+	if w.timeout <= 0 {
+		return
+	}
+	earliest := w.now().Add(w.timeout)
+	if !w.dl.IsZero() && !w.dl.Before(earliest) && w.dl.Before(earliest.Add(w.timeout/16+1)) {
+		return
+	}
+	w.dl = earliest.Add(w.timeout / 16)
+	_ = w.conn.SetWriteDeadline(w.dl)
 }

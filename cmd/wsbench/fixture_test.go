@@ -1,0 +1,63 @@
+package main
+
+import (
+	"math"
+	"time"
+)
+
+// fixtureResults is a made-up three-round run with every target, one
+// failed relay throughput round (NaN) and nginx without goroutines.
+func fixtureResults() *Results {
+	r := newResults()
+	r.Meta = Meta{
+		Date:         time.Date(2026, 11, 26, 5, 0, 0, 0, time.UTC),
+		Machine:      machine{NProc: 2, CPUModel: "Test CPU @ 2.0GHz", Kernel: "6.1.0", MemGiB: 24},
+		GoVersion:    "go1.26.8",
+		CaddyVersion: "v2.11.9",
+		NginxVersion: "nginx/1.22.1",
+		Command:      "make bench (bin/wsbench -caddy bin/caddy -out docs/perf)",
+		Rounds:       3, IdleConns: 9900, Settle: 3 * time.Second, Warmup: 500 * time.Millisecond,
+		TPDuration: 2 * time.Second, RTDuration: 4 * time.Second, PingWindow: 10 * time.Second,
+		TPConns: 4, TPWindow: 8, RTConns: 100, RTSize: 128, Sizes: sizes, FileLimit: 20000,
+	}
+	r.Targets = []string{keyRelay, keyStock, keyNginx, keyDirect}
+	tp := map[string][2]float64{ // 64 KiB ws, 1 MiB ws
+		keyRelay: {500, 400}, keyStock: {700, 600}, keyNginx: {450, 300}, keyDirect: {1000, 800},
+	}
+	for k, v := range tp {
+		for i, s := range sizes {
+			r.Throughput[TPKey{Target: k, Size: s}] = []float64{v[i] - 10, v[i], v[i] + 10}
+			if k != keyDirect {
+				r.Throughput[TPKey{Target: k, Size: s, TLS: true}] = []float64{v[i] / 2, v[i] / 2, v[i] / 2}
+			}
+		}
+	}
+	r.Throughput[TPKey{Target: keyRelay, Size: sizes[0]}][2] = math.NaN()
+	for k, rate := range map[string]float64{keyRelay: 30000, keyStock: 25000, keyNginx: 28000, keyDirect: 50000} {
+		for i := range 3 {
+			r.RoundTrips[k] = append(r.RoundTrips[k], RTRound{
+				PerSec: rate + float64(i), P50: 1500 * time.Microsecond, P99: 5 * time.Millisecond, P999: 12 * time.Millisecond,
+			})
+		}
+	}
+	idle := map[string][2]float64{keyRelay: {10, 2}, keyStock: {90, 4}, keyNginx: {18, math.NaN()}}
+	for k, v := range idle {
+		for range 3 {
+			r.Idle[k] = append(r.Idle[k], IdleRound{
+				Counts:      []int{990, 2970, 9900},
+				KiB:         []float64{v[0] + 4, v[0] + 1, v[0]},
+				Goroutines:  []float64{v[1], v[1], v[1]},
+				AfterMsgKiB: v[0] + 2, AfterMsgGoroutines: v[1],
+				Alive: 9900, Opened: 9900,
+			})
+		}
+	}
+	r.Ping = []PingRound{
+		{Conns: 9900, CPU: 0.5, Exchanges: 99000, Window: 10, Alive: 9900},
+		{Conns: 9900, CPU: 0.6, Exchanges: 99000, Window: 10, Alive: 9900},
+		{Conns: 9900, CPU: 0.7, Exchanges: 99000, Window: 10, Alive: 9900},
+	}
+	r.TLSInfo[keyRelay] = "TLS 1.3 TLS_AES_128_GCM_SHA256"
+	r.Notes = []string{"throughput relay 64 KiB ws: echo 3 differs from message 3"}
+	return r
+}

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// sizeName prints a message size the way the report names it.
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func tpName(k TPKey) string {
+	leg := "ws"
+	if k.TLS {
+		leg = "wss"
+	}
+	return k.Target + " " + sizeName(k.Size) + " " + leg
+}
+
+// fmtNum prints x with the given number of decimals, "n/a" for NaN.
+func fmtNum(x float64, decimals int) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return "n/a"
+	}
+	s := fmt.Sprintf("%.*f", decimals, x)
+	if strings.Trim(s, "-0.") == "" {
+		s = strings.TrimPrefix(s, "-") // a tiny negative growth prints as 0
+	}
+	return s
+}
+
+// fmtSummary prints "median [min–max]", or just the median for one round.
+func fmtSummary(s Summary, decimals int) string {
+	if s.N == 0 {
+		return "n/a"
+	}
+	med := fmtNum(s.Median, decimals)
+	if s.N == 1 {
+		return med
+	}
+	return fmt.Sprintf("%s [%s–%s]", med, fmtNum(s.Min, decimals), fmtNum(s.Max, decimals))
+}
+
+// fmtRatio prints a ratio to direct as "0.85x".
+func fmtRatio(r float64) string {
+	if math.IsNaN(r) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", r)
+}
+
+// fmtDur prints a latency in microseconds or milliseconds.
+func fmtDur(s Summary) string {
+	if s.N == 0 {
+		return "n/a"
+	}
+	d := time.Duration(s.Median)
+	if d < time.Millisecond {
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+// label is a target's display name.
+func label(key string) string {
+	if l, ok := targetLabels[key]; ok {
+		return l
+	}
+	return key
+}
+
+// table writes a markdown table.
+func table(w io.Writer, head []string, rows [][]string) {
+	fmt.Fprintf(w, "| %s |\n", strings.Join(head, " | "))
+	seps := make([]string, len(head))
+	for i := range seps {
+		seps[i] = "---"
+		if i > 0 {
+			seps[i] = "---:"
+		}
+	}
+	fmt.Fprintf(w, "|%s|\n", strings.Join(seps, "|"))
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+	}
+	fmt.Fprintln(w)
+}
+
+// writeReport writes the whole markdown report.
+func writeReport(w io.Writer, r *Results) {
+	m := r.Meta
+	fmt.Fprintf(w, "# WebSocket proxies side by side\n\n")
+	fmt.Fprintf(w, "- Date: %s\n", m.Date.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "- Machine: %d × %s, %.0f GiB RAM, Linux %s, loopback only\n",
+		m.Machine.NProc, m.Machine.CPUModel, m.Machine.MemGiB, m.Machine.Kernel)
+	fmt.Fprintf(w, "- Caddy %s built with Go %s (the relay and stock `reverse_proxy` are the same binary); nginx: %s\n",
+		m.CaddyVersion, m.GoVersion, m.NginxVersion)
+	fmt.Fprintf(w, "- Command: `%s`\n", m.Command)
+	fmt.Fprintf(w, "- %d round(s); every round starts fresh proxies and measures each target in turn, "+
+		"in an order rotated by round. Figures are the median over rounds with [min–max]; "+
+		"ratios are medians divided by the direct connection's median.\n\n", m.Rounds)
+	writeSummary(w, r)
+	writeThroughput(w, r)
+	writeRoundTrips(w, r)
+	writeIdle(w, r)
+	writePing(w, r)
+	writeMethod(w, r)
+}
+
+func writeSummary(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "## Summary\n\n")
+	small := sizes[0]
+	direct64 := r.tpSummary(TPKey{Target: keyDirect, Size: small}).Median
+	directRT := r.rtField(keyDirect, func(x RTRound) float64 { return x.PerSec }).Median
+	var rows [][]string
+	for _, k := range r.proxies() {
+		kib := r.idleField(k, lastOf(func(x IdleRound) []float64 { return x.KiB }))
+		kibMsg := r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgKiB })
+		gor := r.idleField(k, lastOf(func(x IdleRound) []float64 { return x.Goroutines }))
+		gorMsg := r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgGoroutines })
+		mem := fmt.Sprintf("%s KiB (%s after a message)", fmtNum(kib.Median, 1), fmtNum(kibMsg.Median, 1))
+		g := "-"
+		if gor.N > 0 && !math.IsNaN(gor.Median) {
+			g = fmt.Sprintf("%s (%s)", fmtNum(gor.Median, 2), fmtNum(gorMsg.Median, 2))
+		}
+		tp := Ratio(r.tpSummary(TPKey{Target: k, Size: small}).Median, direct64)
+		rt := Ratio(r.rtField(k, func(x RTRound) float64 { return x.PerSec }).Median, directRT)
+		rows = append(rows, []string{label(k), mem, g, fmtRatio(tp) + " direct", fmtRatio(rt) + " direct"})
+	}
+	table(w, []string{"", fmt.Sprintf("idle memory per connection (%d conns)", r.Meta.IdleConns),
+		"goroutines per conn (after a message)", fmt.Sprintf("throughput, %s messages, ws", sizeName(small)),
+		fmt.Sprintf("round trips/s, %d B, %d conns", r.Meta.RTSize, r.Meta.RTConns)}, rows)
+}
+
+// lastOf turns a per-count field into its value at the largest count.
+func lastOf(f func(IdleRound) []float64) func(IdleRound) float64 {
+	return func(x IdleRound) float64 {
+		v := f(x)
+		if len(v) == 0 {
+			return math.NaN()
+		}
+		return v[len(v)-1]
+	}
+}
+
+func writeThroughput(w io.Writer, r *Results) {
+	m := r.Meta
+	fmt.Fprintf(w, "## Throughput\n\n")
+	fmt.Fprintf(w, "MiB/s of echoed payload: %d connections, %d messages in flight per connection, "+
+		"every echo checked byte for byte; %s measured after %s of warm-up. Every byte crosses the proxy twice "+
+		"(to the backend and back). `wss` is TLS on the client leg only (the proxy reaches the backend in plain ws); "+
+		"the direct connection has no TLS, so `wss` rows are compared with direct `ws`.\n\n",
+		m.TPConns, m.TPWindow, m.TPDuration, m.Warmup)
+	head := []string{"target", "leg"}
+	for _, s := range sizes {
+		head = append(head, sizeName(s)+": MiB/s", "x direct ws")
+	}
+	var rows [][]string
+	for _, k := range r.Targets {
+		for _, secure := range []bool{false, true} {
+			if _, ok := r.Throughput[TPKey{Target: k, Size: sizes[0], TLS: secure}]; !ok {
+				continue
+			}
+			leg := "ws"
+			if secure {
+				leg = "wss"
+			}
+			row := []string{label(k), leg}
+			for _, s := range sizes {
+				v := r.tpSummary(TPKey{Target: k, Size: s, TLS: secure})
+				d := r.tpSummary(TPKey{Target: keyDirect, Size: s}).Median
+				row = append(row, fmtSummary(v, 0), fmtRatio(Ratio(v.Median, d)))
+			}
+			rows = append(rows, row)
+		}
+	}
+	table(w, head, rows)
+}
+
+func writeRoundTrips(w io.Writer, r *Results) {
+	m := r.Meta
+	fmt.Fprintf(w, "## Round trips\n\n")
+	fmt.Fprintf(w, "%d connections, each sending a %d B binary message and waiting for its echo in a loop "+
+		"for %s after %s of warm-up; latency percentiles over all round trips of a round (median over rounds).\n\n",
+		m.RTConns, m.RTSize, m.RTDuration, m.Warmup)
+	directRT := r.rtField(keyDirect, func(x RTRound) float64 { return x.PerSec }).Median
+	var rows [][]string
+	for _, k := range r.Targets {
+		if len(r.RoundTrips[k]) == 0 {
+			continue
+		}
+		rt := r.rtField(k, func(x RTRound) float64 { return x.PerSec })
+		rows = append(rows, []string{
+			label(k), fmtSummary(rt, 0), fmtRatio(Ratio(rt.Median, directRT)),
+			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P50) })),
+			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P99) })),
+			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P999) })),
+		})
+	}
+	table(w, []string{"target", "round trips/s", "x direct", "p50", "p99", "p99.9"}, rows)
+}
+
+func writeIdle(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "## Idle connections\n\n")
+	fmt.Fprintf(w, "Growth of the proxy's resident memory (VmRSS; nginx: its one worker) and goroutines over "+
+		"its baseline before the first connection, divided by the number of open connections, read %s after "+
+		"each step. \"After a message\" is the same at the largest count after one message echoed on every "+
+		"connection. \"Alive\" counts the connections that still echoed a message at the end. The relay pings "+
+		"at its default interval (25s); the client answers pings.\n\n", r.Meta.Settle)
+	counts := idleCountsOf(r)
+	head := []string{"proxy"}
+	for _, c := range counts {
+		head = append(head, fmt.Sprintf("KiB/conn at %d", c))
+	}
+	head = append(head, "KiB/conn after a message", "goroutines/conn", "goroutines/conn after a message", "alive")
+	var rows [][]string
+	for _, k := range r.proxies() {
+		if len(r.Idle[k]) == 0 {
+			continue
+		}
+		row := []string{label(k)}
+		for i := range counts {
+			row = append(row, fmtSummary(r.idleField(k, at(i, func(x IdleRound) []float64 { return x.KiB })), 1))
+		}
+		gor := fmtSummary(r.idleField(k, lastOf(func(x IdleRound) []float64 { return x.Goroutines })), 2)
+		gorMsg := fmtSummary(r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgGoroutines }), 2)
+		if k == keyNginx {
+			gor, gorMsg = "-", "-"
+		}
+		alive, opened := 0, 0
+		for _, x := range r.Idle[k] {
+			alive += x.Alive
+			opened += x.Opened
+		}
+		row = append(row, fmtSummary(r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgKiB }), 1),
+			gor, gorMsg, fmt.Sprintf("%d/%d", alive, opened))
+		rows = append(rows, row)
+	}
+	table(w, head, rows)
+}
+
+// idleCountsOf returns the connection counts of the first idle round.
+func idleCountsOf(r *Results) []int {
+	for _, k := range r.proxies() {
+		if len(r.Idle[k]) > 0 {
+			return r.Idle[k][0].Counts
+		}
+	}
+	return nil
+}
+
+// at picks the i-th value of a per-count field, NaN if absent.
+func at(i int, f func(IdleRound) []float64) func(IdleRound) float64 {
+	return func(x IdleRound) float64 {
+		v := f(x)
+		if i >= len(v) {
+			return math.NaN()
+		}
+		return v[i]
+	}
+}
+
+func writePing(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "## Ping cost\n\n")
+	if len(r.Ping) == 0 {
+		fmt.Fprintf(w, "Not measured.\n\n")
+		return
+	}
+	var per, rate, cpu []float64
+	conns, alive := 0, 0
+	for _, p := range r.Ping {
+		per = append(per, p.PerThousand())
+		rate = append(rate, float64(p.Exchanges)/p.Window)
+		cpu = append(cpu, p.CPU/p.Window*100)
+		conns += p.Conns
+		alive += p.Alive
+	}
+	fmt.Fprintf(w, "The relay with `ping_interval 1s` and %d idle connections whose client answers every ping; "+
+		"the relay's CPU time (utime+stime, 10 ms resolution) over a %s window, divided by the ping/pong "+
+		"exchanges the client saw in it; the client answering the pings shares the CPUs. "+
+		"Stock `reverse_proxy` and nginx cannot ping.\n\n", r.Meta.IdleConns, r.Meta.PingWindow)
+	table(w, []string{"", "exchanges/s", "relay CPU, % of one core", "CPU s per 1,000 exchanges", "alive"},
+		[][]string{{label(keyRelay), fmtSummary(Summarize(rate), 0), fmtSummary(Summarize(cpu), 1),
+			fmtSummary(Summarize(per), 4), fmt.Sprintf("%d/%d", alive, conns)}})
+}
+
+func writeMethod(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "## Setup and notes\n\n")
+	fmt.Fprintf(w, "- One echo backend (gobwas/ws, its own process) echoes each frame as it arrives. "+
+		"The client (gobwas/ws, one more process) spreads its connections over source addresses 127.0.0.2-127.0.0.5. "+
+		"Client, proxy and backend share the machine's %d CPUs, so the client's and the backend's work is in every figure, "+
+		"direct included.\n", r.Meta.Machine.NProc)
+	fmt.Fprintf(w, "- Caddy sites: `websocket_relay 127.0.0.1:<port>` and `reverse_proxy 127.0.0.1:<port>`, default options; "+
+		"`wss` sites use `tls internal`. nginx: one worker, `proxy_http_version 1.1` with the Upgrade and Connection headers, "+
+		"`wss` with a self-signed ECDSA P-256 certificate.\n")
+	if slices.Contains(r.Targets, keyNginx) {
+		writeNginxNote(w, r)
+	}
+
+	fmt.Fprintf(w, "- Open files limit: %d (raised to the hard limit; the proxies inherit it). A proxy holds two descriptors per connection.\n", r.Meta.FileLimit)
+	for _, k := range r.Targets {
+		if info, ok := r.TLSInfo[k]; ok {
+			fmt.Fprintf(w, "- TLS negotiated with %s: %s\n", label(k), info)
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "- %s\n", n)
+	}
+	fmt.Fprintln(w)
+}
+
+// writeNginxNote says what nginx's growth per connection leaves out.
+func writeNginxNote(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "- nginx preallocates its %d connection slots (`worker_connections`) when it starts, so their memory "+
+		"is in its baseline, not in its growth per connection: about 0.4 KiB a slot and two slots per proxied "+
+		"connection (nginx 1.22.1 here: worker RSS 4.3 MiB with 1,024 slots, 16.3 MiB with 30,000), so add about "+
+		"0.8 KiB to its figures. It needs more than two slots per proxied connection: with 20,000 it refused "+
+		"connections at about 9,380.\n", nginxSlots(r.Meta.FileLimit))
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestSizeName(t *testing.T) {
+	for n, want := range map[int]string{128: "128 B", 64 << 10: "64 KiB", 1 << 20: "1 MiB", 1500: "1500 B", 3 << 20: "3 MiB"} {
+		if got := sizeName(n); got != want {
+			t.Errorf("sizeName(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestFmtSummary(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []float64
+		want string
+	}{
+		{"one round: the value alone", []float64{12.34}, "12.3"},
+		{"several rounds: median and range", []float64{3, 1, 2}, "2.0 [1.0–3.0]"},
+		{"no round", nil, "n/a"},
+		{"only failed rounds", []float64{math.NaN()}, "n/a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := fmtSummary(Summarize(tt.in), 1); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func report(r *Results) string {
+	var b strings.Builder
+	writeReport(&b, r)
+	return b.String()
+}
+
+func TestReportHeaderAndSections(t *testing.T) {
+	out := report(fixtureResults())
+	for _, want := range []string{
+		"2026-11-26 05:00 UTC",
+		"2 × Test CPU @ 2.0GHz",
+		"Caddy v2.11.9 built with Go go1.26.8",
+		"nginx/1.22.1",
+		"`make bench (bin/wsbench -caddy bin/caddy -out docs/perf)`",
+		"## Summary", "## Throughput", "## Round trips", "## Idle connections", "## Ping cost",
+		"compared with direct `ws`",
+		"TLS negotiated with websocket_relay: TLS 1.3 TLS_AES_128_GCM_SHA256",
+		"- throughput relay 64 KiB ws: echo 3 differs from message 3",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// row returns the table row of the report that starts with prefix.
+func row(t *testing.T, out, prefix string) string {
+	t.Helper()
+	for line := range strings.Lines(out) {
+		if strings.HasPrefix(line, prefix) {
+			return strings.TrimSpace(line)
+		}
+	}
+	t.Fatalf("no row starting with %q in:\n%s", prefix, out)
+	return ""
+}
+
+func TestReportFigures(t *testing.T) {
+	out := report(fixtureResults())
+	tests := []struct{ prefix, want string }{
+		// Relay 64 KiB ws rounds are 490, 500 and NaN: median 495 of 1000 direct.
+		{"| websocket_relay | 10.0 KiB", "| websocket_relay | 10.0 KiB (12.0 after a message) | 2.00 (2.00) | 0.49x direct | 0.60x direct |"},
+		{"| nginx | 18.0 KiB", "| nginx | 18.0 KiB (20.0 after a message) | - | 0.45x direct | 0.56x direct |"},
+		{"| websocket_relay | ws |", "| websocket_relay | ws | 495 [490–500] | 0.49x | 400 [390–410] | 0.50x |"},
+		{"| caddy reverse_proxy | wss |", "| caddy reverse_proxy | wss | 350 [350–350] | 0.35x | 300 [300–300] | 0.38x |"},
+		{"| direct (no proxy) | ws |", "| direct (no proxy) | ws | 1000 [990–1010] | 1.00x | 800 [790–810] | 1.00x |"},
+		{"| caddy reverse_proxy | 25001", "| caddy reverse_proxy | 25001 [25000–25002] | 0.50x | 1.50 ms | 5.00 ms | 12.00 ms |"},
+		{"| caddy reverse_proxy | 94.0", "| caddy reverse_proxy | 94.0 [94.0–94.0] | 91.0 [91.0–91.0] | 90.0 [90.0–90.0] | 92.0 [92.0–92.0] | 4.00 [4.00–4.00] | 4.00 [4.00–4.00] | 29700/29700 |"},
+		{"| nginx | 22.0", "| nginx | 22.0 [22.0–22.0] | 19.0 [19.0–19.0] | 18.0 [18.0–18.0] | 20.0 [20.0–20.0] | - | - | 29700/29700 |"},
+		{"| websocket_relay | 9900", "| websocket_relay | 9900 [9900–9900] | 6.0 [5.0–7.0] | 0.0061 [0.0051–0.0071] | 29700/29700 |"},
+	}
+	for _, tt := range tests {
+		if got := row(t, out, tt.prefix); got != tt.want {
+			t.Errorf("row\n got %s\nwant %s", got, tt.want)
+		}
+	}
+}
+
+// TestReportTablesAreRectangular checks that every row of every table has
+// as many cells as its header.
+func TestReportTablesAreRectangular(t *testing.T) {
+	for name, r := range map[string]*Results{"full": fixtureResults(), "empty": emptyResults()} {
+		t.Run(name, func(t *testing.T) {
+			cols := -1
+			for line := range strings.Lines(report(r)) {
+				if !strings.HasPrefix(line, "|") {
+					cols = -1
+					continue
+				}
+				n := strings.Count(line, "|")
+				if cols == -1 {
+					cols = n
+				} else if n != cols {
+					t.Errorf("row has %d separators, header %d: %s", n, cols, line)
+				}
+			}
+		})
+	}
+}
+
+// emptyResults is a run in which nginx was absent and every measurement failed.
+func emptyResults() *Results {
+	r := newResults()
+	r.Meta = fixtureResults().Meta
+	r.Meta.NginxVersion = "absent"
+	r.Targets = []string{keyRelay, keyStock, keyDirect}
+	r.Throughput[TPKey{Target: keyRelay, Size: sizes[0]}] = []float64{math.NaN()}
+	r.RoundTrips[keyDirect] = []RTRound{{PerSec: math.NaN()}}
+	r.Notes = []string{"nginx not found: its rows are left out"}
+	return r
+}
+
+func TestReportWithoutData(t *testing.T) {
+	out := report(emptyResults())
+	if strings.Contains(out, "| nginx") {
+		t.Error("nginx rows in a run without nginx")
+	}
+	if strings.Contains(out, "NaN") {
+		t.Error("report prints NaN; want n/a")
+	}
+	if !strings.Contains(out, "Not measured.") {
+		t.Error("ping section should say it was not measured")
+	}
+	if got := row(t, out, "| websocket_relay | n/a"); !strings.Contains(got, "n/a direct") {
+		t.Errorf("summary row %q should give n/a ratios", got)
+	}
+}
+
+func TestFmtNum(t *testing.T) {
+	tests := []struct {
+		x        float64
+		decimals int
+		want     string
+	}{
+		{1.256, 2, "1.26"},
+		{-0.0003, 2, "0.00"}, // a baseline one goroutine higher is not "-0.00" per connection
+		{-0.5, 1, "-0.5"},
+		{math.NaN(), 1, "n/a"},
+		{math.Inf(1), 1, "n/a"},
+	}
+	for _, tt := range tests {
+		if got := fmtNum(tt.x, tt.decimals); got != tt.want {
+			t.Errorf("fmtNum(%v, %d) = %q, want %q", tt.x, tt.decimals, got, tt.want)
+		}
+	}
+}
+
+func TestNginxNoteOnlyWithNginx(t *testing.T) {
+	if !strings.Contains(report(fixtureResults()), "connection slots") {
+		t.Error("the nginx note is missing from a run with nginx")
+	}
+	if strings.Contains(report(emptyResults()), "connection slots") {
+		t.Error("the nginx note is in a run without nginx")
+	}
+}
