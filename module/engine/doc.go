@@ -8,7 +8,7 @@
 // client. Payloads stream through the read buffer of the source leg, so a
 // frame of any size relays in bounded memory.
 //
-// Each leg has one writer (a one-slot lock held for a whole frame). The
+// Each leg has one writer (a lock held for a whole frame). The
 // relay's own pings and close frames go through it between whole frames,
 // never inside one; control frames may still go between the fragments of
 // a message (RFC 6455 5.4).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -61,7 +62,8 @@ func FuzzRelay(f *testing.F) {
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			t.Fatalf("relay did not end")
+			buf := make([]byte, 1<<20)
+			t.Fatalf("relay did not end:\n%s", buf[:runtime.Stack(buf, true)])
 		}
 	})
 }

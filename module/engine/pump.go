@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"errors"
-	"io"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -76,15 +75,20 @@ var errParked = errors.New("parked")
 // waitIdle waits between frames for src's next byte: a while in the
 // runtime's poller, then parked where the platform and connection allow,
 // else for as long as it takes.
+//
+// A leg that has not relayed a frame yet parks at once: a burst of new
+// connections then costs no goroutine per connection.
 func (s *Session) waitIdle(src *leg) error {
 	if src.rd.raw == nil || thePoller() == nil {
 		return src.rd.fill()
 	}
-	err := src.rd.fillWithin(lingerTime)
-	if err != errLingered {
-		return err
+	if src.counters.Frames > 0 {
+		err := src.rd.fillWithin(lingerTime)
+		if err != errLingered {
+			return err
+		}
+		src.rd.clearDeadline() // an expired deadline would fail the next read at once
 	}
-	src.rd.clearDeadline() // an expired deadline would fail the next read at once
 	if s.park(src) {
 		return errParked
 	}
@@ -102,30 +106,40 @@ func (s *Session) seen(src *leg) {
 // consumes pongs that answer relay pings, checks close frames, and
 // forwards the rest as they are. It reports whether the pump must stop.
 func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
-	raw := src.ctl[:h.Length]
-	if _, err := io.ReadFull(&src.rd, raw); err != nil {
+	n := int(h.Length)
+	if err := src.rd.need(n); err != nil {
 		s.readFailed(src.side, err)
 		return true
 	}
 	s.seen(src)
-	plain := raw
+	// Inspect the payload in the read buffer, unmasked in place, then mask
+	// it back: what is forwarded is the client's bytes as they came.
+	raw := src.rd.buffered()[:n]
+	defer src.rd.discard(n)
 	if h.Masked {
-		plain = src.plain[:h.Length]
-		copy(plain, raw)
-		ws.Cipher(plain, h.Mask, 0)
+		ws.Cipher(raw, h.Mask, 0)
 	}
+	var code uint16
+	var reason string
+	var err error
+	consumed := false
 	switch h.OpCode {
 	case ws.OpPong:
-		if src.side == Client && bytes.Equal(plain, pingPayload) {
-			s.pongs.Add(1)
-			return false
-		}
+		consumed = src.side == Client && bytes.Equal(raw, pingPayload)
 	case ws.OpClose:
-		code, reason, err := ParseClose(plain)
-		if err != nil {
-			s.violate(src.side, err)
-			return true
-		}
+		code, reason, err = ParseClose(raw)
+	}
+	if h.Masked {
+		ws.Cipher(raw, h.Mask, 0)
+	}
+	switch {
+	case consumed:
+		s.pongs.Add(1)
+		return false
+	case err != nil:
+		s.violate(src.side, err)
+		return true
+	case h.OpCode == ws.OpClose:
 		s.setCause(src.side.String(), code, reason, src.side.String()+" closed")
 		s.forwardSmall(dst, h, raw)
 		return true

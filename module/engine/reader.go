@@ -137,6 +137,16 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// need reads until at least n bytes (at most a block) are buffered.
+func (r *reader) need(n int) error {
+	for len(r.buffered()) < n {
+		if err := r.fill(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // skip reads and drops n bytes.
 func (r *reader) skip(n int64) error {
 	for n > 0 {
@@ -220,14 +230,14 @@ func (r *reader) fill() error {
 		if n > 0 {
 			r.take()
 			r.blk[0] = r.one[0]
-			r.r, r.w, n = 0, 1, 0
+			r.r, r.w = 0, 0
 		}
 	default:
 		n, err = r.conn.Read(r.blk[r.w:])
 	}
-	r.w += n
-	if r.blk != nil && r.r < r.w {
-		return nil
+	if n > 0 {
+		r.w += n
+		return nil // an error that came with the bytes comes back next time
 	}
 	if err == nil {
 		err = io.EOF
@@ -260,8 +270,8 @@ func (r *reader) tryFill() (bool, error) {
 	if r.wouldBlock {
 		return false, nil
 	}
-	r.w += n
-	if r.blk != nil && r.r < r.w {
+	if n > 0 {
+		r.w += n
 		return true, nil
 	}
 	if err == nil {

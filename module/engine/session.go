@@ -98,9 +98,6 @@ type leg struct {
 	conn net.Conn
 	rd   reader
 	w    *writer
-	// ctl holds a control frame's payload while it is inspected.
-	ctl   [maxControlPayload]byte
-	plain [maxControlPayload]byte
 	// hdr is ws.ReadHeaderBuffer's scratch space.
 	hdr [16]byte
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -13,17 +14,17 @@ import (
 // because the session is tearing down.
 var errWriterDone = errors.New("relay is closing")
 
-// writer is the only way bytes reach one leg. Whoever holds its one-slot
-// lock writes one whole frame; that is what keeps relay pings and close
+// writer is the only way bytes reach one leg. Whoever holds its lock
+// writes one whole frame; that is what keeps relay pings and close
 // frames between frames.
 type writer struct {
 	conn    net.Conn
 	now     func() time.Time
 	timeout time.Duration // per write; 0 means none
 	mask    bool          // relay-made frames to this leg are masked (the backend leg)
-	sem     chan struct{}
+	mu      sync.Mutex
 
-	// Guarded by sem.
+	// Guarded by mu.
 	closeSent bool      // a close frame went out: no more data frames (RFC 6455 5.5.1)
 	dl        time.Time // write deadline in force
 	broken    bool      // a write failed or a frame was left unfinished
@@ -36,20 +37,25 @@ type writer struct {
 }
 
 func newWriter(conn net.Conn, timeout time.Duration, mask bool, now func() time.Time) *writer {
-	return &writer{conn: conn, now: now, timeout: timeout, mask: mask, sem: make(chan struct{}, 1)}
+	return &writer{conn: conn, now: now, timeout: timeout, mask: mask}
 }
 
-// lock takes the writer, giving up when done is closed.
+// lock takes the writer; it reports false, without the lock, once the
+// session is tearing down (done closed). A holder never keeps the lock for
+// long after teardown: teardown closes both connections, which fails the
+// read or write the holder is blocked in.
 func (w *writer) lock(done <-chan struct{}) bool {
+	w.mu.Lock()
 	select {
-	case w.sem <- struct{}{}:
-		return true
 	case <-done:
+		w.mu.Unlock()
 		return false
+	default:
+		return true
 	}
 }
 
-func (w *writer) unlock() { <-w.sem }
+func (w *writer) unlock() { w.mu.Unlock() }
 
 // usable reports whether a frame may still be written. Call with the lock.
 func (w *writer) usable() bool { return !w.closeSent && !w.broken }
