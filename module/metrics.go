@@ -32,6 +32,10 @@ var (
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "pings_sent_total",
 		Help: "Keepalive pings the relay sent to clients.",
 	})
+	readBuffers = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "read_buffers",
+		Help: "Pooled 64 KiB read buffers that relays hold now; an idle relay holds none.",
+	}, func() float64 { return float64(engine.BuffersHeld()) })
 	handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "handshake_failures_total",
 		Help: "Upgrade requests not relayed, by reason: bad_request, dial, handshake, rejected.",
@@ -44,7 +48,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, relayedBytes, relayedFrames, pingsSent, handshakeFailures} {
+	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, relayedBytes, relayedFrames, pingsSent, readBuffers, handshakeFailures} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
