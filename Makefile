@@ -44,7 +44,7 @@ clean:
 .PHONY: bench bench-quick
 
 # Side by side in one run: websocket_relay, stock reverse_proxy, nginx and a
-# direct connection (about 6 min on 2 cores). Writes docs/perf/results.md and chart.svg.
+# direct connection (about 9 min on 2 cores). Writes docs/perf/results.md and chart.svg.
 bench: build
 	$(GO) build -o bin/wsbench ./cmd/wsbench
 	./bin/wsbench -caddy bin/caddy -out docs/perf -via "make bench"

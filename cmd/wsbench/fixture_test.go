@@ -6,7 +6,8 @@ import (
 )
 
 // fixtureResults is a made-up three-round run with every target, one
-// failed relay throughput round (NaN) and nginx without goroutines.
+// failed relay throughput round (NaN), nginx without goroutines, and idle
+// rounds over wss with fewer connections than over ws.
 func fixtureResults() *Results {
 	r := newResults()
 	r.Meta = Meta{
@@ -16,7 +17,7 @@ func fixtureResults() *Results {
 		CaddyVersion: "v2.11.9",
 		NginxVersion: "nginx/1.22.1",
 		Command:      "make bench (bin/wsbench -caddy bin/caddy -out docs/perf)",
-		Rounds:       3, IdleConns: 9900, Settle: 3 * time.Second, Warmup: 500 * time.Millisecond,
+		Rounds:       3, IdleConns: 9900, IdleConnsTLS: 2970, Settle: 3 * time.Second, Warmup: 500 * time.Millisecond,
 		TPDuration: 2 * time.Second, RTDuration: 4 * time.Second, PingWindow: 10 * time.Second,
 		TPConns: 4, TPWindow: 8, RTConns: 100, RTSize: 128, Sizes: sizes, FileLimit: 20000,
 	}
@@ -49,6 +50,18 @@ func fixtureResults() *Results {
 				Goroutines:  []float64{v[1], v[1], v[1]},
 				AfterMsgKiB: v[0] + 2, AfterMsgGoroutines: v[1],
 				Alive: 9900, Opened: 9900,
+			})
+		}
+	}
+	idleTLS := map[string][2]float64{keyRelay: {14, 3}, keyStock: {120, 4}, keyNginx: {40, math.NaN()}}
+	for k, v := range idleTLS {
+		for i := range 3 {
+			r.IdleTLS[k] = append(r.IdleTLS[k], IdleRound{
+				Counts:      []int{990, 2970},
+				KiB:         []float64{v[0] + 3, v[0] + float64(i)},
+				Goroutines:  []float64{v[1], v[1], v[1]},
+				AfterMsgKiB: v[0] + 5, AfterMsgGoroutines: v[1] - 1,
+				Alive: 2970 - i, Opened: 2970,
 			})
 		}
 	}

@@ -179,6 +179,20 @@ func idleCounts(n int) []int {
 	return out
 }
 
+// idleCountsTLS are the connection counts of the wss idle measurement of n
+// connections: the counts of the ws measurement of nWS below n, then n, so
+// that the two line up at the same counts (a proxy's fixed costs weigh
+// more per connection at a smaller count).
+func idleCountsTLS(nWS, n int) []int {
+	var out []int
+	for _, c := range idleCounts(nWS) {
+		if c < n {
+			out = append(out, c)
+		}
+	}
+	return append(out, n)
+}
+
 // sample is one reading of a proxy's memory and goroutines.
 type sample struct{ rss, gor float64 }
 
@@ -201,22 +215,26 @@ func perConn(base, s sample, n int) (kib, gor float64) {
 	return (s.rss - base.rss) / float64(n), (s.gor - base.gor) / float64(n)
 }
 
-// runIdle opens the idle connections to t in steps, reading t's memory and
-// goroutines after each step has settled, then again after one message on
-// each connection, and finally checks that every connection still echoes.
-func (b *bench) runIdle(t *target) (IdleRound, error) {
+// runIdle opens idle connections to url (a site of t) in steps up to each
+// of counts, reading t's memory and goroutines after each step has
+// settled, then again after one message on each connection, and finally
+// checks that every connection still echoes. name names the measurement in
+// notes and the log.
+func (b *bench) runIdle(t *target, name, url string, counts []int) (IdleRound, error) {
 	b.settle()
 	base, err := b.sample(t)
 	if err != nil {
 		return IdleRound{}, err
 	}
-	pool := &idlePool{d: b.dialer, url: t.ws}
+	pool := &idlePool{d: b.dialer, url: url}
 	defer pool.close()
 	var r IdleRound
-	for _, n := range idleCounts(b.cfg.idleConns) {
-		if err := pool.grow(n); err != nil {
+	for _, c := range counts {
+		start := time.Now()
+		if err := pool.grow(c); err != nil {
 			return r, err
 		}
+		b.logf("idle %s: %d open (%.1fs to open)", name, len(pool.conns), time.Since(start).Seconds())
 		b.settle()
 		s, err := b.sample(t)
 		if err != nil {
@@ -229,7 +247,7 @@ func (b *bench) runIdle(t *target) (IdleRound, error) {
 	}
 	r.Opened = len(pool.conns)
 	if ok := pool.roundTripAll(); ok != r.Opened {
-		b.notef("idle %s: %d of %d connections did not echo their first message", t.key, r.Opened-ok, r.Opened)
+		b.notef("idle %s: %d of %d connections did not echo their first message", name, r.Opened-ok, r.Opened)
 	}
 	b.settle()
 	s, err := b.sample(t)

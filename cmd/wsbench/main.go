@@ -1,9 +1,9 @@
 // Command wsbench compares WebSocket proxies side by side in one run: the
 // websocket_relay handler, Caddy's stock reverse_proxy (the same caddy
 // binary), nginx, and a direct connection to the echo backend. It measures
-// throughput, round trips, idle memory and goroutines per connection, and
-// the relay's CPU cost of keepalive pings, in alternating rounds, and writes
-// a markdown report and an SVG chart.
+// throughput, round trips, idle memory and goroutines per connection (with a
+// ws and a wss client leg), and the relay's CPU cost of keepalive pings, in
+// alternating rounds, and writes a markdown report and an SVG chart.
 //
 //	wsbench [-quick] [-caddy bin/caddy] [-out docs/perf] [flags]
 //	wsbench backend [-listen addr]   (the echo backend; started by wsbench)
@@ -27,7 +27,7 @@ import (
 // config holds the command-line flags.
 type config struct {
 	caddyBin, nginxBin, out, via, workDir string
-	rounds, idleConns                     int
+	rounds, idleConns, idleConnsTLS       int
 	tpConns, tpWindow, rtConns, rtSize    int
 	quick, keep                           bool
 	settle, warmup                        time.Duration
@@ -65,9 +65,10 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.via, "via", "", `how the run was started, for the report (e.g. "make bench")`)
 	fs.StringVar(&c.workDir, "workdir", "", "directory for configs, storage and logs (default: a new temporary one)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory")
-	fs.BoolVar(&c.quick, "quick", false, "smoke run: 1 round, 1,000 idle connections, shorter windows")
+	fs.BoolVar(&c.quick, "quick", false, "smoke run: 1 round, 1,000 idle connections (ws and wss), shorter windows")
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds; each measures every target in turn")
 	fs.IntVar(&c.idleConns, "idle-conns", 9900, "idle connections per proxy (two file descriptors each in a proxy)")
+	fs.IntVar(&c.idleConnsTLS, "idle-conns-wss", 2970, "idle wss connections per proxy (fewer: each costs a TLS handshake); 0 skips them")
 	fs.IntVar(&c.tpConns, "tp-conns", 4, "connections of a throughput run")
 	fs.IntVar(&c.tpWindow, "tp-window", 8, "messages in flight per connection in a throughput run")
 	fs.IntVar(&c.rtConns, "rt-conns", 100, "connections of a round-trip run")
@@ -84,12 +85,13 @@ func parseFlags(args []string) (config, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]func(){
-			"rounds":      func() { c.rounds = 1 },
-			"idle-conns":  func() { c.idleConns = 1000 },
-			"settle":      func() { c.settle = 2 * time.Second },
-			"tp-duration": func() { c.tpDuration = time.Second },
-			"rt-duration": func() { c.rtDuration = 2 * time.Second },
-			"ping-window": func() { c.pingWindow = 5 * time.Second },
+			"rounds":         func() { c.rounds = 1 },
+			"idle-conns":     func() { c.idleConns = 1000 },
+			"idle-conns-wss": func() { c.idleConnsTLS = 1000 },
+			"settle":         func() { c.settle = 2 * time.Second },
+			"tp-duration":    func() { c.tpDuration = time.Second },
+			"rt-duration":    func() { c.rtDuration = 2 * time.Second },
+			"ping-window":    func() { c.pingWindow = 5 * time.Second },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -97,8 +99,8 @@ func parseFlags(args []string) (config, error) {
 			}
 		}
 	}
-	if c.rounds < 1 || c.idleConns < 1 || c.tpConns < 1 || c.tpWindow < 1 || c.rtConns < 1 || c.rtSize < 8 {
-		return c, errors.New("rounds, connection counts and window must be positive, rt-size at least 8")
+	if c.rounds < 1 || c.idleConns < 1 || c.idleConnsTLS < 0 || c.tpConns < 1 || c.tpWindow < 1 || c.rtConns < 1 || c.rtSize < 8 {
+		return c, errors.New("rounds, connection counts and window must be positive (idle-conns-wss may be 0), rt-size at least 8")
 	}
 	if c.settle < 1500*time.Millisecond {
 		return c, errors.New("settle must be at least 1.5s (the ping run waits one settle for the 1s pings to start)")
@@ -136,8 +138,8 @@ func run(cfg config) (err error) {
 	if err != nil {
 		return fmt.Errorf("raising the file limit: %w", err)
 	}
-	if need := 2*uint64(cfg.idleConns) + 100; limit < need {
-		b.notef("the file limit is %d; %d idle connections need about %d in a proxy", limit, cfg.idleConns, need)
+	if n := max(cfg.idleConns, cfg.idleConnsTLS); limit < 2*uint64(n)+100 {
+		b.notef("the file limit is %d; %d idle connections need about %d in a proxy", limit, n, 2*uint64(n)+100)
 	}
 	if cfg.caddyBin, err = filepath.Abs(cfg.caddyBin); err != nil {
 		return err
@@ -206,7 +208,8 @@ func (b *bench) meta(limit uint64, nginx string) Meta {
 		Date: time.Now(), Machine: readMachine(), GoVersion: runtime.Version(),
 		CaddyVersion: "unknown", NginxVersion: "absent",
 		Command: commandLine(os.Args, b.cfg.via), Rounds: b.cfg.rounds, IdleConns: b.cfg.idleConns,
-		Settle: b.cfg.settle, Warmup: b.cfg.warmup, TPDuration: b.cfg.tpDuration, RTDuration: b.cfg.rtDuration,
+		IdleConnsTLS: b.cfg.idleConnsTLS,
+		Settle:       b.cfg.settle, Warmup: b.cfg.warmup, TPDuration: b.cfg.tpDuration, RTDuration: b.cfg.rtDuration,
 		PingWindow: b.cfg.pingWindow, TPConns: b.cfg.tpConns, TPWindow: b.cfg.tpWindow,
 		RTConns: b.cfg.rtConns, RTSize: b.cfg.rtSize, Sizes: sizes, FileLimit: limit,
 	}

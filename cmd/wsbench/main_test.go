@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestIdleCounts(t *testing.T) {
 	tests := []struct {
@@ -27,6 +30,24 @@ func TestIdleCounts(t *testing.T) {
 	}
 }
 
+func TestIdleCountsTLS(t *testing.T) {
+	tests := []struct {
+		nWS, n int
+		want   []int
+	}{
+		{9900, 2970, []int{990, 2970}},      // the default: lines up with two ws steps
+		{1000, 1000, []int{100, 300, 1000}}, // -quick: the ws steps
+		{9900, 3000, []int{990, 2970, 3000}},
+		{9900, 500, []int{500}},
+		{1000, 5000, []int{100, 300, 1000, 5000}},
+	}
+	for _, tt := range tests {
+		if got := idleCountsTLS(tt.nWS, tt.n); !slices.Equal(got, tt.want) {
+			t.Errorf("idleCountsTLS(%d, %d) = %v, want %v", tt.nWS, tt.n, got, tt.want)
+		}
+	}
+}
+
 func TestRotate(t *testing.T) {
 	in := []string{"a", "b", "c"}
 	for r, want := range []string{"abc", "bca", "cab", "abc"} {
@@ -48,8 +69,17 @@ func TestParseFlagsQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.idleConns != 1000 || c.rounds != 2 {
-		t.Errorf("quick: idle conns %d rounds %d, want 1000 and the explicit 2", c.idleConns, c.rounds)
+	if c.idleConns != 1000 || c.idleConnsTLS != 1000 || c.rounds != 2 {
+		t.Errorf("quick: idle conns %d (wss %d) rounds %d, want 1000 (1000) and the explicit 2", c.idleConns, c.idleConnsTLS, c.rounds)
+	}
+	if c, err := parseFlags(nil); err != nil || c.idleConns != 9900 || c.idleConnsTLS != 2970 {
+		t.Errorf("defaults: idle conns %d, wss %d (%v); want 9900 and 2970", c.idleConns, c.idleConnsTLS, err)
+	}
+	if c, err := parseFlags([]string{"-quick", "-idle-conns-wss", "0"}); err != nil || c.idleConnsTLS != 0 {
+		t.Errorf("-idle-conns-wss 0 should skip wss idle, even with -quick: got %d, %v", c.idleConnsTLS, err)
+	}
+	if _, err := parseFlags([]string{"-idle-conns-wss", "-1"}); err == nil {
+		t.Error("a negative wss idle count should be refused")
 	}
 	if _, err := parseFlags([]string{"-settle", "1s"}); err == nil {
 		t.Error("a settle shorter than the 1s ping interval should be refused")

@@ -123,24 +123,49 @@ func writeSummary(w io.Writer, r *Results) {
 	small := sizes[0]
 	direct64 := r.tpSummary(TPKey{Target: keyDirect, Size: small}).Median
 	directRT := r.rtField(keyDirect, func(x RTRound) float64 { return x.PerSec }).Median
+	withTLS := r.Meta.IdleConnsTLS > 0
 	var rows [][]string
 	for _, k := range r.proxies() {
-		kib := r.idleField(k, lastOf(func(x IdleRound) []float64 { return x.KiB }))
-		kibMsg := r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgKiB })
-		gor := r.idleField(k, lastOf(func(x IdleRound) []float64 { return x.Goroutines }))
-		gorMsg := r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgGoroutines })
-		mem := fmt.Sprintf("%s KiB (%s after a message)", fmtNum(kib.Median, 1), fmtNum(kibMsg.Median, 1))
-		g := "-"
-		if gor.N > 0 && !math.IsNaN(gor.Median) {
-			g = fmt.Sprintf("%s (%s)", fmtNum(gor.Median, 2), fmtNum(gorMsg.Median, 2))
+		row := []string{label(k), idleMemCell(r, k, false)}
+		g := idleGorCell(r, k, false)
+		if withTLS {
+			row = append(row, idleMemCell(r, k, true))
+			if gt := idleGorCell(r, k, true); g != "-" || gt != "-" {
+				g += " / " + gt
+			}
 		}
 		tp := Ratio(r.tpSummary(TPKey{Target: k, Size: small}).Median, direct64)
 		rt := Ratio(r.rtField(k, func(x RTRound) float64 { return x.PerSec }).Median, directRT)
-		rows = append(rows, []string{label(k), mem, g, fmtRatio(tp) + " direct", fmtRatio(rt) + " direct"})
+		rows = append(rows, append(row, g, fmtRatio(tp)+" direct", fmtRatio(rt)+" direct"))
 	}
-	table(w, []string{"", fmt.Sprintf("idle memory per connection (%d conns)", r.Meta.IdleConns),
-		"goroutines per conn (after a message)", fmt.Sprintf("throughput, %s messages, ws", sizeName(small)),
-		fmt.Sprintf("round trips/s, %d B, %d conns", r.Meta.RTSize, r.Meta.RTConns)}, rows)
+	head := []string{"", fmt.Sprintf("idle memory per connection, ws (%d conns)", r.Meta.IdleConns)}
+	gorHead := "goroutines per conn (after a message)"
+	if withTLS {
+		head = append(head, fmt.Sprintf("idle memory per connection, wss (%d conns)", r.Meta.IdleConnsTLS))
+		gorHead += ", ws / wss"
+	}
+	table(w, append(head, gorHead, fmt.Sprintf("throughput, %s messages, ws", sizeName(small)),
+		fmt.Sprintf("round trips/s, %d B, %d conns", r.Meta.RTSize, r.Meta.RTConns)), rows)
+}
+
+// idleMemCell is a proxy's idle memory per connection at the largest
+// count over ws or (secure) wss, and after a message, for the summary.
+func idleMemCell(r *Results, k string, secure bool) string {
+	kib := r.idleField(k, secure, lastOf(func(x IdleRound) []float64 { return x.KiB }))
+	kibMsg := r.idleField(k, secure, func(x IdleRound) float64 { return x.AfterMsgKiB })
+	return fmt.Sprintf("%s KiB (%s after a message)", fmtNum(kib.Median, 1), fmtNum(kibMsg.Median, 1))
+}
+
+// idleGorCell is a proxy's goroutines per idle connection and after a
+// message, over ws or (secure) wss, for the summary; "-" without figures
+// (nginx).
+func idleGorCell(r *Results, k string, secure bool) string {
+	gor := r.idleField(k, secure, lastOf(func(x IdleRound) []float64 { return x.Goroutines }))
+	gorMsg := r.idleField(k, secure, func(x IdleRound) float64 { return x.AfterMsgGoroutines })
+	if gor.N == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s)", fmtNum(gor.Median, 2), fmtNum(gorMsg.Median, 2))
 }
 
 // lastOf turns a per-count field into its value at the largest count.
@@ -212,13 +237,34 @@ func writeRoundTrips(w io.Writer, r *Results) {
 }
 
 func writeIdle(w io.Writer, r *Results) {
+	m := r.Meta
 	fmt.Fprintf(w, "## Idle connections\n\n")
 	fmt.Fprintf(w, "Growth of the proxy's resident memory (VmRSS; nginx: its one worker) and goroutines over "+
 		"its baseline before the first connection, divided by the number of open connections, read %s after "+
 		"each step. \"After a message\" is the same at the largest count after one message echoed on every "+
 		"connection. \"Alive\" counts the connections that still echoed a message at the end. The relay pings "+
-		"at its default interval (25s); the client answers pings.\n\n", r.Meta.Settle)
-	counts := idleCountsOf(r)
+		"at its default interval (25s); the client answers pings. The ws and the wss measurements each start "+
+		"on freshly started proxies.\n\n", m.Settle)
+	fmt.Fprintf(w, "Client leg ws, %d connections per proxy:\n\n", m.IdleConns)
+	idleTable(w, r, false)
+	if m.IdleConnsTLS <= 0 {
+		fmt.Fprintf(w, "Client leg wss: not measured.\n\n")
+		return
+	}
+	fmt.Fprintf(w, "Client leg wss (TLS on the client leg only, as in the throughput runs; the proxy reaches the backend "+
+		"in plain ws), %d connections per proxy", m.IdleConnsTLS)
+	if m.IdleConnsTLS < m.IdleConns {
+		fmt.Fprintf(w, " (fewer than over ws to keep the run short: every connection costs a TLS handshake on "+
+			"the shared CPUs). Its steps are those of ws up to that count: compare a figure with the ws figure "+
+			"at the same count, since a proxy's fixed costs weigh more per connection at a smaller count")
+	}
+	fmt.Fprintf(w, ":\n\n")
+	idleTable(w, r, true)
+}
+
+// idleTable writes the idle table of the ws or (secure) wss client leg.
+func idleTable(w io.Writer, r *Results, secure bool) {
+	counts := idleCountsOf(r, secure)
 	head := []string{"proxy"}
 	for _, c := range counts {
 		head = append(head, fmt.Sprintf("KiB/conn at %d", c))
@@ -226,35 +272,37 @@ func writeIdle(w io.Writer, r *Results) {
 	head = append(head, "KiB/conn after a message", "goroutines/conn", "goroutines/conn after a message", "alive")
 	var rows [][]string
 	for _, k := range r.proxies() {
-		if len(r.Idle[k]) == 0 {
+		rounds := r.idleRounds(k, secure)
+		if len(rounds) == 0 {
 			continue
 		}
 		row := []string{label(k)}
 		for i := range counts {
-			row = append(row, fmtSummary(r.idleField(k, at(i, func(x IdleRound) []float64 { return x.KiB })), 1))
+			row = append(row, fmtSummary(r.idleField(k, secure, at(i, func(x IdleRound) []float64 { return x.KiB })), 1))
 		}
-		gor := fmtSummary(r.idleField(k, lastOf(func(x IdleRound) []float64 { return x.Goroutines })), 2)
-		gorMsg := fmtSummary(r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgGoroutines }), 2)
+		gor := fmtSummary(r.idleField(k, secure, lastOf(func(x IdleRound) []float64 { return x.Goroutines })), 2)
+		gorMsg := fmtSummary(r.idleField(k, secure, func(x IdleRound) float64 { return x.AfterMsgGoroutines }), 2)
 		if k == keyNginx {
 			gor, gorMsg = "-", "-"
 		}
 		alive, opened := 0, 0
-		for _, x := range r.Idle[k] {
+		for _, x := range rounds {
 			alive += x.Alive
 			opened += x.Opened
 		}
-		row = append(row, fmtSummary(r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgKiB }), 1),
+		row = append(row, fmtSummary(r.idleField(k, secure, func(x IdleRound) float64 { return x.AfterMsgKiB }), 1),
 			gor, gorMsg, fmt.Sprintf("%d/%d", alive, opened))
 		rows = append(rows, row)
 	}
 	table(w, head, rows)
 }
 
-// idleCountsOf returns the connection counts of the first idle round.
-func idleCountsOf(r *Results) []int {
+// idleCountsOf returns the connection counts of the first idle round over
+// ws or (secure) wss.
+func idleCountsOf(r *Results, secure bool) []int {
 	for _, k := range r.proxies() {
-		if len(r.Idle[k]) > 0 {
-			return r.Idle[k][0].Counts
+		if rounds := r.idleRounds(k, secure); len(rounds) > 0 {
+			return rounds[0].Counts
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -75,14 +76,18 @@ func TestReportFigures(t *testing.T) {
 	out := report(fixtureResults())
 	tests := []struct{ prefix, want string }{
 		// Relay 64 KiB ws rounds are 490, 500 and NaN: median 495 of 1000 direct.
-		{"| websocket_relay | 10.0 KiB", "| websocket_relay | 10.0 KiB (12.0 after a message) | 2.00 (2.00) | 0.49x direct | 0.60x direct |"},
-		{"| nginx | 18.0 KiB", "| nginx | 18.0 KiB (20.0 after a message) | - | 0.45x direct | 0.56x direct |"},
+		// Summary: ws idle at 9900, wss idle at 3300, goroutines ws / wss.
+		{"| websocket_relay | 10.0 KiB", "| websocket_relay | 10.0 KiB (12.0 after a message) | 15.0 KiB (19.0 after a message) | 2.00 (2.00) / 3.00 (2.00) | 0.49x direct | 0.60x direct |"},
+		{"| nginx | 18.0 KiB", "| nginx | 18.0 KiB (20.0 after a message) | 41.0 KiB (45.0 after a message) | - | 0.45x direct | 0.56x direct |"},
 		{"| websocket_relay | ws |", "| websocket_relay | ws | 495 [490–500] | 0.49x | 400 [390–410] | 0.50x |"},
 		{"| caddy reverse_proxy | wss |", "| caddy reverse_proxy | wss | 350 [350–350] | 0.35x | 300 [300–300] | 0.38x |"},
 		{"| direct (no proxy) | ws |", "| direct (no proxy) | ws | 1000 [990–1010] | 1.00x | 800 [790–810] | 1.00x |"},
 		{"| caddy reverse_proxy | 25001", "| caddy reverse_proxy | 25001 [25000–25002] | 0.50x | 1.50 ms | 5.00 ms | 12.00 ms |"},
 		{"| caddy reverse_proxy | 94.0", "| caddy reverse_proxy | 94.0 [94.0–94.0] | 91.0 [91.0–91.0] | 90.0 [90.0–90.0] | 92.0 [92.0–92.0] | 4.00 [4.00–4.00] | 4.00 [4.00–4.00] | 29700/29700 |"},
 		{"| nginx | 22.0", "| nginx | 22.0 [22.0–22.0] | 19.0 [19.0–19.0] | 18.0 [18.0–18.0] | 20.0 [20.0–20.0] | - | - | 29700/29700 |"},
+		// Idle over wss: its own counts; one connection fewer alive each round.
+		{"| websocket_relay | 17.0", "| websocket_relay | 17.0 [17.0–17.0] | 15.0 [14.0–16.0] | 19.0 [19.0–19.0] | 3.00 [3.00–3.00] | 2.00 [2.00–2.00] | 8907/8910 |"},
+		{"| nginx | 43.0", "| nginx | 43.0 [43.0–43.0] | 41.0 [40.0–42.0] | 45.0 [45.0–45.0] | - | - | 8907/8910 |"},
 		{"| websocket_relay | 9900", "| websocket_relay | 9900 [9900–9900] | 6.0 [5.0–7.0] | 0.0061 [0.0051–0.0071] | 29700/29700 |"},
 	}
 	for _, tt := range tests {
@@ -167,5 +172,83 @@ func TestNginxNoteOnlyWithNginx(t *testing.T) {
 	}
 	if strings.Contains(report(emptyResults()), "connection slots") {
 		t.Error("the nginx note is in a run without nginx")
+	}
+}
+
+func TestReportIdleOverWSS(t *testing.T) {
+	out := report(fixtureResults())
+	for _, want := range []string{
+		"| idle memory per connection, ws (9900 conns) | idle memory per connection, wss (2970 conns) | goroutines per conn (after a message), ws / wss |",
+		"Client leg ws, 9900 connections per proxy:",
+		"Client leg wss (TLS on the client leg only",
+		"2970 connections per proxy (fewer than over ws",
+		"| proxy | KiB/conn at 990 | KiB/conn at 2970 | KiB/conn after a message |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if i, j := strings.Index(out, "Client leg ws,"), strings.Index(out, "Client leg wss"); i < 0 || j < i {
+		t.Error("the ws idle table should come before the wss one")
+	}
+}
+
+func TestReportIdleWSSSameCount(t *testing.T) {
+	r := fixtureResults()
+	r.Meta.IdleConnsTLS = r.Meta.IdleConns
+	if out := report(r); strings.Contains(out, "fewer than over ws") {
+		t.Error("the report says wss used fewer connections when it did not")
+	}
+}
+
+func TestReportIdleWSSNotMeasured(t *testing.T) {
+	r := fixtureResults()
+	r.Meta.IdleConnsTLS = 0
+	r.IdleTLS = map[string][]IdleRound{}
+	out := report(r)
+	if strings.Contains(out, "wss (") {
+		t.Error("a wss idle column or table in a run that skipped it")
+	}
+	if !strings.Contains(out, "Client leg wss: not measured.") {
+		t.Error("the idle section should say wss was not measured")
+	}
+	want := "| websocket_relay | 10.0 KiB (12.0 after a message) | 2.00 (2.00) | 0.49x direct | 0.60x direct |"
+	if got := row(t, out, "| websocket_relay | 10.0 KiB"); got != want {
+		t.Errorf("summary row\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestIdleCountsOf(t *testing.T) {
+	r := fixtureResults()
+	if got := idleCountsOf(r, false); !slices.Equal(got, []int{990, 2970, 9900}) {
+		t.Errorf("ws counts %v", got)
+	}
+	if got := idleCountsOf(r, true); !slices.Equal(got, []int{990, 2970}) {
+		t.Errorf("wss counts %v", got)
+	}
+	if got := idleCountsOf(emptyResults(), true); got != nil {
+		t.Errorf("counts %v without idle rounds, want none", got)
+	}
+}
+
+func TestIdleCells(t *testing.T) {
+	r := fixtureResults()
+	tests := []struct {
+		k        string
+		secure   bool
+		mem, gor string
+	}{
+		{keyRelay, false, "10.0 KiB (12.0 after a message)", "2.00 (2.00)"},
+		{keyRelay, true, "15.0 KiB (19.0 after a message)", "3.00 (2.00)"},
+		{keyNginx, true, "41.0 KiB (45.0 after a message)", "-"},
+		{"absent", true, "n/a KiB (n/a after a message)", "-"},
+	}
+	for _, tt := range tests {
+		if got := idleMemCell(r, tt.k, tt.secure); got != tt.mem {
+			t.Errorf("idleMemCell(%s, %v) = %q, want %q", tt.k, tt.secure, got, tt.mem)
+		}
+		if got := idleGorCell(r, tt.k, tt.secure); got != tt.gor {
+			t.Errorf("idleGorCell(%s, %v) = %q, want %q", tt.k, tt.secure, got, tt.gor)
+		}
 	}
 }

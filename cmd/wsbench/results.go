@@ -41,6 +41,7 @@ type Meta struct {
 	Command      string
 	Rounds       int
 	IdleConns    int
+	IdleConnsTLS int // over wss; 0: not measured
 	Settle       time.Duration
 	Warmup       time.Duration
 	TPDuration   time.Duration
@@ -109,7 +110,8 @@ type Results struct {
 	Targets    []string
 	Throughput map[TPKey][]float64 // MiB/s of echoed payload
 	RoundTrips map[string][]RTRound
-	Idle       map[string][]IdleRound
+	Idle       map[string][]IdleRound // client leg ws
+	IdleTLS    map[string][]IdleRound // client leg wss, proxy to backend ws
 	Ping       []PingRound
 	// TLSInfo records the negotiated TLS version and cipher per target.
 	TLSInfo map[string]string
@@ -121,6 +123,7 @@ func newResults() *Results {
 		Throughput: map[TPKey][]float64{},
 		RoundTrips: map[string][]RTRound{},
 		Idle:       map[string][]IdleRound{},
+		IdleTLS:    map[string][]IdleRound{},
 		TLSInfo:    map[string]string{},
 	}
 }
@@ -150,10 +153,20 @@ func (r *Results) rtField(target string, f func(RTRound) float64) Summary {
 	return Summarize(xs)
 }
 
-// idleField summarises one field of a proxy's idle rounds.
-func (r *Results) idleField(target string, f func(IdleRound) float64) Summary {
+// idleRounds returns a proxy's idle rounds with a ws or (secure) a wss
+// client leg.
+func (r *Results) idleRounds(target string, secure bool) []IdleRound {
+	if secure {
+		return r.IdleTLS[target]
+	}
+	return r.Idle[target]
+}
+
+// idleField summarises one field of a proxy's idle rounds over ws or
+// (secure) wss.
+func (r *Results) idleField(target string, secure bool, f func(IdleRound) float64) Summary {
 	var xs []float64
-	for _, x := range r.Idle[target] {
+	for _, x := range r.idleRounds(target, secure) {
 		xs = append(xs, f(x))
 	}
 	return Summarize(xs)

@@ -10,10 +10,46 @@ import (
 	"time"
 )
 
-// round starts fresh proxies and measures every target once, each
-// measurement going through the targets in an order rotated by round.
+// round measures every target once, each measurement going through the
+// targets in an order rotated by round. It starts the proxies twice: idle
+// memory over ws is measured on the first, fresh set, idle memory over wss
+// on the second, again fresh (a process keeps memory it has freed, and the
+// connections of a later measurement would reuse it unseen), and the other
+// measurements follow on the second set.
 func (b *bench) round(r int, nginx string) error {
 	b.logf("round %d of %d", r+1, b.cfg.rounds)
+	err := b.withProxies(r, nginx, func(proxies, _ []*target) {
+		for _, t := range proxies {
+			b.idle(t, false)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return b.withProxies(r, nginx, func(proxies, all []*target) {
+		if b.cfg.idleConnsTLS > 0 {
+			for _, t := range proxies {
+				b.idle(t, true)
+			}
+		}
+		b.ping(proxies)
+		for _, size := range sizes {
+			for _, secure := range []bool{false, true} {
+				for _, t := range all {
+					b.throughput(t, size, secure)
+				}
+			}
+		}
+		for _, t := range all {
+			b.roundTrips(t)
+		}
+	})
+}
+
+// withProxies starts the proxies, trusts their certificates and calls
+// measure with the proxies and with all targets (direct last before
+// rotation), each in round r's order; then it stops the proxies.
+func (b *bench) withProxies(r int, nginx string, measure func(proxies, all []*target)) error {
 	proxies, err := b.startProxies(nginx)
 	defer func() {
 		for _, t := range proxies {
@@ -23,29 +59,14 @@ func (b *bench) round(r int, nginx string) error {
 	if err != nil {
 		return err
 	}
-	direct := &target{key: keyDirect, ws: "ws://" + b.backend + "/"}
-	if r == 0 {
+	if b.res.Targets == nil {
 		b.res.Targets = append(keysOf(proxies), keyDirect)
 	}
 	if err := b.trust(proxies); err != nil {
 		return err
 	}
-	all := rotate(append(slices.Clone(proxies), direct), r)
-	proxies = rotate(proxies, r)
-	for _, t := range proxies {
-		b.idle(t)
-	}
-	b.ping(proxies)
-	for _, size := range sizes {
-		for _, secure := range []bool{false, true} {
-			for _, t := range all {
-				b.throughput(t, size, secure)
-			}
-		}
-	}
-	for _, t := range all {
-		b.roundTrips(t)
-	}
+	direct := &target{key: keyDirect, ws: "ws://" + b.backend + "/"}
+	measure(rotate(proxies, r), rotate(append(slices.Clone(proxies), direct), r))
 	return nil
 }
 
@@ -127,18 +148,28 @@ func (b *bench) drain() {
 	}
 }
 
-func (b *bench) idle(t *target) {
-	b.logf("idle %s: %d connections", t.key, b.cfg.idleConns)
-	r, err := b.runIdle(t)
+// idle measures idle connections to t over a ws or (secure) a wss client
+// leg; the proxy reaches the backend in plain ws either way.
+func (b *bench) idle(t *target, secure bool) {
+	leg, url, counts, into := "ws", t.ws, idleCounts(b.cfg.idleConns), b.res.Idle
+	if secure {
+		leg, url, counts, into = "wss", t.wss, idleCountsTLS(b.cfg.idleConns, b.cfg.idleConnsTLS), b.res.IdleTLS
+	}
+	if url == "" {
+		return
+	}
+	name := t.key + " " + leg
+	b.logf("idle %s: %d connections", name, counts[len(counts)-1])
+	r, err := b.runIdle(t, name, url, counts)
 	b.drain()
 	if err != nil {
-		b.notef("idle %s: %v", t.key, err)
+		b.notef("idle %s: %v", name, err)
 		return
 	}
 	last := len(r.KiB) - 1
 	b.logf("idle %s: %.1f KiB/conn, %.2f goroutines/conn at %d; after a message %.1f KiB, %.2f goroutines; %d/%d alive",
-		t.key, r.KiB[last], r.Goroutines[last], r.Counts[last], r.AfterMsgKiB, r.AfterMsgGoroutines, r.Alive, r.Opened)
-	b.res.Idle[t.key] = append(b.res.Idle[t.key], r)
+		name, r.KiB[last], r.Goroutines[last], r.Counts[last], r.AfterMsgKiB, r.AfterMsgGoroutines, r.Alive, r.Opened)
+	into[t.key] = append(into[t.key], r)
 }
 
 func (b *bench) ping(proxies []*target) {

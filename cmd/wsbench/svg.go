@@ -103,11 +103,11 @@ func legend(w io.Writer, r *Results, x, y float64) {
 	text(w, x+20, yy+16, "start", 12, "normal", "on every connection")
 }
 
-// memoryChart plots idle KiB per connection against connections, one
-// line per proxy, with the after-a-message value as a hollow marker.
+// memoryChart plots idle KiB per connection against connections over ws,
+// one line per proxy, with the after-a-message value as a hollow marker.
 func memoryChart(w io.Writer, r *Results, b box) {
 	text(w, b.x+b.w/2, b.y-14, "middle", 14, "bold", "Idle memory per connection (RSS growth / connections, lower is better)")
-	counts := idleCountsOf(r)
+	counts := idleCountsOf(r, false)
 	maxX, maxY := 1.0, 0.0
 	if len(counts) > 0 {
 		maxX = float64(counts[len(counts)-1])
@@ -117,13 +117,13 @@ func memoryChart(w io.Writer, r *Results, b box) {
 	after := map[string]pt{}
 	for _, k := range r.proxies() {
 		for i, c := range counts {
-			v := r.idleField(k, at(i, func(x IdleRound) []float64 { return x.KiB })).Median
+			v := r.idleField(k, false, at(i, func(x IdleRound) []float64 { return x.KiB })).Median
 			if !math.IsNaN(v) {
 				lines[k] = append(lines[k], pt{float64(c), v})
 				maxY = max(maxY, v)
 			}
 		}
-		if v := r.idleField(k, func(x IdleRound) float64 { return x.AfterMsgKiB }).Median; !math.IsNaN(v) && len(counts) > 0 {
+		if v := r.idleField(k, false, func(x IdleRound) float64 { return x.AfterMsgKiB }).Median; !math.IsNaN(v) && len(counts) > 0 {
 			after[k] = pt{maxX, v}
 			maxY = max(maxY, v)
 		}
