@@ -21,12 +21,9 @@ func (s *Session) pump(src *leg) (parked bool) {
 		src.rd.disarm()
 		src.rd.release()
 		if len(src.rd.buffered()) == 0 {
-			ready, err := src.rd.tryFill()
-			if err == nil && !ready {
-				err = s.waitIdle(src)
-				if err == errParked {
-					return true
-				}
+			err := s.waitIdle(src)
+			if err == errParked {
+				return true
 			}
 			if err != nil {
 				s.readFailed(src.side, err)
@@ -74,10 +71,11 @@ var errParked = errors.New("parked")
 
 // waitIdle waits between frames for src's next byte: a while in the
 // runtime's poller, then parked where the platform and connection allow,
-// else for as long as it takes.
+// else for as long as it takes. It returns errParked when it parked.
 //
-// A leg that has not relayed a frame yet parks at once: a burst of new
-// connections then costs no goroutine per connection.
+// A leg that has not relayed a frame yet parks at once if nothing is
+// there: a burst of new connections then costs no goroutine per
+// connection.
 func (s *Session) waitIdle(src *leg) error {
 	if src.rd.raw == nil || thePoller() == nil {
 		return src.rd.fill()
@@ -88,7 +86,14 @@ func (s *Session) waitIdle(src *leg) error {
 			return err
 		}
 		src.rd.clearDeadline() // an expired deadline would fail the next read at once
+	} else {
+		ready, err := src.rd.tryFill()
+		if ready || err != nil {
+			return err
+		}
 	}
+	// Nothing came. Parking with bytes already waiting is harmless: the
+	// poller's registration is level-triggered and fires at once.
 	if s.park(src) {
 		return errParked
 	}
