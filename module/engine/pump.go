@@ -198,22 +198,40 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 	hdr := w.encode(w.hdr[:0], h)
 	remaining := h.Length
 	var werr error
-	for first := true; first || remaining > 0; first = false {
+	headerSent := false
+	// torn gives up on a frame whose source failed: once its header went
+	// out, the frame on dst can never be finished.
+	torn := func(err error) bool {
+		broken := headerSent && werr == nil
+		if broken {
+			w.broken = true
+		}
+		w.unlock()
+		s.readFailed(src.side, err)
+		if broken {
+			s.closeLeg(dst)
+		}
+		return false
+	}
+	for !headerSent || remaining > 0 {
+		// Past the first chunk (the header goes with it, so a frame whose
+		// source stalls at once is not torn), splice what is large.
+		if werr == nil && headerSent && remaining >= spliceMin && len(src.rd.buffered()) == 0 {
+			if n, rerr, serr, ok := s.spliceChunk(src, dst, remaining); ok {
+				if rerr != nil {
+					return torn(rerr)
+				}
+				remaining -= n
+				werr = serr // on failure the rest of the frame is read and dropped below
+				s.seen(src)
+				continue
+			}
+		}
 		var chunk []byte
 		if remaining > 0 {
 			if len(src.rd.buffered()) == 0 {
 				if err := src.rd.fill(); err != nil {
-					torn := !first && werr == nil
-					if torn {
-						// The frame on dst can never be finished.
-						w.broken = true
-					}
-					w.unlock()
-					s.readFailed(src.side, err)
-					if torn {
-						s.closeLeg(dst)
-					}
-					return false
+					return torn(err)
 				}
 			}
 			chunk = src.rd.buffered()
@@ -222,12 +240,13 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 			}
 		}
 		if werr == nil {
-			if first {
-				werr = w.writeFrameStart(hdr, chunk)
-			} else {
+			if headerSent {
 				werr = w.write(chunk)
+			} else {
+				werr = w.writeFrameStart(hdr, chunk)
 			}
 		}
+		headerSent = true
 		src.rd.discard(len(chunk))
 		remaining -= int64(len(chunk))
 		s.seen(src)

@@ -209,12 +209,7 @@ func (r *reader) fill() error {
 	if r.err != nil {
 		return r.err
 	}
-	switch {
-	case r.armed:
-		r.extendDeadline(r.stall)
-	case !r.lingering:
-		r.clearDeadline()
-	}
+	r.prepareWait()
 	if r.blk != nil && r.w == len(r.blk) {
 		r.w = copy(r.blk[:], r.blk[r.r:r.w])
 		r.r = 0
@@ -242,13 +237,36 @@ func (r *reader) fill() error {
 	if err == nil {
 		err = io.EOF
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		switch {
-		case r.lingering:
-			return errLingered // the connection is fine; nothing came
-		case r.armed:
-			err = errStalled
-		}
+	if r.lingering && errors.Is(err, os.ErrDeadlineExceeded) {
+		return errLingered // the connection is fine; nothing came
+	}
+	return r.failed(err, nil)
+}
+
+// prepareWait sets the read deadline a wait needs: the stall bound inside
+// a frame, none between frames (unless lingering, which set its own).
+func (r *reader) prepareWait() {
+	switch {
+	case r.armed:
+		r.extendDeadline(r.stall)
+	case !r.lingering:
+		r.clearDeadline()
+	}
+}
+
+// failed records why reading ended: the poller's error or the system
+// call's, end of stream when there is neither, a stall when a deadline
+// hit inside a frame. The error sticks.
+func (r *reader) failed(pollErr, sysErr error) error {
+	err := pollErr
+	if err == nil {
+		err = sysErr
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	if r.armed && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errStalled
 	}
 	r.err = err
 	return err

@@ -411,3 +411,52 @@ func TestParkedLegsEndOnTeardown(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 }
+
+// TestLargeFrameTornBySource: a large frame (spliced between TCP legs)
+// whose source dies half way can never be finished, so the other leg's
+// connection is closed rather than sent a close frame after a torn frame.
+func TestLargeFrameTornBySource(t *testing.T) {
+	h := startTCP(t, quickConfig())
+	full := mustCompile(t, ws.NewBinaryFrame(payloadOf(1<<20)))
+	h.backend.writeRaw(full[:300<<10])
+	time.Sleep(50 * time.Millisecond)
+	h.backend.conn.Close()
+	h.client.expectEnd(3 * time.Second)
+	select {
+	case f := <-h.client.frames:
+		t.Fatalf("client got a %v frame of %d bytes from a torn frame", f.Header.OpCode, len(f.Payload))
+	default:
+	}
+	if r := h.wait(t, 3*time.Second); r.Cause != "backend went away" || r.BackendToClient.Frames != 1 {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+// TestSplicedFramesBothWays relays several large frames each way at once
+// between TCP legs, checking every byte.
+func TestSplicedFramesBothWays(t *testing.T) {
+	before := SplicedBytes()
+	h := startTCP(t, quickConfig())
+	var fromClient, fromBackend []ws.Frame
+	for i := 0; i < 4; i++ {
+		fromClient = append(fromClient, ws.MaskFrame(ws.NewBinaryFrame(payloadOf(700<<10+i))))
+		fromBackend = append(fromBackend, ws.NewBinaryFrame(payloadOf(900<<10+i)))
+	}
+	go func() {
+		for _, f := range fromClient {
+			h.client.send(f)
+		}
+	}()
+	go func() {
+		for _, f := range fromBackend {
+			h.backend.send(f)
+		}
+	}()
+	for i := range fromClient {
+		sameFrame(t, h.backend.next(10*time.Second), fromClient[i])
+		sameFrame(t, h.client.next(10*time.Second), fromBackend[i])
+	}
+	if runtime.GOOS == "linux" && SplicedBytes() == before {
+		t.Errorf("no payload went through splice(2)")
+	}
+}

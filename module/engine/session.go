@@ -106,6 +106,7 @@ type leg struct {
 
 	s    *Session
 	park parking
+	sp   splicer
 	// Poller registration scratch, used under park.mu.
 	epOp     int
 	epID     uint64
@@ -162,6 +163,7 @@ func (s *Session) newLeg(side Side, l Leg, w *writer) *leg {
 	lg := &leg{side: side, conn: l.Conn, w: w, s: s}
 	lg.rd.init(l.Conn, l.Prefix, s.cfg.StallTimeout, s.cfg.Now)
 	lg.bindPoller()
+	lg.sp.bind()
 	return lg
 }
 

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package engine
+
+type splicer struct{}
+
+func (sp *splicer) bind() {}
+
+func (s *Session) spliceChunk(src, dst *leg, max int64) (int64, error, error, bool) {
+	return 0, nil, nil, false
+}
+
+const spliceMin = 1 << 62
+
+// SplicedBytes is always 0 where splice(2) is not used.
+func SplicedBytes() int64 { return 0 }
