@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help deps build demo test vet unit fuzz-short fuzz xcaddy-check clean
+.PHONY: help deps build demo test vet unit fuzz-short fuzz soak xcaddy-check clean
 
 help:
 	@echo "make demo          build bin/caddy and run the demo on http://localhost:8080/"
@@ -10,6 +10,8 @@ help:
 	@echo "make build         build bin/caddy (Caddy's standard modules + this plugin)"
 	@echo "make deps          install the test dependencies (Debian and npm packages)"
 	@echo "make fuzz          60s per fuzz target"
+	@echo "make soak          1,000 wss connections for 10 min, every message checked"
+	@echo "make bench         relay vs stock reverse_proxy vs nginx vs direct (~9 min)"
 	@echo "make xcaddy-check  build with xcaddy and check the binary (~2 min)"
 
 deps:
@@ -34,6 +36,10 @@ fuzz-short:
 
 fuzz:
 	bash scripts/fuzz.sh 60s
+
+# 1,000 connections over wss for 10 minutes, every message checked.
+soak:
+	bash scripts/soak.sh
 
 xcaddy-check:
 	bash scripts/xcaddy-check.sh

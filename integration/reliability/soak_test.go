@@ -1,0 +1,235 @@
+package reliability
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	gws "github.com/gorilla/websocket"
+
+	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+)
+
+// The soak's size and length: 10 s with 200 connections in `go test`, 10
+// minutes with 1,000 in scripts/soak.sh (`make soak`), which sets the
+// variables.
+var (
+	soakDuration = flag.Duration("soak.duration", envDuration("WSRELAY_SOAK_DURATION", 10*time.Second),
+		"how long the soak sends (env WSRELAY_SOAK_DURATION)")
+	soakConns = flag.Int("soak.conns", envInt("WSRELAY_SOAK_CONNS", 200),
+		"how many connections the soak holds (env WSRELAY_SOAK_CONNS)")
+	soakPace = flag.Duration("soak.pace", envDuration("WSRELAY_SOAK_PACE", 0),
+		"mean pause between two messages of one sender (env WSRELAY_SOAK_PACE); default 400ms per 100 connections")
+)
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// soak is one soak run.
+type soak struct {
+	conns []*soakConn
+	tls   *tls.Config
+}
+
+// TestSoak holds many wss connections through the relay for a while, each
+// carrying random messages both ways at once (0 B to 1 MiB, text and
+// binary, fragmented by raw frames or by gorilla's NextWriter, with pings
+// from both peers between them and relay pings when a client falls
+// silent), checks every message byte for byte and in order at the far
+// end, and then that caddy's goroutines, descriptors and heap came back.
+func TestSoak(t *testing.T) {
+	t.Parallel()
+	d, n := *soakDuration, *soakConns
+	// The same traffic in all whatever the connection count, about 1.5
+	// MB/s each way: what two race-instrumented cores carry, beside other
+	// tests, without starving the peers. (A starved client cannot answer
+	// the relay's pings in time and is rightly cut; that is not what the
+	// soak is about.)
+	pace := *soakPace
+	if pace == 0 {
+		pace = 400 * time.Millisecond * time.Duration((n+99)/100)
+	}
+	s := &soak{}
+	backend := httptest.NewServer(http.HandlerFunc(s.serveBackend))
+	t.Cleanup(backend.Close)
+	caddy := rt.NewCaddy(t, rt.Options{Metrics: true})
+	caddy.Start(func(c *rt.Caddy) string {
+		return fmt.Sprintf("https://localhost:%d {\n\ttls internal\n%s}\n", c.HTTPSPort,
+			relayBlock("", backend.Listener.Addr().String(), []string{"ping_interval 1s", "pong_timeout 10s"}))
+	})
+	s.tls = caddy.TLSConfig()
+	s.warmUp(t, caddy, n)
+	before := baseline(t, caddy)
+	end := time.Now().Add(d)
+	for i := 0; i < n; i++ {
+		s.conns = append(s.conns, &soakConn{
+			id: i, raw: i%2 == 1, bursty: i%10 == 3,
+			up: stream{seed: rand.Uint64()}, down: stream{seed: rand.Uint64()},
+			end: end, pace: pace,
+			cPings: newPings("c-ping-"), bPings: newPings("b-ping-"), bDone: make(chan struct{}),
+		})
+		s.conns[i].cRecv.stream = s.conns[i].down
+		s.conns[i].bRecv.stream = s.conns[i].up
+	}
+	var wg sync.WaitGroup
+	for i, sc := range s.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * min(d/4, 5*time.Second) / time.Duration(n)) // spread the handshakes
+			s.runClient(sc, caddy.HTTPSAddr(), sourceIPs[i%len(sourceIPs)])
+			select {
+			case <-sc.bDone:
+			case <-time.After(time.Minute):
+				sc.fail("the backend end did not finish")
+			}
+		}()
+	}
+	wg.Wait()
+	s.check(t, caddy, d)
+	lines := caddy.WaitLogs(2*n, 30*time.Second, rt.LogEntry.IsConnClosed)
+	lines = lines[min(n, len(lines)):] // those after the warm-up's
+	var relayPings, relayPongs float64
+	for _, e := range lines {
+		relayPings += e.Num("pings_sent")
+		relayPongs += e.Num("pongs_received")
+		if e.Num("close_code") != 1000 || e.Str("closed_by") != "client" {
+			t.Errorf("connection ended with %v by %q (%s), want 1000 by the client", e.Num("close_code"), e.Str("closed_by"), e.Str("cause"))
+		}
+	}
+	if len(lines) != n {
+		t.Errorf("%d \"connection closed\" lines, want %d", len(lines), n)
+	}
+	t.Logf("relay pings sent %v, pongs to them received %v", relayPings, relayPongs)
+	wait := 30 * time.Second
+	if d >= time.Minute {
+		wait = time.Minute
+	}
+	after := waitSettled(t, caddy, before, 5, 3, 0.10, wait)
+	t.Logf("caddy before: %v", before)
+	t.Logf("caddy after:  %v", after)
+	caddy.CheckNoPanic()
+}
+
+// warmUp holds as many connections as the soak will, all at once, then
+// closes them: what caddy keeps once it has served that many (the sizes
+// its maps and pools grew to, TLS state, metrics) is then in the starting
+// figures, and what the soak leaves behind is a leak.
+func (s *soak) warmUp(t *testing.T, caddy *rt.Caddy, n int) {
+	t.Helper()
+	conns := make([]*gws.Conn, n)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 32 {
+				d := gws.Dialer{TLSClientConfig: s.tls, HandshakeTimeout: 30 * time.Second,
+					NetDialContext: dialFrom(sourceIPs[i%len(sourceIPs)], caddy.HTTPSAddr())}
+				conn, _, err := d.Dial(fmt.Sprintf("wss://localhost:%d/warm", caddy.HTTPSPort), nil)
+				if err == nil {
+					err = conn.WriteMessage(gws.TextMessage, []byte("warm"))
+				}
+				if err == nil {
+					_, _, err = conn.ReadMessage()
+				}
+				if err != nil {
+					errs <- fmt.Errorf("warm-up connection %d: %w", i, err)
+					continue
+				}
+				conns[i] = conn
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, conn := range conns {
+		_ = conn.WriteControl(gws.CloseMessage, gws.FormatCloseMessage(1000, ""), time.Now().Add(5*time.Second))
+		go func() {
+			_, _, _ = conn.ReadMessage()
+			conn.Close()
+		}()
+	}
+	caddy.WaitLogs(n, 30*time.Second, rt.LogEntry.IsConnClosed)
+}
+
+// check verifies every connection's two streams, pings and close, and
+// logs the totals.
+func (s *soak) check(t *testing.T, caddy *rt.Caddy, d time.Duration) {
+	t.Helper()
+	var upMsgs, downMsgs, upBytes, downBytes, pingsC, pingsB, relayPings int64
+	failed := 0
+	for _, sc := range s.conns {
+		kind := map[bool]string{true: "raw", false: "gorilla"}[sc.raw]
+		problems := append([]string(nil), sc.errs...)
+		for _, r := range []struct {
+			who  string
+			rcv  *receiver
+			sent int64
+		}{{"backend", &sc.bRecv, sc.cSent}, {"client", &sc.cRecv, sc.bSent}} {
+			if r.rcv.err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", r.who, r.rcv.err))
+			}
+			if !r.rcv.ended || int64(r.rcv.next)+1 != r.sent {
+				problems = append(problems, fmt.Sprintf("%s verified %d messages (end seen %v) of %d sent", r.who, r.rcv.next, r.rcv.ended, r.sent-1))
+			}
+		}
+		for _, p := range []struct {
+			who      string
+			p        *pings
+			answered int
+		}{{"client", sc.cPings, sc.clientPngs}, {"backend", sc.bPings, sc.backPings}} {
+			if p.p.pongs != p.p.n || p.p.strays > 0 || p.answered != p.p.n {
+				problems = append(problems, fmt.Sprintf("%s sent %d pings, the peer answered %d, %d pongs came back, %d strays",
+					p.who, p.p.n, p.answered, p.p.pongs, p.p.strays))
+			}
+		}
+		if sc.bClose != 1000 || sc.cClose != 1000 {
+			problems = append(problems, fmt.Sprintf("close codes: backend got %d, client got %d, want 1000", sc.bClose, sc.cClose))
+		}
+		if len(problems) > 0 {
+			if failed++; failed <= 10 {
+				t.Errorf("connection %d (%s client): %v", sc.id, kind, problems)
+			}
+		}
+		upMsgs += int64(sc.bRecv.next)
+		downMsgs += int64(sc.cRecv.next)
+		upBytes += sc.bRecv.bytes
+		downBytes += sc.cRecv.bytes
+		pingsC += int64(sc.cPings.n)
+		pingsB += int64(sc.bPings.n)
+		relayPings += int64(sc.relayPings)
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d connections failed", failed, len(s.conns))
+	}
+	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+	t.Logf("soak: %d wss connections for %v; verified byte for byte and in order: client->backend %d messages (%.1f MiB), backend->client %d messages (%.1f MiB); pings: %d from clients, %d from the backend, %d from the relay, all answered",
+		len(s.conns), d, upMsgs, mib(upBytes), downMsgs, mib(downBytes), pingsC, pingsB, relayPings)
+	if relayPings == 0 {
+		t.Errorf("no relay ping reached a client: the bursty clients should have drawn some")
+	}
+}
