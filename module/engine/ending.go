@@ -27,11 +27,15 @@ func (s *Session) setCause(closedBy string, code uint16, reason, cause string) {
 
 // sendClose writes a relay-made close frame to side, between frames. It
 // does nothing when that leg already had its close frame or is broken.
-func (s *Session) sendClose(side Side, code uint16, reason string) {
+// It reports whether the frame was written.
+func (s *Session) sendClose(side Side, code uint16, reason string) bool {
 	var buf [maxControlPayload]byte
-	if _, err := s.legs[side].w.control(s.done, ws.OpClose, closePayload(buf[:], code, reason)); err != nil {
+	started, err := s.legs[side].w.control(s.done, ws.OpClose, closePayload(buf[:], code, reason))
+	if err != nil {
 		s.writeFailed(side, err)
+		return false
 	}
+	return !started.IsZero()
 }
 
 // goneCode is the close code the relay sends to the surviving leg when
@@ -61,7 +65,15 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	s.setCauseLocked(closedBy, goneCode(side), reason, cause)
 	s.mu.Unlock()
 	s.closeLeg(s.legs[side])
-	s.sendClose(side.other(), goneCode(side), reason)
+	if !s.sendClose(side.other(), goneCode(side), reason) {
+		// No close frame could go (the other leg's frame was torn, or it
+		// is gone too): the log must not claim one did.
+		s.mu.Lock()
+		if s.result.Cause == cause && s.result.ClosedBy == closedBy {
+			s.result.CloseCode, s.result.CloseReason = 0, ""
+		}
+		s.mu.Unlock()
+	}
 	s.armCloseTimer()
 }
 

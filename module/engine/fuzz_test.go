@@ -67,3 +67,35 @@ func FuzzRelay(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRelayTCP is FuzzRelay over loopback TCP, where the relay's own
+// socket paths run: waiting through syscall.RawConn, lingering, parking
+// in the poller and splicing. The peers write their bytes, then hang up.
+func FuzzRelayTCP(f *testing.F) {
+	f.Add(rawFrame(0x82, true, []byte("hi")), rawFrame(0x81, false, []byte("yo")))
+	f.Add(append(rawFrame(0x01, true, []byte("a")), rawFrame(0x80, true, []byte("b"))...), rawFrame(0x88, false, closeBody(1000, "")))
+	f.Add([]byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, []byte{0x88, 0x03, 0x03})
+	f.Add(rawFrame(0x8a, true, pingPayload), append([]byte{0x82, 126, 0x80, 0}, make([]byte, 200)...))
+	f.Fuzz(func(t *testing.T, fromClient, fromBackend []byte) {
+		cTest, cRelay := loopbackPair(t)
+		bTest, bRelay := loopbackPair(t)
+		defer cTest.Close()
+		defer bTest.Close()
+		s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay},
+			Config{WriteTimeout: time.Second, CloseTimeout: 50 * time.Millisecond, StallTimeout: 50 * time.Millisecond,
+				PingInterval: 10 * time.Millisecond, PongTimeout: 20 * time.Millisecond})
+		go func() { _, _ = io.Copy(io.Discard, cTest) }()
+		go func() { _, _ = io.Copy(io.Discard, bTest) }()
+		done := make(chan Result, 1)
+		go func() { done <- s.Run() }()
+		_, _ = cTest.Write(fromClient)
+		_, _ = bTest.Write(fromBackend)
+		time.AfterFunc(5*time.Millisecond, func() { cTest.Close(); bTest.Close() })
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			buf := make([]byte, 1<<20)
+			t.Fatalf("relay did not end:\n%s", buf[:runtime.Stack(buf, true)])
+		}
+	})
+}
