@@ -7,6 +7,7 @@ import (
 	"time"
 
 	gws "github.com/gorilla/websocket"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // chromiumPage opens wss:// to its own origin through the relay, sends a
@@ -75,8 +76,8 @@ func waitPage(t *testing.T, wd *webDriver, d time.Duration, what string, cond fu
 // timeout), and a message pushed by the backend afterwards arrives.
 func TestChromium(t *testing.T) {
 	t.Parallel()
-	lookTool(t, "chromium", "chromium-browser", "google-chrome")
-	lookTool(t, "chromedriver")
+	rt.LookTool(t, "chromium", "chromium-browser", "google-chrome")
+	rt.LookTool(t, "chromedriver")
 	f := startRelay(t, appOpts{}, relayConf{})
 	f.App.SetPage(chromiumPage)
 	wd := startChromium(t, "--ignore-certificate-errors-spki-list="+f.Caddy.leafSPKIHash())
@@ -97,7 +98,7 @@ func TestChromium(t *testing.T) {
 		t.Fatalf("the backend connection ended while the browser was idle: %+v", rec)
 	default:
 	}
-	if bad := f.Caddy.Logs(func(e logEntry) bool {
+	if bad := f.Caddy.Logs(func(e rt.LogEntry) bool {
 		return strings.Contains(strings.ToLower(e.String()), "ping timeout")
 	}); len(bad) > 0 {
 		t.Fatalf("the relay logged a ping timeout while the browser was idle: %s", bad[0])

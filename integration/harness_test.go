@@ -18,62 +18,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// buildDir holds the caddy binary built for this test run.
-var buildDir string
-
-var (
-	buildOnce sync.Once
-	caddyBin  string
-	buildErr  error
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // TestMain owns the directory that the caddy binary is built into. The
-// build itself happens once, on first use, so that tests in this package
-// that need no caddy process (the Caddyfile adapt runner) do not pay for it.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wsrelay-integration-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating build dir:", err)
-		os.Exit(2)
-	}
-	buildDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// caddyBinary returns the path of the caddy binary under test, building
-// ./cmd/caddy the first time (with -race when this test binary has it).
-// WSRELAY_CADDY_BIN names a prebuilt binary instead.
-func caddyBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("WSRELAY_CADDY_BIN"); p != "" {
-			caddyBin = p
-			return
-		}
-		bin := filepath.Join(buildDir, "caddy")
-		args := []string{"build"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "-o", bin, "./cmd/caddy")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = ".." // the module root
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-			return
-		}
-		caddyBin = bin
-	})
-	if buildErr != nil {
-		t.Fatalf("building caddy: %v", buildErr)
-	}
-	return caddyBin
-}
+// build itself happens once, on first use (rt.Binary), so that tests in
+// this package that need no caddy process (the Caddyfile adapt runner) do
+// not pay for it.
+func TestMain(m *testing.M) { os.Exit(rt.RunLazy(m, "wsrelay-integration-")) }
 
 // Ports for caddy come from below Linux's ephemeral range (32768-60999 by
 // default): a port that some busy process on the machine uses as the
@@ -121,7 +74,7 @@ type caddyProc struct {
 	AdminPort int // 0 when the admin API is off
 
 	cmd    *exec.Cmd
-	logs   *logSink
+	logs   *rt.LogSink
 	exited chan struct{}
 	werr   error
 }
@@ -187,7 +140,7 @@ func (c *caddyProc) Caddyfile(sites string) string {
 // (rewriting them in sites) and tries again.
 func (c *caddyProc) Start(sites string) {
 	c.t.Helper()
-	caddyBinary(c.t) // build before the ports can go stale
+	rt.Binary(c.t) // build before the ports can go stale
 	for attempt := 1; ; attempt++ {
 		if c.start(sites) {
 			return
@@ -218,12 +171,12 @@ func (c *caddyProc) movePorts(sites string) string {
 func (c *caddyProc) start(sites string) bool {
 	t := c.t
 	t.Helper()
-	bin := caddyBinary(t)
+	bin := rt.Binary(t)
 	cfg := filepath.Join(c.Dir, "Caddyfile")
 	if err := os.WriteFile(cfg, []byte(c.Caddyfile(sites)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.logs = newLogSink()
+	c.logs = rt.NewLogSink()
 	c.exited = make(chan struct{})
 	c.cmd = exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	c.cmd.Dir = c.Dir
@@ -240,7 +193,7 @@ func (c *caddyProc) start(sites string) bool {
 	cmd, exited := c.cmd, c.exited
 	go func() {
 		c.werr = cmd.Wait()
-		c.logs.closeInput()
+		c.logs.CloseInput()
 		close(exited)
 	}()
 	// Whatever happens below, this process does not outlive the test.
@@ -266,26 +219,12 @@ func (c *caddyProc) waitReady(https bool) bool {
 	t := c.t
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	httpsAddr := ""
+	if https {
+		httpsAddr = fmt.Sprintf("127.0.0.1:%d", c.HTTPSPort)
+	}
 	ready := func() error {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.HTTPPort), time.Second)
-		if err != nil {
-			return err
-		}
-		conn.Close()
-		if !https {
-			return nil
-		}
-		cfg, err := c.tlsConfigNoWait()
-		if err != nil {
-			return err
-		}
-		d := &net.Dialer{Timeout: time.Second}
-		tc, err := tlsDial(d, c.HTTPSPort, cfg)
-		if err != nil {
-			return err
-		}
-		tc.Close()
-		return nil
+		return rt.Serving(c.StorageDir(), httpsAddr, fmt.Sprintf("127.0.0.1:%d", c.HTTPPort))
 	}
 	for {
 		select {
@@ -344,29 +283,8 @@ func (c *caddyProc) stopAndCheck() {
 		}
 	}
 	out := c.logs.String()
-	for _, bad := range []string{"DATA RACE", "panic:"} {
-		if strings.Contains(out, bad) {
-			t.Errorf("caddy output contains %q:\n%s", bad, excerpt(out, bad))
-		}
-	}
-	if t.Failed() {
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("caddy-%s-%d.log",
-			strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()), time.Now().UnixNano()))
-		if err := os.WriteFile(path, []byte(out), 0o644); err == nil {
-			t.Logf("caddy output saved to %s", path)
-		}
-	}
-}
-
-// excerpt returns the lines of out around the first occurrence of needle.
-func excerpt(out, needle string) string {
-	i := strings.Index(out, needle)
-	if i < 0 {
-		return ""
-	}
-	start := max(0, i-2000)
-	end := min(len(out), i+6000)
-	return out[start:end]
+	rt.CheckOutput(t, out, "DATA RACE", "panic:")
+	rt.SaveOutput(t, out)
 }
 
 // adapt runs `caddy adapt` on a full Caddyfile and returns the JSON.
@@ -379,7 +297,7 @@ func (c *caddyProc) adapt(caddyfile string) []byte {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, caddyBinary(t), "adapt", "--config", path, "--adapter", "caddyfile")
+	cmd := exec.CommandContext(ctx, rt.Binary(t), "adapt", "--config", path, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+c.Dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -3,35 +3,22 @@ package integration
 import (
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
+
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // rootCertPath is where caddy's local CA keeps its root certificate.
-func (c *caddyProc) rootCertPath() string {
-	return filepath.Join(c.StorageDir(), "pki", "authorities", "local", "root.crt")
-}
+func (c *caddyProc) rootCertPath() string { return rt.RootCertPath(c.StorageDir()) }
 
 // tlsConfigNoWait returns a client TLS config that trusts caddy's local CA
 // root and expects the name localhost, or an error while the root is not
 // written yet.
-func (c *caddyProc) tlsConfigNoWait() (*tls.Config, error) {
-	pem, err := os.ReadFile(c.rootCertPath())
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no certificate in %s", c.rootCertPath())
-	}
-	return &tls.Config{RootCAs: pool, ServerName: "localhost"}, nil
-}
+func (c *caddyProc) tlsConfigNoWait() (*tls.Config, error) { return rt.LocalCATLS(c.StorageDir()) }
 
 // TLSConfig is tlsConfigNoWait for a caddy that Start found ready.
 func (c *caddyProc) TLSConfig() *tls.Config {

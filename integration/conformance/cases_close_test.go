@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // closeCases is section 7: the closing handshake, close payloads and

@@ -3,7 +3,7 @@ package conformance
 import (
 	"time"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // chopping is how a case puts its frames on the wire: all at once,

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // caseDef is one case, modelled on an Autobahn|Testsuite case of the same

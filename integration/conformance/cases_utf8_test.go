@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // utf8Cases is section 6: UTF-8 in text messages. The relay passes text

@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 func TestMain(m *testing.M) { os.Exit(rt.Main(m)) }

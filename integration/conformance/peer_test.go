@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // Timings of the client protocol. Autobahn waits 1 s for the server to

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // runCase runs cs against the server at addr, path, and returns what the

@@ -1,9 +1,7 @@
 package netlab
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -12,9 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // Ports inside the server namespace.
@@ -23,9 +22,6 @@ const (
 	backendPort = 9000
 	nginxPort   = 8081
 )
-
-// relayLogger is the logger name of the websocket_relay handler.
-const relayLogger = "http.handlers.websocket_relay"
 
 // caddyOpts are the per-scenario parts of the Caddyfile.
 type caddyOpts struct {
@@ -48,7 +44,7 @@ type caddyProc struct {
 	*proc
 	t         *testing.T
 	adminSock string
-	logs      *logSink
+	logs      *rt.LogSink
 }
 
 // startCaddy writes a Caddyfile, runs caddy in l.Server listening on
@@ -57,12 +53,12 @@ type caddyProc struct {
 // race or a panic.
 func startCaddy(t *testing.T, l *lab, opts caddyOpts) *caddyProc {
 	t.Helper()
-	bin := caddyBinary(t)
+	bin := rt.Binary(t)
 	dir := filepath.Join(l.Dir, "caddy")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := &caddyProc{t: t, adminSock: filepath.Join(dir, "admin.sock"), logs: newLogSink()}
+	c := &caddyProc{t: t, adminSock: filepath.Join(dir, "admin.sock"), logs: rt.NewLogSink()}
 	var servers, site string
 	if opts.Metrics {
 		servers = "metrics\n\t"
@@ -126,7 +122,7 @@ func (c *caddyProc) waitReady() {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if len(c.logs.Find(func(e logEntry) bool { return e.Str("msg") == "serving initial configuration" })) > 0 {
+		if len(c.logs.Entries(func(e rt.LogEntry) bool { return e.Str("msg") == "serving initial configuration" })) > 0 {
 			return
 		}
 		select {
@@ -142,25 +138,19 @@ func (c *caddyProc) waitReady() {
 // panic, and shows the output when the test failed.
 func (c *caddyProc) check() {
 	out := c.logs.String()
-	for _, bad := range []string{"DATA RACE", "panic:"} {
-		if i := strings.Index(out, bad); i >= 0 {
-			c.t.Errorf("caddy output contains %q:\n%s", bad, out[max(0, i-2000):min(len(out), i+6000)])
-		}
-	}
+	rt.CheckOutput(c.t, out, "DATA RACE", "panic:")
 	if c.t.Failed() {
 		c.t.Logf("caddy output:\n%s", tail(out, 12000))
 	}
 }
 
 // ConnClosed returns the relay's "connection closed" lines so far.
-func (c *caddyProc) ConnClosed() []logEntry {
-	return c.logs.Find(func(e logEntry) bool {
-		return e.Str("logger") == relayLogger && e.Str("msg") == "connection closed"
-	})
+func (c *caddyProc) ConnClosed() []rt.LogEntry {
+	return c.logs.Entries(rt.LogEntry.IsConnClosed)
 }
 
 // WaitConnClosed waits up to d for the first "connection closed" line.
-func (c *caddyProc) WaitConnClosed(d time.Duration) logEntry {
+func (c *caddyProc) WaitConnClosed(d time.Duration) rt.LogEntry {
 	c.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -220,75 +210,4 @@ func (c *caddyProc) RSS() int64 {
 	}
 	c.t.Fatalf("no VmRSS in /proc/%d/status", c.Pid())
 	return 0
-}
-
-// logEntry is one JSON log line of caddy.
-type logEntry map[string]any
-
-// Str returns field k as a string ("" when absent or not a string).
-func (e logEntry) Str(k string) string {
-	s, _ := e[k].(string)
-	return s
-}
-
-// Num returns field k as a number (0 when absent).
-func (e logEntry) Num(k string) float64 {
-	n, _ := e[k].(float64)
-	return n
-}
-
-func (e logEntry) String() string {
-	b, _ := json.Marshal(map[string]any(e))
-	return string(b)
-}
-
-// logSink keeps caddy's output and its JSON lines parsed.
-type logSink struct {
-	mu      sync.Mutex
-	raw     strings.Builder
-	pw      *io.PipeWriter
-	entries []logEntry
-}
-
-func newLogSink() *logSink {
-	s := &logSink{}
-	pr, pw := io.Pipe()
-	s.pw = pw
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			var e logEntry
-			ok := json.Unmarshal(sc.Bytes(), &e) == nil
-			s.mu.Lock()
-			s.raw.WriteString(sc.Text() + "\n")
-			if ok {
-				s.entries = append(s.entries, e)
-			}
-			s.mu.Unlock()
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	return s
-}
-
-func (s *logSink) Write(p []byte) (int, error) { return s.pw.Write(p) }
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.raw.String()
-}
-
-// Find returns the entries so far for which match holds.
-func (s *logSink) Find(match func(logEntry) bool) []logEntry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []logEntry
-	for _, e := range s.entries {
-		if match(e) {
-			out = append(out, e)
-		}
-	}
-	return out
 }

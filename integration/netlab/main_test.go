@@ -17,26 +17,15 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
+
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // defaultParallel is how many scenarios run at once unless -test.parallel
 // is given: they mostly sleep through idle periods, each in its own
 // namespaces, so running them together is what keeps the package fast.
 const defaultParallel = 16
-
-// buildDir holds the caddy binary built for this test run.
-var buildDir string
-
-var (
-	buildOnce sync.Once
-	caddyBin  string
-	buildErr  error
-)
 
 // TestMain runs a peer role when this binary was started as one, and
 // otherwise the tests, with a private directory for the caddy binary.
@@ -51,45 +40,7 @@ func TestMain(m *testing.M) {
 		_ = flag.Set("test.parallel", fmt.Sprint(defaultParallel))
 	}
 	removeStaleLabs()
-	dir, err := os.MkdirTemp("", "wsrelay-netlab-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating build dir:", err)
-		os.Exit(2)
-	}
-	buildDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// caddyBinary returns the caddy binary under test, building ./cmd/caddy
-// on first use (with -race when this test binary has it), so that a run
-// where every test skips builds nothing. WSRELAY_CADDY_BIN names a
-// prebuilt binary instead.
-func caddyBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("WSRELAY_CADDY_BIN"); p != "" {
-			caddyBin = p
-			return
-		}
-		bin := filepath.Join(buildDir, "caddy")
-		args := []string{"build"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "-o", bin, "./cmd/caddy")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = filepath.Join("..", "..") // the module root
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-			return
-		}
-		caddyBin = bin
-	})
-	if buildErr != nil {
-		t.Fatalf("building caddy: %v", buildErr)
-	}
-	return caddyBin
+	// caddy is built on first use (rt.Binary), so that a run where every
+	// test skips builds nothing.
+	os.Exit(rt.RunLazy(m, "wsrelay-netlab-"))
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // nginxReadTimeout is the private nginx's proxy_read_timeout: the idle
@@ -46,7 +48,7 @@ http {
 // the sockets it accepts.
 func startNginx(t *testing.T, l *lab, keepalive bool) {
 	t.Helper()
-	bin := tool(t, "nginx")
+	bin := rt.LookTool(t, "nginx")
 	dir := filepath.Join(l.Dir, "nginx")
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		t.Fatal(err)

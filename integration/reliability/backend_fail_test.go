@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // expectStatus dials path and checks that the relay answers status

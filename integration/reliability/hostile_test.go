@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // echo is a backend handler that accepts the upgrade and sends every

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // slowReader reads from r at most rate bytes per second.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 func TestMain(m *testing.M) { os.Exit(rt.Main(m)) }

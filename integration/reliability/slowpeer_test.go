@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // peerConn is what the slow-peer test needs of either end.

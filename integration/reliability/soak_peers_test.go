@@ -13,7 +13,7 @@ import (
 
 	gws "github.com/gorilla/websocket"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // pings are the pings one peer sent and the pongs it got back for them.

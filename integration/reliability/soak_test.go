@@ -15,7 +15,7 @@ import (
 
 	gws "github.com/gorilla/websocket"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/reliability/relaytest"
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // The soak's size and length: 10 s with 200 connections in `go test`, 10

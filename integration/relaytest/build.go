@@ -8,13 +8,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
 var (
-	caddyBin string
-	buildErr error
+	buildDir  string // where a lazy build goes (see RunLazy)
+	buildOnce sync.Once
+	caddyBin  string
+	buildErr  error
 )
 
 // Main is the body of a TestMain: it builds ./cmd/caddy once into a
@@ -38,8 +41,28 @@ func Main(m *testing.M) int {
 		return 2
 	}
 	defer os.RemoveAll(dir)
+	start := time.Now()
 	caddyBin, buildErr = build(filepath.Join(dir, "caddy"))
+	if buildErr == nil {
+		fmt.Fprintf(os.Stderr, "relaytest: built caddy (race=%v) in %v\n", RaceEnabled, time.Since(start).Round(time.Second))
+	}
 	return m.Run()
+}
+
+// RunLazy is the body of a TestMain for a package where many tests need no
+// caddy: it makes a temporary directory (named after prefix), runs the
+// tests and removes it; [Binary] builds caddy into it on first use, so
+// that a run whose tests all skip builds nothing.
+func RunLazy(m *testing.M, prefix string) int {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating build dir:", err)
+		return 2
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	return code
 }
 
 // build compiles the caddy binary to bin from the module root.
@@ -53,14 +76,12 @@ func build(bin string) (string, error) {
 		args = append(args, "-race")
 	}
 	args = append(args, "-o", bin, "./cmd/caddy")
-	start := time.Now()
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
-	fmt.Fprintf(os.Stderr, "relaytest: built caddy (race=%v) in %v\n", RaceEnabled, time.Since(start).Round(time.Second))
 	return bin, nil
 }
 
@@ -82,15 +103,25 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// Binary returns the caddy binary under test, failing t when Main could
-// not build it.
+// Binary returns the caddy binary under test, failing t when it could not
+// be built. After Main it is the binary Main built; after RunLazy the
+// first call builds it (or takes WSRELAY_CADDY_BIN).
 func Binary(t testing.TB) string {
 	t.Helper()
+	if buildDir != "" {
+		buildOnce.Do(func() {
+			if p := os.Getenv("WSRELAY_CADDY_BIN"); p != "" {
+				caddyBin = p
+				return
+			}
+			caddyBin, buildErr = build(filepath.Join(buildDir, "caddy"))
+		})
+	}
 	if buildErr != nil {
 		t.Fatalf("building caddy: %v", buildErr)
 	}
 	if caddyBin == "" {
-		t.Fatal("no caddy binary: call relaytest.Main from TestMain")
+		t.Fatal("no caddy binary: call relaytest.Main or RunLazy from TestMain")
 	}
 	return caddyBin
 }

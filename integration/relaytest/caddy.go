@@ -2,7 +2,6 @@ package relaytest
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -40,7 +39,7 @@ type Caddy struct {
 	AdminPort int
 
 	cmd     *exec.Cmd
-	logs    *logSink
+	logs    *LogSink
 	exited  chan struct{}
 	werr    error
 	stopped bool
@@ -128,7 +127,7 @@ func (c *Caddy) start(sites string) error {
 	if err := os.WriteFile(cfg, []byte(c.globalOptions()+"\n"+sites), 0o644); err != nil {
 		return err
 	}
-	c.logs = newLogSink()
+	c.logs = NewLogSink()
 	c.cmd = exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	c.cmd.Dir = c.Dir
 	c.cmd.Env = append(os.Environ(), "HOME="+c.Dir,
@@ -140,7 +139,7 @@ func (c *Caddy) start(sites string) error {
 	exited := c.exited
 	go func() {
 		c.werr = c.cmd.Wait()
-		c.logs.closeInput()
+		c.logs.CloseInput()
 		close(exited)
 	}()
 	if err := c.waitReady(strings.Contains(sites, "https://")); err != nil {
@@ -174,25 +173,11 @@ func (c *Caddy) waitReady(https bool) error {
 }
 
 func (c *Caddy) ready(https bool) error {
-	for _, port := range []int{c.AdminPort, c.HTTPPort} {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err != nil {
-			return err
-		}
-		conn.Close()
+	httpsAddr := ""
+	if https {
+		httpsAddr = c.HTTPSAddr()
 	}
-	if !https {
-		return nil
-	}
-	cfg, err := c.tlsConfig()
-	if err != nil {
-		return err
-	}
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", c.HTTPSAddr(), cfg)
-	if err != nil {
-		return err
-	}
-	return conn.Close()
+	return Serving(c.StorageDir(), httpsAddr, fmt.Sprintf("127.0.0.1:%d", c.AdminPort), c.HTTPAddr())
 }
 
 // PID returns the caddy process id.
@@ -203,21 +188,9 @@ func (c *Caddy) HTTPAddr() string  { return fmt.Sprintf("127.0.0.1:%d", c.HTTPPo
 func (c *Caddy) HTTPSAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.HTTPSPort) }
 
 // RootCertPath is where caddy's local CA keeps its root certificate.
-func (c *Caddy) RootCertPath() string {
-	return filepath.Join(c.StorageDir(), "pki", "authorities", "local", "root.crt")
-}
+func (c *Caddy) RootCertPath() string { return RootCertPath(c.StorageDir()) }
 
-func (c *Caddy) tlsConfig() (*tls.Config, error) {
-	pem, err := os.ReadFile(c.RootCertPath())
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no certificate in %s", c.RootCertPath())
-	}
-	return &tls.Config{RootCAs: pool, ServerName: "localhost"}, nil
-}
+func (c *Caddy) tlsConfig() (*tls.Config, error) { return LocalCATLS(c.StorageDir()) }
 
 // TLSConfig returns a client config that trusts only caddy's local CA and
 // expects the name localhost.
@@ -263,18 +236,8 @@ func (c *Caddy) Stop() {
 		}
 	}
 	out := c.logs.String()
-	for _, bad := range []string{"DATA RACE", "panic:", "panic serving", "fatal error:"} {
-		if strings.Contains(out, bad) {
-			t.Errorf("caddy output contains %q:\n%s", bad, excerpt(out, bad))
-		}
-	}
-	if t.Failed() {
-		name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("caddy-%s-%d.log", name, time.Now().UnixNano()))
-		if err := os.WriteFile(path, []byte(out), 0o644); err == nil {
-			t.Logf("caddy output saved to %s", path)
-		}
-	}
+	CheckOutput(t, out, "DATA RACE", "panic:", "panic serving", "fatal error:")
+	SaveOutput(t, out)
 }
 
 // CheckNoPanic fails the test at once if caddy has exited or has written
@@ -287,7 +250,7 @@ func (c *Caddy) CheckNoPanic() {
 	out := c.logs.String()
 	for _, bad := range []string{"DATA RACE", "panic:", "panic serving"} {
 		if strings.Contains(out, bad) {
-			c.t.Fatalf("caddy output contains %q:\n%s", bad, excerpt(out, bad))
+			c.t.Fatalf("caddy output contains %q:\n%s", bad, Excerpt(out, bad))
 		}
 	}
 }

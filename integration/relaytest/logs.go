@@ -3,7 +3,6 @@ package relaytest
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 	"sync"
 	"time"
 )
@@ -26,6 +25,12 @@ func (e LogEntry) Num(k string) float64 {
 	return n
 }
 
+// NumOK returns field k as a number and whether it is one.
+func (e LogEntry) NumOK(k string) (float64, bool) {
+	n, ok := e[k].(float64)
+	return n, ok
+}
+
 // IsConnClosed reports whether e is the relay's per-connection line.
 func (e LogEntry) IsConnClosed() bool {
 	return e.Str("logger") == RelayLogger && e.Str("msg") == "connection closed"
@@ -36,9 +41,10 @@ func (e LogEntry) String() string {
 	return string(b)
 }
 
-// logSink collects a process's output, keeps its JSON lines parsed and
-// wakes waiters when a line arrives.
-type logSink struct {
+// LogSink collects a process's output (use it as the process's stdout and
+// stderr), keeps its JSON lines parsed and wakes waiters when a line
+// arrives.
+type LogSink struct {
 	mu      sync.Mutex
 	raw     bytes.Buffer
 	partial []byte
@@ -47,10 +53,11 @@ type logSink struct {
 	done    bool
 }
 
-func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
+// NewLogSink returns an empty sink.
+func NewLogSink() *LogSink { return &LogSink{changed: make(chan struct{})} }
 
 // Write implements io.Writer for the process's stdout and stderr.
-func (s *logSink) Write(p []byte) (int, error) {
+func (s *LogSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.raw.Write(p)
@@ -71,7 +78,8 @@ func (s *logSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *logSink) addLine(line []byte) {
+// addLine parses one line; lines that are not JSON stay in raw only.
+func (s *LogSink) addLine(line []byte) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 || line[0] != '{' {
 		return
@@ -83,13 +91,13 @@ func (s *logSink) addLine(line []byte) {
 }
 
 // wake tells every waiter that something changed; s.mu must be held.
-func (s *logSink) wake() {
+func (s *LogSink) wake() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
 
-// closeInput marks the end of the output (the process exited).
-func (s *logSink) closeInput() {
+// CloseInput marks the end of the output (the process exited).
+func (s *LogSink) CloseInput() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.partial) > 0 {
@@ -100,13 +108,14 @@ func (s *logSink) closeInput() {
 	s.wake()
 }
 
-func (s *logSink) String() string {
+// String returns everything the process wrote.
+func (s *LogSink) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.raw.String()
 }
 
-func (s *logSink) match(match func(LogEntry) bool) []LogEntry {
+func (s *LogSink) match(match func(LogEntry) bool) []LogEntry {
 	var out []LogEntry
 	for _, e := range s.entries {
 		if match(e) {
@@ -116,9 +125,16 @@ func (s *logSink) match(match func(LogEntry) bool) []LogEntry {
 	return out
 }
 
-// waitN waits until at least n lines satisfy match, the process exits or
+// Entries returns the JSON lines so far that satisfy match.
+func (s *LogSink) Entries(match func(LogEntry) bool) []LogEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.match(match)
+}
+
+// WaitN waits until at least n lines satisfy match, the process exits or
 // timeout passes, and returns the matching lines.
-func (s *logSink) waitN(n int, timeout time.Duration, match func(LogEntry) bool) []LogEntry {
+func (s *LogSink) WaitN(n int, timeout time.Duration, match func(LogEntry) bool) []LogEntry {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
@@ -138,16 +154,12 @@ func (s *logSink) waitN(n int, timeout time.Duration, match func(LogEntry) bool)
 }
 
 // Logs returns caddy's JSON lines so far that satisfy match.
-func (c *Caddy) Logs(match func(LogEntry) bool) []LogEntry {
-	c.logs.mu.Lock()
-	defer c.logs.mu.Unlock()
-	return c.logs.match(match)
-}
+func (c *Caddy) Logs(match func(LogEntry) bool) []LogEntry { return c.logs.Entries(match) }
 
 // WaitLogs waits up to timeout for n lines that satisfy match and returns
 // those seen, however many.
 func (c *Caddy) WaitLogs(n int, timeout time.Duration, match func(LogEntry) bool) []LogEntry {
-	return c.logs.waitN(n, timeout, match)
+	return c.logs.WaitN(n, timeout, match)
 }
 
 // ConnClosedFrom returns a matcher for the "connection closed" line of
@@ -158,12 +170,3 @@ func ConnClosedFrom(remote string) func(LogEntry) bool {
 
 // Output returns everything caddy wrote.
 func (c *Caddy) Output() string { return c.logs.String() }
-
-// excerpt returns the text of out around the first occurrence of needle.
-func excerpt(out, needle string) string {
-	i := strings.Index(out, needle)
-	if i < 0 {
-		return ""
-	}
-	return out[max(0, i-2000):min(len(out), i+6000)]
-}

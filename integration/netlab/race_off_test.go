@@ -1,7 +1,0 @@
-//go:build !race
-
-package netlab
-
-// raceEnabled reports whether this test binary was built with -race, so
-// that the caddy under test is built the same way.
-const raceEnabled = false
