@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -66,6 +67,14 @@ func (s *Session) pump(src *leg) (parked bool) {
 // a connection idle for longer gives its goroutine back.
 const lingerTime = time.Second
 
+// lingerCap bounds how many legs linger at once. When many connections
+// wake together (a broadcast, a burst of messages) the rest park at once,
+// so the burst does not leave thousands of goroutine stacks behind.
+const lingerCap = 1024
+
+// lingering counts the legs lingering now.
+var lingering atomic.Int32
+
 // errParked says the leg was handed to the poller.
 var errParked = errors.New("parked")
 
@@ -80,13 +89,17 @@ func (s *Session) waitIdle(src *leg) error {
 	if src.rd.raw == nil || thePoller() == nil {
 		return src.rd.fill()
 	}
-	if src.counters.Frames > 0 {
+	if src.counters.Frames > 0 && lingering.Add(1) <= lingerCap {
 		err := src.rd.fillWithin(lingerTime)
+		lingering.Add(-1)
 		if err != errLingered {
 			return err
 		}
 		src.rd.clearDeadline() // an expired deadline would fail the next read at once
 	} else {
+		if src.counters.Frames > 0 {
+			lingering.Add(-1) // over the cap: park now
+		}
 		ready, err := src.rd.tryFill()
 		if ready || err != nil {
 			return err
