@@ -106,7 +106,9 @@ func (s *Session) waitIdle(src *leg) error {
 		}
 	}
 	// Nothing came. Parking with bytes already waiting is harmless: the
-	// poller's registration is level-triggered and fires at once.
+	// poller's registration is level-triggered and fires at once. No
+	// deadline may stay behind: the leg may sleep far past it.
+	src.rd.clearDeadline()
 	if s.park(src) {
 		return errParked
 	}

@@ -282,6 +282,7 @@ func (r *reader) tryFill() (bool, error) {
 	if r.raw == nil {
 		return false, nil
 	}
+	r.prepareWait() // a deadline left from lingering would fail this read
 	r.nonblock, r.wouldBlock = true, false
 	n, err := r.readRaw()
 	r.nonblock = false

@@ -458,3 +458,25 @@ func TestSplicedFramesBothWays(t *testing.T) {
 		t.Errorf("no payload went through splice(2)")
 	}
 }
+
+// TestParkedLegOutlivesLingerDeadline: a leg that parks straight after a
+// frame (over the linger cap) and sleeps longer than the linger deadline
+// still reads its next frame. A read deadline left behind once failed the
+// first read after the wake-up, and the relay took the peer for gone.
+func TestParkedLegOutlivesLingerDeadline(t *testing.T) {
+	cfg := quickConfig()
+	cfg.StallTimeout = 5 * time.Second // armed frames keep the read deadline they find
+	h := startTCP(t, cfg)
+	f := ws.MaskFrame(ws.NewTextFrame([]byte("one")))
+	h.client.send(f)
+	sameFrame(t, h.backend.next(2*time.Second), f) // the client leg lingers, then parks
+	lingering.Add(lingerCap)                      // from now on legs park at once
+	defer lingering.Add(-lingerCap)
+	g := ws.MaskFrame(ws.NewTextFrame([]byte("two")))
+	h.client.send(g) // read while lingering: the linger deadline stays set
+	sameFrame(t, h.backend.next(2*time.Second), g)
+	time.Sleep(lingerTime + 300*time.Millisecond) // parked past that deadline
+	k := ws.MaskFrame(ws.NewTextFrame([]byte("three")))
+	h.client.send(k)
+	sameFrame(t, h.backend.next(2*time.Second), k)
+}
