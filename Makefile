@@ -11,7 +11,7 @@ help:
 	@echo "make deps          install the test dependencies (Debian and npm packages)"
 	@echo "make fuzz          60s per fuzz target"
 	@echo "make soak          1,000 wss connections for 10 min, every message checked"
-	@echo "make bench         relay vs stock reverse_proxy vs nginx vs direct (~9 min)"
+	@echo "make bench         relay vs stock reverse_proxy vs nginx vs direct (~8 min)"
 	@echo "make xcaddy-check  build with xcaddy and check the binary (~2 min)"
 
 deps:
@@ -50,7 +50,7 @@ clean:
 .PHONY: bench bench-quick
 
 # Side by side in one run: websocket_relay, stock reverse_proxy, nginx and a
-# direct connection (about 9 min on 2 cores). Writes docs/perf/results.md and chart.svg.
+# direct connection (about 8 min on 2 cores). Writes docs/perf/results.md and chart.svg.
 bench: build
 	$(GO) build -o bin/wsbench ./cmd/wsbench
 	./bin/wsbench -caddy bin/caddy -out docs/perf -via "make bench"

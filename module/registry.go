@@ -43,13 +43,6 @@ func (r *registry) remove(s *engine.Session) {
 	}
 }
 
-// count returns the number of live relays.
-func (r *registry) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.sessions)
-}
-
 // snapshot marks the registry closing and returns its live relays.
 func (r *registry) snapshot() []*engine.Session {
 	r.mu.Lock()

@@ -170,21 +170,7 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 
 // forwardSmall writes a whole control frame to dst in one write.
 func (s *Session) forwardSmall(dst *leg, h ws.Header, payload []byte) {
-	w := dst.w
-	if !w.lock(s.done) {
-		return
-	}
-	if !w.usable() {
-		w.unlock()
-		return
-	}
-	frame := append(w.encode(w.ctl[:0], h), payload...)
-	if h.OpCode == ws.OpClose {
-		w.closeSent = true
-	}
-	err := w.write(frame)
-	w.unlock()
-	if err != nil {
+	if _, err := dst.w.whole(s.done, h, payload, false); err != nil {
 		s.writeFailed(dst.side, err)
 	}
 }
@@ -248,6 +234,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 				if err := src.rd.fill(); err != nil {
 					return torn(err)
 				}
+				s.seen(src) // new bytes: the peer is alive
 			}
 			chunk = src.rd.buffered()
 			if int64(len(chunk)) > remaining {
@@ -264,7 +251,6 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		headerSent = true
 		src.rd.discard(len(chunk))
 		remaining -= int64(len(chunk))
-		s.seen(src)
 	}
 	w.unlock()
 	if werr != nil {

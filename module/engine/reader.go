@@ -234,9 +234,6 @@ func (r *reader) fill() error {
 		r.w += n
 		return nil // an error that came with the bytes comes back next time
 	}
-	if err == nil {
-		err = io.EOF
-	}
 	if r.lingering && errors.Is(err, os.ErrDeadlineExceeded) {
 		return errLingered // the connection is fine; nothing came
 	}
@@ -293,11 +290,7 @@ func (r *reader) tryFill() (bool, error) {
 		r.w += n
 		return true, nil
 	}
-	if err == nil {
-		err = io.EOF
-	}
-	r.err = err
-	return false, err
+	return false, r.failed(err, nil)
 }
 
 // readRaw waits for readability through the runtime's poller and takes a

@@ -198,7 +198,7 @@ func (s *Session) drive(src *leg) {
 	src.park.mu.Lock()
 	src.park.state = pumpDone
 	src.park.mu.Unlock()
-	s.pumpExited()
+	s.armCloseTimer() // the other leg has CloseTimeout to finish
 	if s.running.Add(-1) > 0 {
 		return
 	}
@@ -224,12 +224,6 @@ func (s *Session) outcome() Result {
 		r.ClosedBy, r.Cause = "relay", "closed"
 	}
 	return r
-}
-
-// pumpExited arms the close timer when the first pump is done: the other
-// leg then has CloseTimeout to finish its side of the close handshake.
-func (s *Session) pumpExited() {
-	s.armCloseTimer()
 }
 
 // armCloseTimer starts the one close timer; when it fires the session

@@ -89,6 +89,19 @@ func (w *writer) encode(dst []byte, h ws.Header) []byte {
 // started is when the write began, after any frame in flight: a peer's
 // answer can only come after it.
 func (w *writer) control(done <-chan struct{}, op ws.OpCode, payload []byte) (started time.Time, err error) {
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
+	if w.mask {
+		h.Masked = true
+		h.Mask = ws.NewMask()
+	}
+	return w.whole(done, h, payload, w.mask)
+}
+
+// whole writes a frame of at most a control frame's size in one write,
+// between frames, masking the payload's copy when cipher is set. A frame
+// is skipped (started is zero) when the leg is broken or already had its
+// close frame; started is when the write began.
+func (w *writer) whole(done <-chan struct{}, h ws.Header, payload []byte, cipher bool) (started time.Time, err error) {
 	if !w.lock(done) {
 		return started, errWriterDone
 	}
@@ -97,16 +110,11 @@ func (w *writer) control(done <-chan struct{}, op ws.OpCode, payload []byte) (st
 		return started, nil
 	}
 	started = w.now()
-	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
-	if w.mask {
-		h.Masked = true
-		h.Mask = ws.NewMask()
-	}
 	frame := append(w.encode(w.ctl[:0], h), payload...)
-	if w.mask {
+	if cipher {
 		ws.Cipher(frame[len(frame)-len(payload):], h.Mask, 0)
 	}
-	if op == ws.OpClose {
+	if h.OpCode == ws.OpClose {
 		w.closeSent = true
 	}
 	return started, w.write(frame)
