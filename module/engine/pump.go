@@ -3,8 +3,6 @@ package engine
 import (
 	"bytes"
 	"errors"
-	"sync/atomic"
-	"time"
 
 	"github.com/gobwas/ws"
 )
@@ -59,60 +57,6 @@ func (s *Session) pump(src *leg) (parked bool) {
 			return false
 		}
 	}
-}
-
-// lingerTime is how long an idle leg waits in the runtime's poller before
-// it parks. A busy connection's next frame usually comes sooner, and
-// waiting there costs less than a trip through the relay's own poller;
-// a connection idle for longer gives its goroutine back.
-const lingerTime = time.Second
-
-// lingerCap bounds how many legs linger at once. When many connections
-// wake together (a broadcast, a burst of messages) the rest park at once,
-// so the burst does not leave thousands of goroutine stacks behind.
-const lingerCap = 1024
-
-// lingering counts the legs lingering now.
-var lingering atomic.Int32
-
-// errParked says the leg was handed to the poller.
-var errParked = errors.New("parked")
-
-// waitIdle waits between frames for src's next byte: a while in the
-// runtime's poller, then parked where the platform and connection allow,
-// else for as long as it takes. It returns errParked when it parked.
-//
-// A leg that has not relayed a frame yet parks at once if nothing is
-// there: a burst of new connections then costs no goroutine per
-// connection.
-func (s *Session) waitIdle(src *leg) error {
-	if src.rd.raw == nil || thePoller() == nil {
-		return src.rd.fill()
-	}
-	if src.counters.Frames > 0 && lingering.Add(1) <= lingerCap {
-		err := src.rd.fillWithin(lingerTime)
-		lingering.Add(-1)
-		if err != errLingered {
-			return err
-		}
-		src.rd.clearDeadline() // an expired deadline would fail the next read at once
-	} else {
-		if src.counters.Frames > 0 {
-			lingering.Add(-1) // over the cap: park now
-		}
-		ready, err := src.rd.tryFill()
-		if ready || err != nil {
-			return err
-		}
-	}
-	// Nothing came. Parking with bytes already waiting is harmless: the
-	// poller's registration is level-triggered and fires at once. No
-	// deadline may stay behind: the leg may sleep far past it.
-	src.rd.clearDeadline()
-	if s.park(src) {
-		return errParked
-	}
-	return src.rd.fill()
 }
 
 // seen records activity from the client: any bytes from it prove it alive.
