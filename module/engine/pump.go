@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"io"
 
 	"github.com/gobwas/ws"
 )
@@ -19,6 +20,9 @@ func (s *Session) pump(src *leg) (parked bool) {
 		// the frame's end, each wait is bounded by the stall timeout.
 		src.rd.disarm()
 		src.rd.release()
+		if src.bigFrames {
+			src.rd.limit = ws.MaxHeaderSize
+		}
 		if len(src.rd.buffered()) == 0 {
 			err := s.waitIdle(src)
 			if err == errParked {
@@ -31,6 +35,7 @@ func (s *Session) pump(src *leg) (parked bool) {
 		}
 		src.rd.arm()
 		h, err := ws.ReadHeaderBuffer(&src.rd, src.hdr[:])
+		src.rd.limit = 0
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 				s.violate(src.side, violation("invalid payload length"))
@@ -158,32 +163,65 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		}
 		return false
 	}
+	spliced := false
 	for !headerSent || remaining > 0 {
+		// A large frame whose header came with little or none of its
+		// payload: header and those bytes go first into the pipe, so the
+		// frame reaches dst in one write, the payload never copied here.
+		if buf := src.rd.buffered(); !headerSent && canSplice(src, dst) && len(buf) <= maxControlPayload && remaining-int64(len(buf)) >= spliceMin {
+			prefix := append(append(w.ctl[:0], hdr...), buf...)
+			k := int64(len(buf))
+			src.rd.discard(len(buf))
+			n, rerr, serr, ok := s.spliceChunk(src, dst, remaining-k, prefix)
+			switch {
+			case ok && rerr != nil:
+				return torn(rerr) // nothing reached dst
+			case ok:
+				headerSent = true
+				remaining -= k + n
+				werr, spliced = serr, true
+				s.seen(src)
+				continue
+			case k > 0:
+				// No pipe: the header goes with the bytes it came with.
+				headerSent = true
+				remaining -= k
+				werr = w.write(prefix)
+				continue
+			}
+		}
 		// Past the first chunk (the header goes with it, so a frame whose
 		// source stalls at once is not torn), splice what is large.
 		if werr == nil && headerSent && remaining >= spliceMin && len(src.rd.buffered()) == 0 {
-			if n, rerr, serr, ok := s.spliceChunk(src, dst, remaining); ok {
+			if n, rerr, serr, ok := s.spliceChunk(src, dst, remaining, nil); ok {
 				if rerr != nil {
 					return torn(rerr)
 				}
 				remaining -= n
 				werr = serr // on failure the rest of the frame is read and dropped below
+				spliced = true
 				s.seen(src)
 				continue
 			}
 		}
 		var chunk []byte
-		if remaining > 0 {
-			if len(src.rd.buffered()) == 0 {
-				if err := src.rd.fill(); err != nil {
-					return torn(err)
-				}
-				s.seen(src) // new bytes: the peer is alive
+		if remaining > 0 && len(src.rd.buffered()) == 0 {
+			if err := src.rd.fill(); err != nil {
+				return torn(err)
 			}
-			chunk = src.rd.buffered()
-			if int64(len(chunk)) > remaining {
-				chunk = chunk[:remaining]
-			}
+			s.seen(src) // new bytes: the peer is alive
+		}
+		buf := src.rd.buffered()
+		if int64(len(buf)) < remaining {
+			chunk = buf
+			remaining -= int64(len(buf))
+		} else {
+			// The frame ends in this chunk: the data frames buffered
+			// after it go in the same write, the lock still held.
+			end := int(remaining)
+			var more int
+			more, remaining = s.batch(src, buf[end:])
+			chunk = buf[:end+more]
 		}
 		if werr == nil {
 			if headerSent {
@@ -194,11 +232,63 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		}
 		headerSent = true
 		src.rd.discard(len(chunk))
-		remaining -= int64(len(chunk))
 	}
 	w.unlock()
+	// While frames this large come, read only a header at a time, so
+	// their payloads can be spliced.
+	src.bigFrames = spliced
 	if werr != nil {
 		s.writeFailed(dst.side, werr)
 	}
 	return true
+}
+
+// batch takes the data frames at the start of b, bytes that follow a
+// frame being forwarded, into the same write: each whole header that
+// passes checkHeader and is encoded as ReadHeader would re-encode it,
+// with its payload as far as b holds it. It stops at a control frame (the
+// pump inspects those), a header that is cut short, bad or oddly encoded
+// (the pump reads it and fails the connection on it), or a frame none of
+// whose payload is here yet. It returns how many bytes of b it took and
+// how much of the last frame's payload is still to come.
+func (s *Session) batch(src *leg, b []byte) (n int, remaining int64) {
+	for n < len(b) {
+		src.peek.b = b[n:]
+		h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
+		if err != nil || h.OpCode.IsControl() {
+			break
+		}
+		hs := len(b) - n - len(src.peek.b)
+		if hs != ws.HeaderSize(h) || checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) != nil {
+			break
+		}
+		avail := int64(len(src.peek.b))
+		if avail == 0 && h.Length > 0 {
+			break // the header alone: let the pump wait for its payload
+		}
+		src.counters.Frames++
+		src.counters.Bytes += int64(hs) + h.Length
+		src.inMessage = !h.Fin
+		if avail < h.Length {
+			n += hs + int(avail)
+			remaining = h.Length - avail
+			break
+		}
+		n += hs + int(h.Length)
+	}
+	src.peek.b = nil
+	return n, remaining
+}
+
+// peeker reads from a byte slice without copying it; the batch uses it
+// to parse headers that are already buffered.
+type peeker struct{ b []byte }
+
+func (p *peeker) Read(q []byte) (int, error) {
+	if len(p.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(q, p.b)
+	p.b = p.b[n:]
+	return n, nil
 }

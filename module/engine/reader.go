@@ -13,7 +13,7 @@ import (
 
 // blockSize is the size of a pooled read buffer. A leg holds one only
 // while bytes of it are waiting to be relayed; an idle leg holds none.
-const blockSize = 64 << 10
+const blockSize = 32 << 10
 
 type block [blockSize]byte
 
@@ -72,7 +72,10 @@ type reader struct {
 	// nonblock makes rawRead report "would block" instead of waiting.
 	nonblock   bool
 	wouldBlock bool
-	one        [1]byte
+	// limit caps each raw read when set: a leg carrying large frames reads
+	// no more than a header, so the payload can be spliced.
+	limit int
+	one   [1]byte
 }
 
 func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now func() time.Time) {
@@ -306,7 +309,11 @@ func (r *reader) readRaw() (int, error) {
 func (r *reader) rawRead(fd uintptr) bool {
 	r.take()
 	for {
-		n, err := syscall.Read(int(fd), r.blk[r.w:])
+		into := r.blk[r.w:]
+		if r.limit > 0 && len(into) > r.limit {
+			into = into[:r.limit]
+		}
+		n, err := syscall.Read(int(fd), into)
 		switch err {
 		case syscall.EINTR:
 			continue

@@ -100,9 +100,12 @@ type leg struct {
 	w    *writer
 	// hdr is ws.ReadHeaderBuffer's scratch space.
 	hdr [16]byte
+	// peek parses headers already in the read buffer (forwardData's batch).
+	peek peeker
 
 	counters  Counters // written by the pump that reads this leg
 	inMessage bool     // a fragmented data message is open (pump's)
+	bigFrames bool     // the last data frame was spliced (pump's)
 
 	s    *Session
 	park parking

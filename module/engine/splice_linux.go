@@ -11,7 +11,7 @@ import (
 // saves the two copies a read and a write would make.
 
 // spliceMin is the least payload left in a frame worth a splice.
-const spliceMin = 16 << 10
+const spliceMin = 128 << 10
 
 // pipeSize is the capacity asked of each pipe (F_SETPIPE_SZ): the most a
 // splice moves at once.
@@ -107,27 +107,44 @@ func (sp *splicer) out(fd uintptr) bool {
 	return true
 }
 
+// canSplice reports whether payloads can move from src to dst by splice.
+func canSplice(src, dst *leg) bool { return src.rd.raw != nil && dst.rd.raw != nil }
+
 // spliceChunk moves up to max payload bytes from src to dst through a
-// pipe. ok is false when splicing cannot be used here (the caller then
-// copies). A read error means src failed (nothing moved, the pipe is
-// clean); a write error means dst failed.
-func (s *Session) spliceChunk(src, dst *leg, max int64) (n int64, rerr, werr error, ok bool) {
-	if src.rd.raw == nil || dst.rd.raw == nil || len(src.rd.buffered()) != 0 {
+// pipe, after prefix (a frame's header and the start of its payload, when
+// the frame starts here), so dst gets them in one write. ok is false when
+// splicing cannot be used here (the caller then copies; nothing was
+// sent). A read error means src failed and nothing reached dst; a write
+// error means dst failed.
+func (s *Session) spliceChunk(src, dst *leg, max int64, prefix []byte) (n int64, rerr, werr error, ok bool) {
+	if !canSplice(src, dst) || len(src.rd.buffered()) != 0 {
 		return 0, nil, nil, false
 	}
 	p, err := getPipe()
 	if err != nil {
 		return 0, nil, nil, false
 	}
+	if len(prefix) > 0 {
+		// An empty pipe takes a few bytes whole.
+		if k, err := syscall.Write(p.w, prefix); err != nil || k != len(prefix) {
+			p.close()
+			return 0, nil, nil, false
+		}
+	}
 	sp := &src.sp
-	sp.p, sp.want, sp.moved, sp.err = p, int(min(max, pipeSize)), 0, nil
+	sp.p, sp.want, sp.moved, sp.err = p, int(min(max, int64(pipeSize-len(prefix)))), 0, nil
 	src.rd.prepareWait()
 	if err := src.rd.raw.Read(sp.inFn); err != nil || sp.err != nil || sp.moved == 0 {
-		putPipe(p)
+		sp.p = nil
+		if len(prefix) > 0 {
+			p.close() // it still holds the prefix
+		} else {
+			putPipe(p)
+		}
 		return 0, src.rd.failed(err, sp.err), nil, true
 	}
 	got := sp.moved
-	sp.want, sp.moved = got, 0
+	sp.want, sp.moved = len(prefix)+got, 0
 	dst.w.extendDeadline()
 	err = dst.rd.raw.Write(sp.outFn)
 	if err == nil {
@@ -137,9 +154,16 @@ func (s *Session) spliceChunk(src, dst *leg, max int64) (n int64, rerr, werr err
 	if err != nil {
 		p.close()
 		dst.w.broken = true
-		return int64(sp.moved), nil, err, true
+		return int64(max0(sp.moved - len(prefix))), nil, err, true
 	}
 	putPipe(p)
 	splicedBytes.Add(int64(got))
 	return int64(got), nil, nil, true
+}
+
+func max0(n int) int {
+	if n < 0 {
+		return 0
+	}
+	return n
 }

@@ -1,0 +1,204 @@
+package engine
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// burst compiles frames into one byte stream, masking them for a client.
+func burst(t *testing.T, mask bool, frames []ws.Frame) (raw []byte, sent []ws.Frame) {
+	t.Helper()
+	for _, f := range frames {
+		if mask {
+			f = ws.MaskFrame(f)
+		}
+		sent = append(sent, f)
+		raw = append(raw, mustCompile(t, f)...)
+	}
+	return raw, sent
+}
+
+// longForm is a frame whose 5-byte payload length is written in the
+// 16-bit form: legal to read, not minimal; the relay re-encodes it.
+func longForm(payload string) []byte {
+	return append([]byte{0x82, 126, 0, byte(len(payload))}, payload...)
+}
+
+// TestBurstRelaysEveryFrame writes many frames in one write, so the relay
+// finds several in one read and forwards them together: data frames of
+// every length form, a fragmented message with the peer's pings between
+// its fragments, a non-minimal header, and a pong to a relay ping that
+// must be consumed, not forwarded. Each frame must arrive unchanged and
+// in order, over a pipe and over TCP, each way.
+func TestBurstRelaysEveryFrame(t *testing.T) {
+	for _, transport := range []string{"pipe", "tcp"} {
+		for _, from := range []Side{Client, Backend} {
+			t.Run(transport+"/"+from.String(), func(t *testing.T) {
+				t.Parallel()
+				var h *harness
+				if transport == "tcp" {
+					h = startTCP(t, quickConfig())
+				} else {
+					h = start(t, quickConfig())
+				}
+				src, dst := h.client, h.backend
+				if from == Backend {
+					src, dst = h.backend, h.client
+				}
+				frames := []ws.Frame{
+					ws.NewBinaryFrame(nil),
+					ws.NewTextFrame([]byte("a")),
+					ws.NewBinaryFrame(payloadOf(125)),
+					ws.NewBinaryFrame(payloadOf(126)),
+					ws.NewBinaryFrame(payloadOf(3000)),
+					ws.NewFrame(ws.OpText, false, []byte("frag")),
+					ws.NewPingFrame([]byte("peer ping")),
+					ws.NewFrame(ws.OpContinuation, false, payloadOf(70000)),
+					ws.NewFrame(ws.OpContinuation, true, []byte("end")),
+				}
+				for i := 0; i < 200; i++ {
+					frames = append(frames, ws.NewBinaryFrame(payloadOf(i)))
+				}
+				raw, want := burst(t, src.mask, frames)
+				var relayPong []byte
+				if from == Client {
+					relayPong = mustCompile(t, ws.MaskFrame(ws.NewPongFrame(pingPayload)))
+				}
+				tail, tailWant := burst(t, src.mask, []ws.Frame{ws.NewBinaryFrame([]byte("after"))})
+				// The relay's pong goes at a frame boundary past the middle.
+				var stream []byte
+				cut := 0
+				for _, f := range want {
+					cut += len(mustCompile(t, f))
+					if cut >= len(raw)/2 {
+						break
+					}
+				}
+				stream = append(stream, raw[:cut]...)
+				stream = append(stream, relayPong...)
+				stream = append(stream, raw[cut:]...)
+				if from == Backend {
+					stream = append(stream, longForm("hello")...)
+				} else {
+					f := ws.MaskFrame(ws.NewBinaryFrame([]byte("hello")))
+					b := mustCompile(t, f) // 2-byte header + 4-byte mask + payload
+					stream = append(stream, b[0], 0x80|126, 0, 5)
+					stream = append(stream, b[2:]...)
+				}
+				stream = append(stream, tail...)
+				go src.writeRaw(stream)
+				for i, f := range want {
+					got := dst.nextSkipPings(5 * time.Second)
+					if got.Header != f.Header || !bytes.Equal(got.Payload, f.Payload) {
+						t.Fatalf("frame %d: header %+v len %d, want %+v len %d", i, got.Header, len(got.Payload), f.Header, len(f.Payload))
+					}
+				}
+				got := dst.nextSkipPings(5 * time.Second)
+				if got.Header.Length != 5 {
+					t.Fatalf("long-form frame arrived as %+v", got.Header)
+				}
+				if got.Header.Masked {
+					got = ws.UnmaskFrame(got)
+				}
+				if string(got.Payload) != "hello" {
+					t.Fatalf("long-form payload %q", got.Payload)
+				}
+				sameFrame(t, dst.nextSkipPings(5*time.Second), tailWant[0])
+				src.send(closeFrame(1000, "done"))
+				dst.expectClose(1000, 5*time.Second)
+				dst.send(closeFrame(1000, "done"))
+				r := h.wait(t, 5*time.Second)
+				counted := r.ClientToBackend
+				if from == Backend {
+					counted = r.BackendToClient
+				}
+				// Every frame, the consumed pong and the close included.
+				n := int64(len(want) + 3)
+				if from == Client {
+					n++
+				}
+				if counted.Frames != n {
+					t.Fatalf("%d frames counted, want %d", counted.Frames, n)
+				}
+				if from == Client && r.PongsReceived != 1 {
+					t.Fatalf("%d relay pongs counted, want 1", r.PongsReceived)
+				}
+			})
+		}
+	}
+}
+
+// TestBurstEndingInViolation: valid frames and then a bad one in the same
+// write. The valid frames are all forwarded; then the offender gets 1002
+// and the other side 1001.
+func TestBurstEndingInViolation(t *testing.T) {
+	for _, from := range []Side{Client, Backend} {
+		t.Run(from.String(), func(t *testing.T) {
+			t.Parallel()
+			h := startTCP(t, quickConfig())
+			src, dst := h.client, h.backend
+			if from == Backend {
+				src, dst = h.backend, h.client
+			}
+			var frames []ws.Frame
+			for i := 0; i < 50; i++ {
+				frames = append(frames, ws.NewBinaryFrame(payloadOf(i*10)))
+			}
+			raw, want := burst(t, src.mask, frames)
+			raw = append(raw, rawFrame(0x80|0x40|0x2, src.mask, []byte("x"))...) // RSV1, none negotiated
+			go src.writeRaw(raw)
+			for i, f := range want {
+				got := dst.nextSkipPings(5 * time.Second)
+				if got.Header != f.Header || !bytes.Equal(got.Payload, f.Payload) {
+					t.Fatalf("frame %d differs", i)
+				}
+			}
+			if got := src.expectClose(CodeProtocolError, 5*time.Second); got != "RSV bits set without a negotiated extension" {
+				t.Fatalf("reason %q", got)
+			}
+			dst.expectClose(CodeGoingAway, 5*time.Second)
+		})
+	}
+}
+
+// TestBatchStopsWhereThePumpMustLook checks batch on buffers directly:
+// it takes whole data frames and the start of one cut short, and stops
+// at control frames, cut headers, bad or non-minimal headers, and a
+// header with none of its payload.
+func TestBatchStopsWhereThePumpMustLook(t *testing.T) {
+	bin := func(n int) []byte { return mustCompile(t, ws.NewBinaryFrame(payloadOf(n))) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	tests := []struct {
+		name      string
+		buf       []byte
+		inMessage bool
+		n         int
+		remaining int64
+		frames    int64
+	}{
+		{"empty", nil, false, 0, 0, 0},
+		{"three whole frames", cat(bin(0), bin(10), bin(200)), false, len(cat(bin(0), bin(10), bin(200))), 0, 3},
+		{"whole then cut payload", cat(bin(10), bin(300)[:100]), false, len(bin(10)) + 100, 300 - (100 - 4), 2},
+		{"header with no payload", cat(bin(10), bin(300)[:4]), false, len(bin(10)), 0, 1},
+		{"cut header", cat(bin(10), bin(300)[:3]), false, len(bin(10)), 0, 1},
+		{"control frame", cat(bin(10), mustCompile(t, ws.NewPingFrame(nil)), bin(5)), false, len(bin(10)), 0, 1},
+		{"bad RSV", cat(bin(1), rawFrame(0x80|0x40|0x2, false, []byte("x"))), false, len(bin(1)), 0, 1},
+		{"non-minimal length", cat(bin(1), longForm("hello")), false, len(bin(1)), 0, 1},
+		{"masked from backend", cat(bin(1), rawFrame(0x82, true, []byte("x"))), false, len(bin(1)), 0, 1},
+		{"continuation ends message", cat(mustCompile(t, ws.NewFrame(ws.OpContinuation, true, []byte("x"))), bin(2)), true, len(cat(mustCompile(t, ws.NewFrame(ws.OpContinuation, true, []byte("x"))), bin(2))), 0, 2},
+		{"new message inside fragmented", bin(2), true, 0, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Session{}
+			l := &leg{side: Backend, inMessage: tc.inMessage}
+			n, rem := s.batch(l, tc.buf)
+			if n != tc.n || rem != tc.remaining || l.counters.Frames != tc.frames {
+				t.Fatalf("batch = %d, %d (%d frames); want %d, %d (%d frames)", n, rem, l.counters.Frames, tc.n, tc.remaining, tc.frames)
+			}
+		})
+	}
+}
