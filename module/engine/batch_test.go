@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"runtime"
 	"testing"
 	"time"
 
@@ -200,5 +201,35 @@ func TestBatchStopsWhereThePumpMustLook(t *testing.T) {
 				t.Fatalf("batch = %d, %d (%d frames); want %d, %d (%d frames)", n, rem, l.counters.Frames, tc.n, tc.remaining, tc.frames)
 			}
 		})
+	}
+}
+
+// TestLargeAndSmallFramesInterleaved alternates frames large enough to be
+// spliced (after which the leg reads a header at a time) with small ones
+// (batched again), in one burst each way over TCP.
+func TestLargeAndSmallFramesInterleaved(t *testing.T) {
+	before := SplicedBytes()
+	h := startTCP(t, quickConfig())
+	sizes := []int{1 << 20, 10, 300 << 10, 0, 5, 129 << 10, 128<<10 - 1, 70000, 2 << 20, 1}
+	for _, from := range []*peer{h.client, h.backend} {
+		to := h.backend
+		if from == h.backend {
+			to = h.client
+		}
+		var frames []ws.Frame
+		for _, n := range sizes {
+			frames = append(frames, ws.NewBinaryFrame(payloadOf(n)))
+		}
+		raw, want := burst(t, from.mask, frames)
+		go from.writeRaw(raw)
+		for i, f := range want {
+			got := to.nextSkipPings(10 * time.Second)
+			if got.Header != f.Header || !bytes.Equal(got.Payload, f.Payload) {
+				t.Fatalf("frame %d (%d bytes) differs", i, sizes[i])
+			}
+		}
+	}
+	if runtime.GOOS == "linux" && SplicedBytes() == before {
+		t.Errorf("no payload went through splice(2)")
 	}
 }

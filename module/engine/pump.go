@@ -169,10 +169,8 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		// payload: header and those bytes go first into the pipe, so the
 		// frame reaches dst in one write, the payload never copied here.
 		if buf := src.rd.buffered(); !headerSent && canSplice(src, dst) && len(buf) <= maxControlPayload && remaining-int64(len(buf)) >= spliceMin {
-			prefix := append(append(w.ctl[:0], hdr...), buf...)
 			k := int64(len(buf))
-			src.rd.discard(len(buf))
-			n, rerr, serr, ok := s.spliceChunk(src, dst, remaining-k, prefix)
+			n, rerr, serr, ok := s.spliceChunk(src, dst, remaining-k, hdr, buf)
 			switch {
 			case ok && rerr != nil:
 				return torn(rerr) // nothing reached dst
@@ -186,14 +184,15 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 				// No pipe: the header goes with the bytes it came with.
 				headerSent = true
 				remaining -= k
-				werr = w.write(prefix)
+				werr = w.writeFrameStart(hdr, buf)
+				src.rd.discard(len(buf))
 				continue
 			}
 		}
 		// Past the first chunk (the header goes with it, so a frame whose
 		// source stalls at once is not torn), splice what is large.
 		if werr == nil && headerSent && remaining >= spliceMin && len(src.rd.buffered()) == 0 {
-			if n, rerr, serr, ok := s.spliceChunk(src, dst, remaining, nil); ok {
+			if n, rerr, serr, ok := s.spliceChunk(src, dst, remaining, nil, nil); ok {
 				if rerr != nil {
 					return torn(rerr)
 				}

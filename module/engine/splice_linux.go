@@ -111,32 +111,39 @@ func (sp *splicer) out(fd uintptr) bool {
 func canSplice(src, dst *leg) bool { return src.rd.raw != nil && dst.rd.raw != nil }
 
 // spliceChunk moves up to max payload bytes from src to dst through a
-// pipe, after prefix (a frame's header and the start of its payload, when
-// the frame starts here), so dst gets them in one write. ok is false when
-// splicing cannot be used here (the caller then copies; nothing was
-// sent). A read error means src failed and nothing reached dst; a write
-// error means dst failed.
-func (s *Session) spliceChunk(src, dst *leg, max int64, prefix []byte) (n int64, rerr, werr error, ok bool) {
-	if !canSplice(src, dst) || len(src.rd.buffered()) != 0 {
+// pipe. When a frame starts here, hdr is its header and head the bytes of
+// its payload that came with it (all that src's buffer holds, at most a
+// control frame's worth): they go into the pipe first, so dst gets the
+// frame's start in one write, and head is taken from the buffer. ok is
+// false when splicing cannot be used here (the caller then copies;
+// nothing was sent or taken). A read error means src failed and nothing
+// reached dst; a write error means dst failed.
+func (s *Session) spliceChunk(src, dst *leg, max int64, hdr, head []byte) (n int64, rerr, werr error, ok bool) {
+	if !canSplice(src, dst) || len(src.rd.buffered()) != len(head) {
 		return 0, nil, nil, false
 	}
 	p, err := getPipe()
 	if err != nil {
 		return 0, nil, nil, false
 	}
-	if len(prefix) > 0 {
+	prefix := len(hdr) + len(head)
+	for _, b := range [2][]byte{hdr, head} {
+		if len(b) == 0 {
+			continue
+		}
 		// An empty pipe takes a few bytes whole.
-		if k, err := syscall.Write(p.w, prefix); err != nil || k != len(prefix) {
+		if k, err := syscall.Write(p.w, b); err != nil || k != len(b) {
 			p.close()
 			return 0, nil, nil, false
 		}
 	}
+	src.rd.discard(len(head))
 	sp := &src.sp
-	sp.p, sp.want, sp.moved, sp.err = p, int(min(max, int64(pipeSize-len(prefix)))), 0, nil
+	sp.p, sp.want, sp.moved, sp.err = p, int(min(max, int64(pipeSize-prefix))), 0, nil
 	src.rd.prepareWait()
 	if err := src.rd.raw.Read(sp.inFn); err != nil || sp.err != nil || sp.moved == 0 {
 		sp.p = nil
-		if len(prefix) > 0 {
+		if prefix > 0 {
 			p.close() // it still holds the prefix
 		} else {
 			putPipe(p)
@@ -144,7 +151,7 @@ func (s *Session) spliceChunk(src, dst *leg, max int64, prefix []byte) (n int64,
 		return 0, src.rd.failed(err, sp.err), nil, true
 	}
 	got := sp.moved
-	sp.want, sp.moved = len(prefix)+got, 0
+	sp.want, sp.moved = prefix+got, 0
 	dst.w.extendDeadline()
 	err = dst.rd.raw.Write(sp.outFn)
 	if err == nil {
@@ -154,7 +161,7 @@ func (s *Session) spliceChunk(src, dst *leg, max int64, prefix []byte) (n int64,
 	if err != nil {
 		p.close()
 		dst.w.broken = true
-		return int64(max0(sp.moved - len(prefix))), nil, err, true
+		return int64(max0(sp.moved - prefix)), nil, err, true
 	}
 	putPipe(p)
 	splicedBytes.Add(int64(got))

@@ -8,7 +8,7 @@ func (sp *splicer) bind() {}
 
 func canSplice(src, dst *leg) bool { return false }
 
-func (s *Session) spliceChunk(src, dst *leg, max int64, prefix []byte) (int64, error, error, bool) {
+func (s *Session) spliceChunk(src, dst *leg, max int64, hdr, head []byte) (int64, error, error, bool) {
 	return 0, nil, nil, false
 }
 

@@ -30,7 +30,6 @@ type writer struct {
 	broken    bool      // a write failed or a frame was left unfinished
 	scratch   [ws.MaxHeaderSize]byte
 	hdr       [ws.MaxHeaderSize]byte
-	ctl       [ws.MaxHeaderSize + maxControlPayload]byte
 	sw        sliceWriter
 	vec       [2][]byte
 	bufs      net.Buffers
@@ -97,9 +96,10 @@ func (w *writer) control(done <-chan struct{}, op ws.OpCode, payload []byte) (st
 	return w.whole(done, h, payload, w.mask)
 }
 
-// whole writes a frame of at most a control frame's size in one write,
-// between frames, masking the payload's copy when cipher is set. A frame
-// is skipped (started is zero) when the leg is broken or already had its
+// whole writes a frame of at most a control frame's size between frames,
+// masking a copy of the payload when cipher is set (only the relay's own
+// close frames to the backend: rare enough to allocate). A frame is
+// skipped (started is zero) when the leg is broken or already had its
 // close frame; started is when the write began.
 func (w *writer) whole(done <-chan struct{}, h ws.Header, payload []byte, cipher bool) (started time.Time, err error) {
 	if !w.lock(done) {
@@ -110,14 +110,14 @@ func (w *writer) whole(done <-chan struct{}, h ws.Header, payload []byte, cipher
 		return started, nil
 	}
 	started = w.now()
-	frame := append(w.encode(w.ctl[:0], h), payload...)
 	if cipher {
-		ws.Cipher(frame[len(frame)-len(payload):], h.Mask, 0)
+		payload = append([]byte(nil), payload...)
+		ws.Cipher(payload, h.Mask, 0)
 	}
 	if h.OpCode == ws.OpClose {
 		w.closeSent = true
 	}
-	return started, w.write(frame)
+	return started, w.writeFrameStart(w.encode(w.hdr[:0], h), payload)
 }
 
 // sliceWriter appends to a fixed buffer without allocating.
@@ -136,9 +136,6 @@ func (s *sliceWriter) Write(p []byte) (int, error) {
 func (w *writer) writeFrameStart(hdr, payload []byte) error {
 	if len(payload) == 0 {
 		return w.write(hdr)
-	}
-	if len(hdr)+len(payload) <= len(w.ctl) {
-		return w.write(append(append(w.ctl[:0], hdr...), payload...))
 	}
 	w.extendDeadline()
 	w.vec[0], w.vec[1] = hdr, payload
