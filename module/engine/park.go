@@ -9,9 +9,9 @@ import (
 
 // Parking: a leg with nothing to read gives back its read buffer and, where
 // the platform has a poller (epoll on Linux) and the connection is a plain
-// socket, its goroutine too. The poller starts a new goroutine for the leg
-// when bytes arrive. An idle relay then costs no goroutine and no buffer,
-// only its session structures.
+// socket or TLS straight over one (see tlspark.go), its goroutine too. The
+// poller starts a new goroutine for the leg when bytes arrive. An idle
+// relay then costs no goroutine and no buffer, only its session structures.
 
 type parkState uint8
 
@@ -34,7 +34,7 @@ type parking struct {
 // did; the caller's goroutine must then return at once.
 func (s *Session) park(src *leg) bool {
 	p := thePoller()
-	if p == nil || src.rd.raw == nil {
+	if p == nil || src.rd.sock == nil {
 		return false
 	}
 	pk := &src.park
@@ -51,8 +51,12 @@ func (s *Session) park(src *leg) bool {
 	pk.armed = true
 	pk.id = id
 	pk.state = pumpParked
+	parks.Add(1)
 	return true
 }
+
+// parks counts the times a leg parked, for tests.
+var parks atomic.Int64
 
 // wake is called by the poller when a parked leg has bytes (or an error)
 // to read: it starts a goroutine to drive the leg, unless a closer already
@@ -66,6 +70,7 @@ func (s *Session) wake(src *leg, id uint64) {
 	}
 	pk.state = pumpRunning
 	pk.mu.Unlock()
+	src.rd.woken = true // ordered after the parked goroutine's last use by pk.mu
 	go s.drive(src)
 }
 
@@ -94,8 +99,9 @@ func (s *Session) closeLeg(l *leg) {
 // lingerTime is how long an idle leg waits in the runtime's poller before
 // it parks. A busy connection's next frame usually comes sooner, and
 // waiting there costs less than a trip through the relay's own poller;
-// a connection idle for longer gives its goroutine back.
-const lingerTime = time.Second
+// a connection idle for longer gives its goroutine back. A variable only
+// so that tests can make legs park and wake often.
+var lingerTime = time.Second
 
 // lingerCap bounds how many legs linger at once. When many connections
 // wake together (a broadcast, a burst of messages) the rest park at once,
@@ -116,8 +122,13 @@ var errParked = errors.New("parked")
 // there: a burst of new connections then costs no goroutine per
 // connection.
 func (s *Session) waitIdle(src *leg) error {
-	if src.rd.raw == nil || thePoller() == nil {
+	woken := src.rd.woken
+	src.rd.woken = false
+	if src.rd.sock == nil || thePoller() == nil {
 		return src.rd.fill()
+	}
+	if src.rd.tlsc != nil {
+		return s.waitIdleTLS(src, woken)
 	}
 	if src.counters.Frames > 0 && lingering.Add(1) <= lingerCap {
 		err := src.rd.fillWithin(lingerTime)

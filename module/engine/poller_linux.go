@@ -63,7 +63,7 @@ func (p *poller) arm(l *leg, id uint64, rearm bool) error {
 		op = syscall.EPOLL_CTL_MOD
 	}
 	l.epOp, l.epID, l.epPoller = op, id, p
-	if err := l.rd.raw.Control(l.epArmFn); err != nil {
+	if err := l.rd.sock.Control(l.epArmFn); err != nil {
 		return err
 	}
 	return l.epErr

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -51,7 +52,20 @@ var (
 type reader struct {
 	conn net.Conn
 	raw  syscall.RawConn // nil when conn is not a plain socket (TLS)
-	now  func() time.Time
+	// sock is the socket the poller waits on while the leg is parked:
+	// raw for a plain socket, the socket beneath for TLS (then tlsc is
+	// set), nil when the leg cannot park.
+	sock syscall.RawConn
+	tlsc *tls.Conn
+	// woken is set when the poller started the goroutine that drives the
+	// leg (the socket is readable), until that goroutine waits again.
+	woken bool
+	// ending is set when a read returned bytes and an error (TLS: the
+	// peer's close_notify right behind its data): the error comes back
+	// from the next read, but the socket may never become readable again
+	// (the peer may keep TCP open), so the leg must not park.
+	ending bool
+	now    func() time.Time
 
 	blk  *block
 	r, w int // unread bytes are blk[r:w]
@@ -82,8 +96,12 @@ func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now fun
 	r.conn, r.stall, r.now = conn, stall, now
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			r.raw = raw
+			r.raw, r.sock = raw, raw
 			r.rawFn = r.rawRead
+		}
+	} else if tc, ok := conn.(*tls.Conn); ok {
+		if sock := tlsSocket(tc); sock != nil {
+			r.sock, r.tlsc = sock, tc
 		}
 	}
 	if len(prefix) > 0 {
@@ -235,7 +253,9 @@ func (r *reader) fill() error {
 	}
 	if n > 0 {
 		r.w += n
-		return nil // an error that came with the bytes comes back next time
+		// An error that came with the bytes comes back next time.
+		r.ending = r.ending || err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+		return nil
 	}
 	if r.lingering && errors.Is(err, os.ErrDeadlineExceeded) {
 		return errLingered // the connection is fine; nothing came
