@@ -25,8 +25,10 @@ demo: build
 
 test: deps vet unit fuzz-short xcaddy-check
 
+# The plugin must build wherever Caddy does; the tests and tools are Linux-only.
 vet:
 	$(GO) vet ./...
+	for os in windows darwin freebsd; do GOOS=$$os $(GO) vet ./module/... ./caddyfile/... ./cmd/caddy ./cmd/relaycmd || exit 1; done
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...

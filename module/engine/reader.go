@@ -94,7 +94,7 @@ type reader struct {
 
 func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now func() time.Time) {
 	r.conn, r.stall, r.now = conn, stall, now
-	if sc, ok := conn.(syscall.Conn); ok {
+	if sc, ok := conn.(syscall.Conn); ok && rawReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			r.raw, r.sock = raw, raw
 			r.rawFn = r.rawRead
@@ -333,7 +333,7 @@ func (r *reader) rawRead(fd uintptr) bool {
 		if r.limit > 0 && len(into) > r.limit {
 			into = into[:r.limit]
 		}
-		n, err := syscall.Read(int(fd), into)
+		n, err := sysRead(fd, into)
 		switch err {
 		case syscall.EINTR:
 			continue

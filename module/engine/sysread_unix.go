@@ -1,0 +1,11 @@
+//go:build unix
+
+package engine
+
+import "syscall"
+
+// rawReads says whether a plain socket is read directly through
+// syscall.RawConn (waiting without holding a buffer).
+const rawReads = true
+
+func sysRead(fd uintptr, p []byte) (int, error) { return syscall.Read(int(fd), p) }
