@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"runtime"
 	"testing"
 	"time"
 
@@ -204,11 +203,10 @@ func TestBatchStopsWhereThePumpMustLook(t *testing.T) {
 	}
 }
 
-// TestLargeAndSmallFramesInterleaved alternates frames large enough to be
-// spliced (after which the leg reads a header at a time) with small ones
-// (batched again), in one burst each way over TCP.
+// TestLargeAndSmallFramesInterleaved alternates frames far larger than a
+// read buffer with small ones, which end in the middle of a buffer and are
+// batched with what follows, in one burst each way over TCP.
 func TestLargeAndSmallFramesInterleaved(t *testing.T) {
-	before := SplicedBytes()
 	h := startTCP(t, quickConfig())
 	sizes := []int{1 << 20, 10, 300 << 10, 0, 5, 129 << 10, 128<<10 - 1, 70000, 2 << 20, 1}
 	for _, from := range []*peer{h.client, h.backend} {
@@ -228,8 +226,5 @@ func TestLargeAndSmallFramesInterleaved(t *testing.T) {
 				t.Fatalf("frame %d (%d bytes) differs", i, sizes[i])
 			}
 		}
-	}
-	if runtime.GOOS == "linux" && SplicedBytes() == before {
-		t.Errorf("no payload went through splice(2)")
 	}
 }

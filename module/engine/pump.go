@@ -20,9 +20,6 @@ func (s *Session) pump(src *leg) (parked bool) {
 		// the frame's end, each wait is bounded by the stall timeout.
 		src.rd.disarm()
 		src.rd.release()
-		if src.bigFrames {
-			src.rd.limit = ws.MaxHeaderSize
-		}
 		if len(src.rd.buffered()) == 0 {
 			err := s.waitIdle(src)
 			if err == errParked {
@@ -35,7 +32,6 @@ func (s *Session) pump(src *leg) (parked bool) {
 		}
 		src.rd.arm()
 		h, err := ws.ReadHeaderBuffer(&src.rd, src.hdr[:])
-		src.rd.limit = 0
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 				s.violate(src.side, violation("invalid payload length"))
@@ -163,46 +159,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		}
 		return false
 	}
-	spliced := false
 	for !headerSent || remaining > 0 {
-		// A large frame whose header came with little or none of its
-		// payload: header and those bytes go first into the pipe, so the
-		// frame reaches dst in one write, the payload never copied here.
-		if buf := src.rd.buffered(); !headerSent && canSplice(src, dst) && len(buf) <= maxControlPayload && remaining-int64(len(buf)) >= spliceMin {
-			k := int64(len(buf))
-			n, rerr, serr, ok := s.spliceChunk(src, dst, remaining-k, hdr, buf)
-			switch {
-			case ok && rerr != nil:
-				return torn(rerr) // nothing reached dst
-			case ok:
-				headerSent = true
-				remaining -= k + n
-				werr, spliced = serr, true
-				s.seen(src)
-				continue
-			case k > 0:
-				// No pipe: the header goes with the bytes it came with.
-				headerSent = true
-				remaining -= k
-				werr = w.writeFrameStart(hdr, buf)
-				src.rd.discard(len(buf))
-				continue
-			}
-		}
-		// Past the first chunk (the header goes with it, so a frame whose
-		// source stalls at once is not torn), splice what is large.
-		if werr == nil && headerSent && remaining >= spliceMin && len(src.rd.buffered()) == 0 {
-			if n, rerr, serr, ok := s.spliceChunk(src, dst, remaining, nil, nil); ok {
-				if rerr != nil {
-					return torn(rerr)
-				}
-				remaining -= n
-				werr = serr // on failure the rest of the frame is read and dropped below
-				spliced = true
-				s.seen(src)
-				continue
-			}
-		}
 		var chunk []byte
 		if remaining > 0 && len(src.rd.buffered()) == 0 {
 			if err := src.rd.fill(); err != nil {
@@ -233,9 +190,6 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		src.rd.discard(len(chunk))
 	}
 	w.unlock()
-	// While frames this large come, read only a header at a time, so
-	// their payloads can be spliced.
-	src.bigFrames = spliced
 	if werr != nil {
 		s.writeFailed(dst.side, werr)
 	}

@@ -86,10 +86,7 @@ type reader struct {
 	// nonblock makes rawRead report "would block" instead of waiting.
 	nonblock   bool
 	wouldBlock bool
-	// limit caps each raw read when set: a leg carrying large frames reads
-	// no more than a header, so the payload can be spliced.
-	limit int
-	one   [1]byte
+	one        [1]byte
 }
 
 func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now func() time.Time) {
@@ -329,11 +326,7 @@ func (r *reader) readRaw() (int, error) {
 func (r *reader) rawRead(fd uintptr) bool {
 	r.take()
 	for {
-		into := r.blk[r.w:]
-		if r.limit > 0 && len(into) > r.limit {
-			into = into[:r.limit]
-		}
-		n, err := sysRead(fd, into)
+		n, err := sysRead(fd, r.blk[r.w:])
 		switch err {
 		case syscall.EINTR:
 			continue

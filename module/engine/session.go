@@ -105,11 +105,9 @@ type leg struct {
 
 	counters  Counters // written by the pump that reads this leg
 	inMessage bool     // a fragmented data message is open (pump's)
-	bigFrames bool     // the last data frame was spliced (pump's)
 
 	s    *Session
 	park parking
-	sp   splicer
 	// Poller registration scratch, used under park.mu.
 	epOp     int
 	epID     uint64
@@ -166,7 +164,6 @@ func (s *Session) newLeg(side Side, l Leg, w *writer) *leg {
 	lg := &leg{side: side, conn: l.Conn, w: w, s: s}
 	lg.rd.init(l.Conn, l.Prefix, s.cfg.StallTimeout, s.cfg.Now)
 	lg.bindPoller()
-	lg.sp.bind()
 	return lg
 }
 

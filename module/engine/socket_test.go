@@ -131,7 +131,7 @@ func TestParkedLegsEndOnTeardown(t *testing.T) {
 	}
 }
 
-// TestLargeFrameTornBySource: a large frame (spliced between TCP legs)
+// TestLargeFrameTornBySource: a large frame (many read buffers long)
 // whose source dies half way can never be finished, so the other leg's
 // connection is closed rather than sent a close frame after a torn frame.
 func TestLargeFrameTornBySource(t *testing.T) {
@@ -152,10 +152,9 @@ func TestLargeFrameTornBySource(t *testing.T) {
 	}
 }
 
-// TestSplicedFramesBothWays relays several large frames each way at once
+// TestLargeFramesBothWays relays several large frames each way at once
 // between TCP legs, checking every byte.
-func TestSplicedFramesBothWays(t *testing.T) {
-	before := SplicedBytes()
+func TestLargeFramesBothWays(t *testing.T) {
 	h := startTCP(t, quickConfig())
 	var fromClient, fromBackend []ws.Frame
 	for i := 0; i < 4; i++ {
@@ -175,9 +174,6 @@ func TestSplicedFramesBothWays(t *testing.T) {
 	for i := range fromClient {
 		sameFrame(t, h.backend.next(10*time.Second), fromClient[i])
 		sameFrame(t, h.client.next(10*time.Second), fromBackend[i])
-	}
-	if runtime.GOOS == "linux" && SplicedBytes() == before {
-		t.Errorf("no payload went through splice(2)")
 	}
 }
 
