@@ -182,6 +182,8 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		if werr == nil {
 			if headerSent {
 				werr = w.write(chunk)
+			} else if whole := src.rd.withHeader(hdr, chunk); whole != nil {
+				werr = w.write(whole) // one plain write (one TLS record)
 			} else {
 				werr = w.writeFrameStart(hdr, chunk)
 			}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -133,6 +134,22 @@ func (r *reader) buffered() []byte {
 		return nil
 	}
 	return r.blk[r.r:r.w]
+}
+
+// withHeader returns the bytes of hdr and chunk as one slice of the
+// buffer when the buffer holds exactly hdr right before chunk (a frame's
+// header just read, minimally encoded, and the start of its payload), so
+// both go out in one plain write; else nil. chunk must start at the
+// first unread byte.
+func (r *reader) withHeader(hdr, chunk []byte) []byte {
+	if r.blk == nil || r.r < len(hdr) || len(chunk) == 0 {
+		return nil
+	}
+	whole := r.blk[r.r-len(hdr) : r.r+len(chunk)]
+	if !bytes.Equal(whole[:len(hdr)], hdr) {
+		return nil
+	}
+	return whole
 }
 
 // discard drops n buffered bytes.
