@@ -34,7 +34,7 @@ var (
 	})
 	readBuffers = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "read_buffers",
-		Help: "Pooled 64 KiB read buffers that relays hold now; an idle relay holds none.",
+		Help: "Pooled 32 KiB read buffers that relays hold now; an idle relay holds none.",
 	}, func() float64 { return float64(engine.BuffersHeld()) })
 	handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "handshake_failures_total",

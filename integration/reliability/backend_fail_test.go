@@ -149,7 +149,7 @@ func wrongAccept(t *testing.T, f *fixture) {
 // resetMidFrame: the backend announces a 1 MiB frame, sends part of it and
 // resets. The relay cannot finish the client's frame, so the client's
 // connection must end with the bytes it got being a true prefix of that
-// frame: no close frame spliced in, no complete message.
+// frame: no close frame slipped in, no complete message.
 func resetMidFrame(t *testing.T, f *fixture) {
 	const size, sent = 1 << 20, 300 << 10
 	payload := make([]byte, size)

@@ -34,7 +34,7 @@ func putBlock(b *block) {
 	blocks.Put(b)
 }
 
-// BuffersHeld returns how many read buffers (of 64 KiB) live relays hold
+// BuffersHeld returns how many read buffers (of 32 KiB) live relays hold
 // now; an idle relay over plain TCP holds none.
 func BuffersHeld() int64 { return blocksHeld.Load() }
 
