@@ -38,12 +38,7 @@ func TestBurstRelaysEveryFrame(t *testing.T) {
 		for _, from := range []Side{Client, Backend} {
 			t.Run(transport+"/"+from.String(), func(t *testing.T) {
 				t.Parallel()
-				var h *harness
-				if transport == "tcp" {
-					h = startTCP(t, quickConfig())
-				} else {
-					h = start(t, quickConfig())
-				}
+				h := startOver(t, transport, quickConfig())
 				src, dst := h.client, h.backend
 				if from == Backend {
 					src, dst = h.backend, h.client

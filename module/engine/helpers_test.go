@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -171,6 +172,30 @@ func startOpts(t *testing.T, cfg Config, clientReads bool) *harness {
 func startTCP(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	return startOn(t, cfg, true, func() (net.Conn, net.Conn) { return loopbackPair(t) })
+}
+
+// startOver is start over "pipe" (net.Pipe) or "tcp" (loopback).
+func startOver(t *testing.T, transport string, cfg Config) *harness {
+	t.Helper()
+	if transport == "tcp" {
+		return startTCP(t, cfg)
+	}
+	return start(t, cfg)
+}
+
+// waitGoroutines waits until the process runs at most base goroutines,
+// and fails with every goroutine's stack if it still runs more after
+// timeout.
+func waitGoroutines(t *testing.T, base int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines while idle, want %d (no pump goroutine):\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // loopbackPair returns both ends of a loopback TCP connection.

@@ -27,12 +27,7 @@ func TestFramesPassUnchanged(t *testing.T) {
 			for _, n := range sizes {
 				t.Run(transport+"/"+dir+"/"+itoa(n), func(t *testing.T) {
 					t.Parallel()
-					var h *harness
-					if transport == "tcp" {
-						h = startTCP(t, quickConfig())
-					} else {
-						h = start(t, quickConfig())
-					}
+					h := startOver(t, transport, quickConfig())
 					from, to := h.client, h.backend
 					if dir == "backend to client" {
 						from, to = h.backend, h.client

@@ -19,15 +19,9 @@ import (
 func TestStallMidFrame(t *testing.T) {
 	cfg := quickConfig()
 	cfg.StallTimeout = 150 * time.Millisecond
-	open := func(t *testing.T, transport string) *harness {
-		if transport == "tcp" {
-			return startTCP(t, cfg)
-		}
-		return start(t, cfg)
-	}
 	for _, transport := range []string{"pipe", "tcp"} {
 		t.Run(transport+"/header only", func(t *testing.T) {
-			h := open(t, transport)
+			h := startOver(t, transport, cfg)
 			// 4 GiB announced, nothing sent.
 			h.client.writeRaw([]byte{0x82, 0x80 | 127, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4})
 			began := time.Now()
@@ -42,7 +36,7 @@ func TestStallMidFrame(t *testing.T) {
 			}
 		})
 		t.Run(transport+"/part of the payload", func(t *testing.T) {
-			h := open(t, transport)
+			h := startOver(t, transport, cfg)
 			go h.client.writeRaw(append([]byte{0x82, 0x80 | 126, 0x10, 0, 1, 2, 3, 4}, make([]byte, 100)...))
 			h.backend.expectEnd(2 * time.Second)
 			h.client.expectEnd(time.Second)
@@ -92,14 +86,7 @@ func TestIdleRelayParks(t *testing.T) {
 		b := ws.NewBinaryFrame(payloadOf(100000))
 		go h.backend.send(b)
 		sameFrame(t, h.client.next(2*time.Second), b)
-		deadline := time.Now().Add(2*time.Second + lingerTime)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Fatalf("%d goroutines while idle, want %d (no pump goroutine):\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitGoroutines(t, base, 2*time.Second+lingerTime)
 	}
 	h.client.send(closeFrame(1000, ""))
 	h.backend.expectClose(1000, 2*time.Second)

@@ -87,14 +87,7 @@ func TestIdleTLSRelayParks(t *testing.T) {
 		go h.backend.send(b)
 		sameFrame(t, h.client.next(2*time.Second), b)
 		waitBothParked(t, h, 2*time.Second)
-		deadline := time.Now().Add(2 * time.Second)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Fatalf("%d goroutines while idle, want %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitGoroutines(t, base, 2*time.Second)
 	}
 	h.client.send(closeFrame(1000, ""))
 	h.backend.expectClose(1000, 2*time.Second)
