@@ -25,19 +25,33 @@ func fixtureResults() *Results {
 	tp := map[string][2]float64{ // 64 KiB ws, 1 MiB ws
 		keyRelay: {500, 400}, keyStock: {700, 600}, keyNginx: {450, 300}, keyDirect: {1000, 800},
 	}
+	// Proxy CPU s per GiB, 64 KiB ws and 1 MiB ws (wss: twice as much);
+	// the rounds are 0.1 below, at and 0.1 above.
+	tpCPU := map[string][2]float64{
+		keyRelay: {0.8, 1.2}, keyStock: {1.0, 1.5}, keyNginx: {0.6, 0.5}, keyDirect: {math.NaN(), math.NaN()},
+	}
 	for k, v := range tp {
 		for i, s := range sizes {
-			r.Throughput[TPKey{Target: k, Size: s}] = []float64{v[i] - 10, v[i], v[i] + 10}
+			c := tpCPU[k][i]
+			r.Throughput[TPKey{Target: k, Size: s}] = []TPRound{
+				tpRound(v[i]-10, c-0.1), tpRound(v[i], c), tpRound(v[i]+10, c+0.1),
+			}
 			if k != keyDirect {
-				r.Throughput[TPKey{Target: k, Size: s, TLS: true}] = []float64{v[i] / 2, v[i] / 2, v[i] / 2}
+				r.Throughput[TPKey{Target: k, Size: s, TLS: true}] = []TPRound{
+					tpRound(v[i]/2, 2*c-0.1), tpRound(v[i]/2, 2*c), tpRound(v[i]/2, 2*c+0.1),
+				}
 			}
 		}
 	}
-	r.Throughput[TPKey{Target: keyRelay, Size: sizes[0]}][2] = math.NaN()
+	r.Throughput[TPKey{Target: keyRelay, Size: sizes[0]}][2] = TPRound{MiBps: math.NaN(), CPU: math.NaN()}
+	// Round trips/s, and proxy CPU µs per round trip: 0.5 up each round.
+	rtCPU := map[string]float64{keyRelay: 8, keyStock: 10, keyNginx: 6, keyDirect: math.NaN()}
 	for k, rate := range map[string]float64{keyRelay: 30000, keyStock: 25000, keyNginx: 28000, keyDirect: 50000} {
 		for i := range 3 {
+			trips := int64(rate+float64(i)) * 4 // the 4 s window
 			r.RoundTrips[k] = append(r.RoundTrips[k], RTRound{
 				PerSec: rate + float64(i), P50: 1500 * time.Microsecond, P99: 5 * time.Millisecond, P999: 12 * time.Millisecond,
+				CPU: (rtCPU[k] + 0.5*float64(i)) * float64(trips) / 1e6, Trips: trips,
 			})
 		}
 	}
@@ -73,4 +87,11 @@ func fixtureResults() *Results {
 	r.TLSInfo[keyRelay] = "TLS 1.3 TLS_AES_128_GCM_SHA256"
 	r.Notes = []string{"throughput relay 64 KiB ws: echo 3 differs from message 3"}
 	return r
+}
+
+// tpRound is a throughput round of mibps over a 2 s window in which the
+// proxy used perGiB CPU seconds per GiB echoed (NaN: no proxy).
+func tpRound(mibps, perGiB float64) TPRound {
+	bytes := mibps * 2 * (1 << 20)
+	return TPRound{MiBps: mibps, CPU: perGiB * bytes / (1 << 30), Bytes: int64(bytes)}
 }

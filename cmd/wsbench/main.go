@@ -1,9 +1,10 @@
 // Command wsbench compares WebSocket proxies side by side in one run: the
 // websocket_relay handler, Caddy's stock reverse_proxy (the same caddy
 // binary), nginx, and a direct connection to the echo backend. It measures
-// throughput, round trips, idle memory and goroutines per connection (with a
-// ws and a wss client leg), and the relay's CPU cost of keepalive pings, in
-// alternating rounds, and writes a markdown report and an SVG chart.
+// throughput and round trips (with each proxy's own CPU time per GiB and per
+// round trip), idle memory and goroutines per connection (with a ws and a wss
+// client leg), and the relay's CPU cost of keepalive pings, in alternating
+// rounds, and writes a markdown report and an SVG chart.
 //
 //	wsbench [-quick] [-caddy bin/caddy] [-out docs/perf] [flags]
 //	wsbench backend [-listen addr]   (the echo backend; started by wsbench)

@@ -109,7 +109,7 @@ func writeReport(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "- Command: `%s`\n", m.Command)
 	fmt.Fprintf(w, "- %d round(s); every round starts fresh proxies and measures each target in turn, "+
 		"in an order rotated by round. Figures are the median over rounds with [min–max]; "+
-		"ratios are medians divided by the direct connection's median.\n\n", m.Rounds)
+		"ratios are medians divided by the direct connection's median (\"x stock\": by stock `reverse_proxy`'s).\n\n", m.Rounds)
 	writeSummary(w, r)
 	writeThroughput(w, r)
 	writeRoundTrips(w, r)
@@ -136,7 +136,9 @@ func writeSummary(w io.Writer, r *Results) {
 		}
 		tp := Ratio(r.tpSummary(TPKey{Target: k, Size: small}).Median, direct64)
 		rt := Ratio(r.rtField(k, func(x RTRound) float64 { return x.PerSec }).Median, directRT)
-		rows = append(rows, append(row, g, fmtRatio(tp)+" direct", fmtRatio(rt)+" direct"))
+		tpCPU := r.tpCPUCells(TPKey{Target: k, Size: small})[1]
+		rtCPU := r.rtCPUCells(k)[1]
+		rows = append(rows, append(row, g, fmtRatio(tp)+" direct", fmtRatio(rt)+" direct", tpCPU+" / "+rtCPU))
 	}
 	head := []string{"", fmt.Sprintf("idle memory per connection, ws (%d conns)", r.Meta.IdleConns)}
 	gorHead := "goroutines per conn (after a message)"
@@ -145,7 +147,8 @@ func writeSummary(w io.Writer, r *Results) {
 		gorHead += ", ws / wss"
 	}
 	table(w, append(head, gorHead, fmt.Sprintf("throughput, %s messages, ws", sizeName(small)),
-		fmt.Sprintf("round trips/s, %d B, %d conns", r.Meta.RTSize, r.Meta.RTConns)), rows)
+		fmt.Sprintf("round trips/s, %d B, %d conns", r.Meta.RTSize, r.Meta.RTConns),
+		fmt.Sprintf("proxy CPU x stock, %s ws / round trips", sizeName(small))), rows)
 }
 
 // idleMemCell is a proxy's idle memory per connection at the largest
@@ -187,9 +190,17 @@ func writeThroughput(w io.Writer, r *Results) {
 		"(to the backend and back). `wss` is TLS on the client leg only (the proxy reaches the backend in plain ws); "+
 		"the direct connection has no TLS, so `wss` rows are compared with direct `ws`.\n\n",
 		m.TPConns, m.TPWindow, m.TPDuration, m.Warmup)
+	fmt.Fprintf(w, "Proxy CPU: the proxy process's user+system CPU time (utime+stime of /proc/<pid>/stat; nginx: its "+
+		"one worker) read at the start and the end of the same measured window, in CPU seconds per GiB (2^30 bytes) of "+
+		"echoed payload, the bytes the MiB/s figure counts: each crossed the proxy twice (to the backend and back), so "+
+		"per GiB forwarded in one direction it is half. The client's and the backend's CPU time is not in it, but "+
+		"the effects of sharing the CPUs with them (caches, scheduling) can be. "+
+		"/proc counts in 10 ms ticks, %s of one core over the %s window. \"x stock\" divides the median by "+
+		"stock `reverse_proxy`'s median for the same size and leg; direct has no proxy (\"-\").\n\n",
+		tickShare(m.TPDuration), m.TPDuration)
 	head := []string{"target", "leg"}
 	for _, s := range sizes {
-		head = append(head, sizeName(s)+": MiB/s", "x direct ws")
+		head = append(head, sizeName(s)+": MiB/s", "x direct ws", "proxy CPU s/GiB", "x stock")
 	}
 	var rows [][]string
 	for _, k := range r.Targets {
@@ -206,6 +217,7 @@ func writeThroughput(w io.Writer, r *Results) {
 				v := r.tpSummary(TPKey{Target: k, Size: s, TLS: secure})
 				d := r.tpSummary(TPKey{Target: keyDirect, Size: s}).Median
 				row = append(row, fmtSummary(v, 0), fmtRatio(Ratio(v.Median, d)))
+				row = append(row, r.tpCPUCells(TPKey{Target: k, Size: s, TLS: secure})...)
 			}
 			rows = append(rows, row)
 		}
@@ -217,8 +229,11 @@ func writeRoundTrips(w io.Writer, r *Results) {
 	m := r.Meta
 	fmt.Fprintf(w, "## Round trips\n\n")
 	fmt.Fprintf(w, "%d connections, each sending a %d B binary message and waiting for its echo in a loop "+
-		"for %s after %s of warm-up; latency percentiles over all round trips of a round (median over rounds).\n\n",
-		m.RTConns, m.RTSize, m.RTDuration, m.Warmup)
+		"for %s after %s of warm-up; latency percentiles over all round trips of a round (median over rounds). "+
+		"Proxy CPU: the proxy's utime+stime over the same window, read as in the throughput runs, in CPU µs per "+
+		"round trip counted (a message to the backend and its echo back); one 10 ms tick is %s of one core over "+
+		"the %s window. \"x stock\" divides the median by stock `reverse_proxy`'s.\n\n",
+		m.RTConns, m.RTSize, m.RTDuration, m.Warmup, tickShare(m.RTDuration), m.RTDuration)
 	directRT := r.rtField(keyDirect, func(x RTRound) float64 { return x.PerSec }).Median
 	var rows [][]string
 	for _, k := range r.Targets {
@@ -226,14 +241,14 @@ func writeRoundTrips(w io.Writer, r *Results) {
 			continue
 		}
 		rt := r.rtField(k, func(x RTRound) float64 { return x.PerSec })
-		rows = append(rows, []string{
-			label(k), fmtSummary(rt, 0), fmtRatio(Ratio(rt.Median, directRT)),
+		row := append([]string{label(k), fmtSummary(rt, 0), fmtRatio(Ratio(rt.Median, directRT))}, r.rtCPUCells(k)...)
+		rows = append(rows, append(row,
 			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P50) })),
 			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P99) })),
 			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P999) })),
-		})
+		))
 	}
-	table(w, []string{"target", "round trips/s", "x direct", "p50", "p99", "p99.9"}, rows)
+	table(w, []string{"target", "round trips/s", "x direct", "proxy CPU µs/round trip", "x stock", "p50", "p99", "p99.9"}, rows)
 }
 
 func writeIdle(w io.Writer, r *Results) {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSizeName(t *testing.T) {
@@ -75,14 +76,23 @@ func row(t *testing.T, out, prefix string) string {
 func TestReportFigures(t *testing.T) {
 	out := report(fixtureResults())
 	tests := []struct{ prefix, want string }{
-		// Relay 64 KiB ws rounds are 490, 500 and NaN: median 495 of 1000 direct.
-		// Summary: ws idle at 9900, wss idle at 3300, goroutines ws / wss.
-		{"| websocket_relay | 10.0 KiB", "| websocket_relay | 10.0 KiB (12.0 after a message) | 15.0 KiB (19.0 after a message) | 2.00 (2.00) / 3.00 (2.00) | 0.49x direct | 0.60x direct |"},
-		{"| nginx | 18.0 KiB", "| nginx | 18.0 KiB (20.0 after a message) | 41.0 KiB (45.0 after a message) | - | 0.45x direct | 0.56x direct |"},
-		{"| websocket_relay | ws |", "| websocket_relay | ws | 495 [490–500] | 0.49x | 400 [390–410] | 0.50x |"},
-		{"| caddy reverse_proxy | wss |", "| caddy reverse_proxy | wss | 350 [350–350] | 0.35x | 300 [300–300] | 0.38x |"},
-		{"| direct (no proxy) | ws |", "| direct (no proxy) | ws | 1000 [990–1010] | 1.00x | 800 [790–810] | 1.00x |"},
-		{"| caddy reverse_proxy | 25001", "| caddy reverse_proxy | 25001 [25000–25002] | 0.50x | 1.50 ms | 5.00 ms | 12.00 ms |"},
+		// Relay 64 KiB ws rounds are 490, 500 and NaN: median 495 of 1000 direct;
+		// its CPU 0.70, 0.80 and NaN s/GiB: median 0.75 of stock's 1.00.
+		// Summary: ws idle at 9900, wss idle at 3300, goroutines ws / wss,
+		// proxy CPU x stock at 64 KiB ws / in round trips (8.5 of 10.5 µs).
+		{"| websocket_relay | 10.0 KiB", "| websocket_relay | 10.0 KiB (12.0 after a message) | 15.0 KiB (19.0 after a message) | 2.00 (2.00) / 3.00 (2.00) | 0.49x direct | 0.60x direct | 0.75x / 0.81x |"},
+		{"| caddy reverse_proxy | 90.0 KiB", "| caddy reverse_proxy | 90.0 KiB (92.0 after a message) | 121.0 KiB (125.0 after a message) | 4.00 (4.00) / 4.00 (3.00) | 0.70x direct | 0.50x direct | 1.00x / 1.00x |"},
+		{"| nginx | 18.0 KiB", "| nginx | 18.0 KiB (20.0 after a message) | 41.0 KiB (45.0 after a message) | - | 0.45x direct | 0.56x direct | 0.60x / 0.62x |"},
+		{"| websocket_relay | ws |", "| websocket_relay | ws | 495 [490–500] | 0.49x | 0.75 [0.70–0.80] | 0.75x | 400 [390–410] | 0.50x | 1.20 [1.10–1.30] | 0.80x |"},
+		// wss CPU is compared with stock's wss, not its ws.
+		{"| websocket_relay | wss |", "| websocket_relay | wss | 250 [250–250] | 0.25x | 1.60 [1.50–1.70] | 0.80x | 200 [200–200] | 0.25x | 2.40 [2.30–2.50] | 0.80x |"},
+		{"| caddy reverse_proxy | wss |", "| caddy reverse_proxy | wss | 350 [350–350] | 0.35x | 2.00 [1.90–2.10] | 1.00x | 300 [300–300] | 0.38x | 3.00 [2.90–3.10] | 1.00x |"},
+		{"| nginx | ws |", "| nginx | ws | 450 [440–460] | 0.45x | 0.60 [0.50–0.70] | 0.60x | 300 [290–310] | 0.38x | 0.50 [0.40–0.60] | 0.33x |"},
+		{"| direct (no proxy) | ws |", "| direct (no proxy) | ws | 1000 [990–1010] | 1.00x | - | - | 800 [790–810] | 1.00x | - | - |"},
+		{"| websocket_relay | 30001", "| websocket_relay | 30001 [30000–30002] | 0.60x | 8.5 [8.0–9.0] | 0.81x | 1.50 ms | 5.00 ms | 12.00 ms |"},
+		{"| caddy reverse_proxy | 25001", "| caddy reverse_proxy | 25001 [25000–25002] | 0.50x | 10.5 [10.0–11.0] | 1.00x | 1.50 ms | 5.00 ms | 12.00 ms |"},
+		{"| nginx | 28001", "| nginx | 28001 [28000–28002] | 0.56x | 6.5 [6.0–7.0] | 0.62x | 1.50 ms | 5.00 ms | 12.00 ms |"},
+		{"| direct (no proxy) | 50001", "| direct (no proxy) | 50001 [50000–50002] | 1.00x | - | - | 1.50 ms | 5.00 ms | 12.00 ms |"},
 		{"| caddy reverse_proxy | 94.0", "| caddy reverse_proxy | 94.0 [94.0–94.0] | 91.0 [91.0–91.0] | 90.0 [90.0–90.0] | 92.0 [92.0–92.0] | 4.00 [4.00–4.00] | 4.00 [4.00–4.00] | 29700/29700 |"},
 		{"| nginx | 22.0", "| nginx | 22.0 [22.0–22.0] | 19.0 [19.0–19.0] | 18.0 [18.0–18.0] | 20.0 [20.0–20.0] | - | - | 29700/29700 |"},
 		// Idle over wss: its own counts; one connection fewer alive each round.
@@ -125,7 +135,7 @@ func emptyResults() *Results {
 	r.Meta = fixtureResults().Meta
 	r.Meta.NginxVersion = "absent"
 	r.Targets = []string{keyRelay, keyStock, keyDirect}
-	r.Throughput[TPKey{Target: keyRelay, Size: sizes[0]}] = []float64{math.NaN()}
+	r.Throughput[TPKey{Target: keyRelay, Size: sizes[0]}] = []TPRound{{MiBps: math.NaN(), CPU: math.NaN()}}
 	r.RoundTrips[keyDirect] = []RTRound{{PerSec: math.NaN()}}
 	r.Notes = []string{"nginx not found: its rows are left out"}
 	return r
@@ -212,7 +222,7 @@ func TestReportIdleWSSNotMeasured(t *testing.T) {
 	if !strings.Contains(out, "Client leg wss: not measured.") {
 		t.Error("the idle section should say wss was not measured")
 	}
-	want := "| websocket_relay | 10.0 KiB (12.0 after a message) | 2.00 (2.00) | 0.49x direct | 0.60x direct |"
+	want := "| websocket_relay | 10.0 KiB (12.0 after a message) | 2.00 (2.00) | 0.49x direct | 0.60x direct | 0.75x / 0.81x |"
 	if got := row(t, out, "| websocket_relay | 10.0 KiB"); got != want {
 		t.Errorf("summary row\n got %s\nwant %s", got, want)
 	}
@@ -249,6 +259,57 @@ func TestIdleCells(t *testing.T) {
 		}
 		if got := idleGorCell(r, tt.k, tt.secure); got != tt.gor {
 			t.Errorf("idleGorCell(%s, %v) = %q, want %q", tt.k, tt.secure, got, tt.gor)
+		}
+	}
+}
+
+func TestReportCPUColumns(t *testing.T) {
+	out := report(fixtureResults())
+	for _, want := range []string{
+		"| proxy CPU x stock, 64 KiB ws / round trips |",
+		"| target | leg | 64 KiB: MiB/s | x direct ws | proxy CPU s/GiB | x stock | 1 MiB: MiB/s | x direct ws | proxy CPU s/GiB | x stock |",
+		"| target | round trips/s | x direct | proxy CPU µs/round trip | x stock | p50 | p99 | p99.9 |",
+		"utime+stime of /proc/<pid>/stat; nginx: its one worker",
+		"CPU seconds per GiB (2^30 bytes) of echoed payload, the bytes the MiB/s figure counts: each crossed the proxy twice",
+		"/proc counts in 10 ms ticks, 0.5% of one core over the 2s window",
+		"one 10 ms tick is 0.25% of one core over the 4s window",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestReportCPUWithoutStock checks the CPU cells when a figure or stock's
+// is missing: n/a, never NaN, and "-" only for direct.
+func TestReportCPUWithoutStock(t *testing.T) {
+	r := fixtureResults()
+	for k := range r.Throughput {
+		if k.Target == keyStock {
+			delete(r.Throughput, k)
+		}
+	}
+	delete(r.RoundTrips, keyStock)
+	r.Throughput[TPKey{Target: keyNginx, Size: sizes[1]}] = []TPRound{{MiBps: math.NaN(), CPU: math.NaN()}}
+	out := report(r)
+	tests := []struct{ prefix, want string }{
+		{"| websocket_relay | ws |", "| websocket_relay | ws | 495 [490–500] | 0.49x | 0.75 [0.70–0.80] | n/a | 400 [390–410] | 0.50x | 1.20 [1.10–1.30] | n/a |"},
+		{"| nginx | ws |", "| nginx | ws | 450 [440–460] | 0.45x | 0.60 [0.50–0.70] | n/a | n/a | n/a | n/a | n/a |"},
+		{"| websocket_relay | 30001", "| websocket_relay | 30001 [30000–30002] | 0.60x | 8.5 [8.0–9.0] | n/a | 1.50 ms | 5.00 ms | 12.00 ms |"},
+	}
+	for _, tt := range tests {
+		if got := row(t, out, tt.prefix); got != tt.want {
+			t.Errorf("row\n got %s\nwant %s", got, tt.want)
+		}
+	}
+}
+
+func TestTickShare(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Second: "1%", 2 * time.Second: "0.5%", 3 * time.Second: "0.33%", 0: "n/a",
+	} {
+		if got := tickShare(d); got != want {
+			t.Errorf("tickShare(%s) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -77,13 +77,41 @@ type IdleRound struct {
 	Opened             int
 }
 
+// TPRound is one round of a throughput run on one target.
+type TPRound struct {
+	MiBps float64 // echoed payload per second; NaN for a failed round
+	// CPU is the proxy's CPU seconds (utime+stime) over the measured
+	// window, NaN without a proxy (direct); Bytes is the payload echoed
+	// in that window.
+	CPU   float64
+	Bytes int64
+}
+
+// CPUPerGiB is the proxy's CPU seconds per GiB of echoed payload, NaN
+// without a proxy or without payload.
+func (x TPRound) CPUPerGiB() float64 {
+	if x.Bytes <= 0 {
+		return math.NaN()
+	}
+	return x.CPU / (float64(x.Bytes) / (1 << 30))
+}
+
 // RTRound is one round of the round-trip measurement on one target.
 type RTRound struct {
 	PerSec float64
 	P50    time.Duration
 	P99    time.Duration
 	P999   time.Duration
+	// CPU is the proxy's CPU seconds (utime+stime) over the measured
+	// window, NaN without a proxy (direct); Trips is the round trips
+	// counted in that window.
+	CPU   float64
+	Trips int64
 }
+
+// CPUPerTrip is the proxy's CPU microseconds per round trip, NaN without a
+// proxy or without round trips.
+func (x RTRound) CPUPerTrip() float64 { return cpuPer(x.CPU, x.Trips, 1e6) }
 
 // PingRound is one round of the ping-cost measurement on the relay.
 type PingRound struct {
@@ -95,11 +123,14 @@ type PingRound struct {
 }
 
 // PerThousand is the relay's CPU seconds per 1,000 ping/pong exchanges.
-func (p PingRound) PerThousand() float64 {
-	if p.Exchanges <= 0 {
+func (p PingRound) PerThousand() float64 { return cpuPer(p.CPU, p.Exchanges, 1000) }
+
+// cpuPer is cpu per n events, times scale; NaN without events.
+func cpuPer(cpu float64, n int64, scale float64) float64 {
+	if n <= 0 {
 		return math.NaN()
 	}
-	return p.CPU / float64(p.Exchanges) * 1000
+	return cpu / float64(n) * scale
 }
 
 // Results is everything a run measured, one value per round per series.
@@ -108,7 +139,7 @@ type Results struct {
 	// Targets lists the measured targets in report order (nginx may be
 	// missing).
 	Targets    []string
-	Throughput map[TPKey][]float64 // MiB/s of echoed payload
+	Throughput map[TPKey][]TPRound
 	RoundTrips map[string][]RTRound
 	Idle       map[string][]IdleRound // client leg ws
 	IdleTLS    map[string][]IdleRound // client leg wss, proxy to backend ws
@@ -120,7 +151,7 @@ type Results struct {
 
 func newResults() *Results {
 	return &Results{
-		Throughput: map[TPKey][]float64{},
+		Throughput: map[TPKey][]TPRound{},
 		RoundTrips: map[string][]RTRound{},
 		Idle:       map[string][]IdleRound{},
 		IdleTLS:    map[string][]IdleRound{},
@@ -139,18 +170,31 @@ func (r *Results) proxies() []string {
 	return out
 }
 
-// tpSummary summarises the throughput series k.
-func (r *Results) tpSummary(k TPKey) Summary { return Summarize(r.Throughput[k]) }
+// tpSummary summarises the MiB/s of the throughput series k.
+func (r *Results) tpSummary(k TPKey) Summary {
+	return r.tpField(k, func(x TPRound) float64 { return x.MiBps })
+}
 
-// rtField summarises one field of a target's round-trip rounds.
-func (r *Results) rtField(target string, f func(RTRound) float64) Summary {
+// tpField summarises one field of the throughput series k.
+func (r *Results) tpField(k TPKey, f func(TPRound) float64) Summary {
+	return summarizeField(r.Throughput[k], func(TPRound) bool { return true }, f)
+}
+
+// summarizeField summarises f over the rounds that keep accepts.
+func summarizeField[T any](rounds []T, keep func(T) bool, f func(T) float64) Summary {
 	var xs []float64
-	for _, x := range r.RoundTrips[target] {
-		if !math.IsNaN(x.PerSec) { // a failed round has no latencies
+	for _, x := range rounds {
+		if keep(x) {
 			xs = append(xs, f(x))
 		}
 	}
 	return Summarize(xs)
+}
+
+// rtField summarises one field of a target's round-trip rounds.
+func (r *Results) rtField(target string, f func(RTRound) float64) Summary {
+	// A failed round has no latencies.
+	return summarizeField(r.RoundTrips[target], func(x RTRound) bool { return !math.IsNaN(x.PerSec) }, f)
 }
 
 // idleRounds returns a proxy's idle rounds with a ws or (secure) a wss

@@ -200,28 +200,52 @@ func (b *bench) throughput(t *target, size int, secure bool) {
 	}
 	k := TPKey{Target: t.key, Size: size, TLS: secure}
 	var info string
-	v, err := b.runThroughput(url, size, &info)
+	v, err := b.runThroughput(t, url, size, &info)
 	b.drain()
 	if err != nil {
 		b.notef("throughput %s: %v", tpName(k), err)
-		v = math.NaN()
+		v = TPRound{MiBps: math.NaN(), CPU: math.NaN()}
 	}
 	if info != "" {
 		b.res.TLSInfo[t.key] = info
 	}
-	b.logf("throughput %s: %.1f MiB/s", tpName(k), v)
+	b.logf("throughput %s: %.1f MiB/s%s", tpName(k), v.MiBps, cpuLog(t, v.CPUPerGiB(), "%.2f CPU s per GiB"))
 	b.res.Throughput[k] = append(b.res.Throughput[k], v)
 }
 
 func (b *bench) roundTrips(t *target) {
-	r, err := b.runRoundTrips(t.ws)
+	r, err := b.runRoundTrips(t)
 	b.drain()
 	if err != nil {
 		b.notef("round trips %s: %v", t.key, err)
-		r = RTRound{PerSec: math.NaN()}
+		r = RTRound{PerSec: math.NaN(), CPU: math.NaN()}
 	}
-	b.logf("round trips %s: %.0f/s, p50 %s p99 %s p99.9 %s", t.key, r.PerSec, r.P50, r.P99, r.P999)
+	b.logf("round trips %s: %.0f/s, p50 %s p99 %s p99.9 %s%s",
+		t.key, r.PerSec, r.P50, r.P99, r.P999, cpuLog(t, r.CPUPerTrip(), "%.1f CPU µs per round trip"))
 	b.res.RoundTrips[t.key] = append(b.res.RoundTrips[t.key], r)
+}
+
+// cpuLog is ", proxy " and a proxy's CPU figure for the log, "" for direct.
+func cpuLog(t *target, v float64, format string) string {
+	if t.proc == nil {
+		return ""
+	}
+	return ", proxy " + fmt.Sprintf(format, v)
+}
+
+// proxyCPU reads the CPU seconds t's proxy has used so far (utime+stime in
+// 10 ms ticks; nginx: its worker): NaN for the direct connection or, with
+// a note, when /proc cannot be read.
+func (b *bench) proxyCPU(t *target) float64 {
+	if t.proc == nil {
+		return math.NaN()
+	}
+	c, err := readCPU(t.proc.pid)
+	if err != nil {
+		b.notef("reading the CPU time of %s: %v", t.key, err)
+		return math.NaN()
+	}
+	return c
 }
 
 // write saves the report and the chart and prints the report.

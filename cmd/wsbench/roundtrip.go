@@ -22,11 +22,12 @@ const (
 
 // runRoundTrips measures request/response round trips of small binary
 // messages on many connections at once: each connection sends a message,
-// waits for its echo, and loops.
-func (b *bench) runRoundTrips(url string) (RTRound, error) {
+// waits for its echo, and loops. It also reads t's proxy CPU over the
+// measured window.
+func (b *bench) runRoundTrips(t *target) (RTRound, error) {
 	conns := make([]*wsConn, b.cfg.rtConns)
 	for i := range conns {
-		c, err := b.dialer.dial(url, i, 4096, nil)
+		c, err := b.dialer.dial(t.ws, i, 4096, nil)
 		if err != nil {
 			for _, c := range conns[:i] {
 				c.conn.Close()
@@ -43,11 +44,13 @@ func (b *bench) runRoundTrips(url string) (RTRound, error) {
 		wg.Go(func() { samples[i], errs[i] = b.rtLoop(c, i, &phase) })
 	}
 	time.Sleep(b.cfg.warmup)
+	cpu0 := b.proxyCPU(t)
 	phase.Store(phaseMeasure)
 	t0 := time.Now()
 	time.Sleep(b.cfg.rtDuration)
 	phase.Store(phaseStop)
 	elapsed := time.Since(t0)
+	cpu1 := b.proxyCPU(t)
 	wg.Wait()
 	for _, c := range conns {
 		c.closeAndWait(5 * time.Second)
@@ -62,6 +65,8 @@ func (b *bench) runRoundTrips(url string) (RTRound, error) {
 		P50:    Percentile(all, 50),
 		P99:    Percentile(all, 99),
 		P999:   Percentile(all, 99.9),
+		CPU:    cpu1 - cpu0,
+		Trips:  int64(len(all)),
 	}, nil
 }
 

@@ -79,9 +79,10 @@ func (t *tpConn) read() error {
 	}
 }
 
-// runThroughput measures MiB/s of echoed payload through url with
-// size-byte binary messages, after a warm-up.
-func (b *bench) runThroughput(url string, size int, tlsInfo *string) (float64, error) {
+// runThroughput measures MiB/s of echoed payload through url (a site of
+// t) with size-byte binary messages, after a warm-up, and t's proxy CPU
+// over the same window.
+func (b *bench) runThroughput(t *target, url string, size int, tlsInfo *string) (TPRound, error) {
 	pat := b.patterns[size]
 	var counted atomic.Int64
 	conns := make([]*tpConn, b.cfg.tpConns)
@@ -91,7 +92,7 @@ func (b *bench) runThroughput(url string, size int, tlsInfo *string) (float64, e
 			for _, tc := range conns[:i] {
 				tc.c.conn.Close()
 			}
-			return 0, err
+			return TPRound{}, err
 		}
 		if tc, ok := c.conn.(*tls.Conn); ok && tlsInfo != nil {
 			st := tc.ConnectionState()
@@ -107,9 +108,11 @@ func (b *bench) runThroughput(url string, size int, tlsInfo *string) (float64, e
 		wg.Go(func() { errs <- tc.read() })
 	}
 	time.Sleep(b.cfg.warmup)
+	cpu0 := b.proxyCPU(t)
 	b0, t0 := counted.Load(), time.Now()
 	time.Sleep(b.cfg.tpDuration)
 	b1, elapsed := counted.Load(), time.Since(t0)
+	cpu1 := b.proxyCPU(t)
 	close(stop)
 	for _, tc := range conns {
 		// Bounds the wait for the last echoes if a side has failed.
@@ -125,7 +128,7 @@ func (b *bench) runThroughput(url string, size int, tlsInfo *string) (float64, e
 		tc.c.closeAndWait(5 * time.Second)
 	}
 	if err != nil {
-		return 0, err
+		return TPRound{}, err
 	}
-	return float64(b1-b0) / elapsed.Seconds() / (1 << 20), nil
+	return TPRound{MiBps: float64(b1-b0) / elapsed.Seconds() / (1 << 20), CPU: cpu1 - cpu0, Bytes: b1 - b0}, nil
 }
