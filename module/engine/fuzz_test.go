@@ -70,7 +70,7 @@ func FuzzRelay(f *testing.F) {
 
 // FuzzRelayTCP is FuzzRelay over loopback TCP, where the relay's own
 // socket paths run: waiting through syscall.RawConn, lingering, parking
-// in the poller and splicing. The peers write their bytes, then hang up.
+// in the poller, batches of frames. The peers write their bytes, then hang up.
 func FuzzRelayTCP(f *testing.F) {
 	f.Add(rawFrame(0x82, true, []byte("hi")), rawFrame(0x81, false, []byte("yo")))
 	f.Add(append(rawFrame(0x01, true, []byte("a")), rawFrame(0x80, true, []byte("b"))...), rawFrame(0x88, false, closeBody(1000, "")))

@@ -9,7 +9,7 @@ import (
 )
 
 // Tests of the relay's own socket paths: stalls, idle legs that give back
-// their buffer and goroutine, splicing.
+// their buffer and goroutine, large frames.
 
 // TestStallMidFrame: a leg that announces a frame and then stalls is cut
 // after the stall timeout. While nothing of the frame was forwarded yet
