@@ -1,7 +1,12 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
+	mrand "math/rand"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,9 +165,10 @@ func TestBurstEndingInViolation(t *testing.T) {
 }
 
 // TestBatchStopsWhereThePumpMustLook checks batch on buffers directly:
-// it takes whole data frames and the start of one cut short, and stops
-// at control frames, cut headers, bad or non-minimal headers, and a
-// header with none of its payload.
+// it takes whole data frames and the start of one cut short (not while a
+// relay-made frame waits for the writer), and stops at control frames,
+// cut headers, bad or non-minimal headers, and a header with none of its
+// payload.
 func TestBatchStopsWhereThePumpMustLook(t *testing.T) {
 	bin := func(n int) []byte { return mustCompile(t, ws.NewBinaryFrame(payloadOf(n))) }
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -170,27 +176,29 @@ func TestBatchStopsWhereThePumpMustLook(t *testing.T) {
 		name      string
 		buf       []byte
 		inMessage bool
+		cutOK     bool
 		n         int
 		remaining int64
 		frames    int64
 	}{
-		{"empty", nil, false, 0, 0, 0},
-		{"three whole frames", cat(bin(0), bin(10), bin(200)), false, len(cat(bin(0), bin(10), bin(200))), 0, 3},
-		{"whole then cut payload", cat(bin(10), bin(300)[:100]), false, len(bin(10)) + 100, 300 - (100 - 4), 2},
-		{"header with no payload", cat(bin(10), bin(300)[:4]), false, len(bin(10)), 0, 1},
-		{"cut header", cat(bin(10), bin(300)[:3]), false, len(bin(10)), 0, 1},
-		{"control frame", cat(bin(10), mustCompile(t, ws.NewPingFrame(nil)), bin(5)), false, len(bin(10)), 0, 1},
-		{"bad RSV", cat(bin(1), rawFrame(0x80|0x40|0x2, false, []byte("x"))), false, len(bin(1)), 0, 1},
-		{"non-minimal length", cat(bin(1), longForm("hello")), false, len(bin(1)), 0, 1},
-		{"masked from backend", cat(bin(1), rawFrame(0x82, true, []byte("x"))), false, len(bin(1)), 0, 1},
-		{"continuation ends message", cat(mustCompile(t, ws.NewFrame(ws.OpContinuation, true, []byte("x"))), bin(2)), true, len(cat(mustCompile(t, ws.NewFrame(ws.OpContinuation, true, []byte("x"))), bin(2))), 0, 2},
-		{"new message inside fragmented", bin(2), true, 0, 0, 0},
+		{"empty", nil, false, true, 0, 0, 0},
+		{"three whole frames", cat(bin(0), bin(10), bin(200)), false, true, len(cat(bin(0), bin(10), bin(200))), 0, 3},
+		{"whole then cut payload", cat(bin(10), bin(300)[:100]), false, true, len(bin(10)) + 100, 300 - (100 - 4), 2},
+		{"whole then cut payload, a writer waiting", cat(bin(10), bin(300)[:100]), false, false, len(bin(10)), 0, 1},
+		{"header with no payload", cat(bin(10), bin(300)[:4]), false, true, len(bin(10)), 0, 1},
+		{"cut header", cat(bin(10), bin(300)[:3]), false, true, len(bin(10)), 0, 1},
+		{"control frame", cat(bin(10), mustCompile(t, ws.NewPingFrame(nil)), bin(5)), false, true, len(bin(10)), 0, 1},
+		{"bad RSV", cat(bin(1), rawFrame(0x80|0x40|0x2, false, []byte("x"))), false, true, len(bin(1)), 0, 1},
+		{"non-minimal length", cat(bin(1), longForm("hello")), false, true, len(bin(1)), 0, 1},
+		{"masked from backend", cat(bin(1), rawFrame(0x82, true, []byte("x"))), false, true, len(bin(1)), 0, 1},
+		{"continuation ends message", cat(mustCompile(t, ws.NewFrame(ws.OpContinuation, true, []byte("x"))), bin(2)), true, true, len(cat(mustCompile(t, ws.NewFrame(ws.OpContinuation, true, []byte("x"))), bin(2))), 0, 2},
+		{"new message inside fragmented", bin(2), true, true, 0, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Session{}
 			l := &leg{side: Backend, inMessage: tc.inMessage}
-			n, rem := s.batch(l, tc.buf)
+			n, rem := s.batch(l, tc.buf, tc.cutOK)
 			if n != tc.n || rem != tc.remaining || l.counters.Frames != tc.frames {
 				t.Fatalf("batch = %d, %d (%d frames); want %d, %d (%d frames)", n, rem, l.counters.Frames, tc.n, tc.remaining, tc.frames)
 			}
@@ -222,4 +230,98 @@ func TestLargeAndSmallFramesInterleaved(t *testing.T) {
 			}
 		}
 	}
+}
+
+// slowReader hands the client at most n bytes per read, after a pause.
+type slowReader struct {
+	c net.Conn
+	n int
+	d time.Duration
+}
+
+func (s slowReader) Read(p []byte) (int, error) {
+	time.Sleep(s.d)
+	return s.c.Read(p[:min(len(p), s.n)])
+}
+
+// TestShutdownReachesClientUnderStream: a backend streams frames of
+// assorted sizes faster than the client reads, so every read of the relay
+// fills its buffer and rarely ends on a frame boundary. Relay pings and
+// Shutdown's close frame must still get between two frames: a batch that
+// went on into a frame cut short whatever waited kept the writer's lock
+// from one read to the next for good, and the client got no close frame
+// (a 1006 for it).
+func TestShutdownReachesClientUnderStream(t *testing.T) {
+	cTest, cRelay := loopbackPair(t)
+	bTest, bRelay := loopbackPair(t)
+	cfg := Config{WriteTimeout: 5 * time.Second, CloseTimeout: 3 * time.Second, PingInterval: 200 * time.Millisecond, PongTimeout: 10 * time.Second}
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	ran := make(chan Result, 1)
+	go func() { ran <- s.Run() }()
+	var wg sync.WaitGroup
+	defer func() {
+		cTest.Close()
+		bTest.Close()
+		wg.Wait()
+		<-ran
+	}()
+	wg.Go(func() { // the backend drains what the relay sends it
+		br := bufio.NewReader(bTest)
+		for {
+			if _, err := readFrame(br); err != nil {
+				return
+			}
+		}
+	})
+	wg.Go(func() { // and streams frames until its connection fails
+		rng := mrand.New(mrand.NewSource(1))
+		for {
+			var buf []byte
+			for i := 0; i < 16; i++ {
+				buf = append(buf, mustCompile(t, ws.NewBinaryFrame(make([]byte, 1000+rng.Intn(4000))))...)
+			}
+			if _, err := bTest.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	type event struct {
+		op   ws.OpCode
+		code uint16
+	}
+	events := make(chan event, 1<<16)
+	wg.Go(func() {
+		defer close(events)
+		br := bufio.NewReaderSize(slowReader{cTest, 8 << 10, 2 * time.Millisecond}, 64<<10)
+		for {
+			f, err := readFrame(br)
+			if err != nil {
+				return
+			}
+			e := event{op: f.Header.OpCode}
+			if f.Header.OpCode == ws.OpClose && len(f.Payload) >= 2 {
+				e.code = binary.BigEndian.Uint16(f.Payload)
+			}
+			events <- e
+		}
+	})
+	time.Sleep(time.Second)
+	began := time.Now()
+	s.Shutdown(CodeServiceRestart, "reload")
+	pings := 0
+	for e := range events {
+		switch e.op {
+		case ws.OpPing:
+			pings++
+		case ws.OpClose:
+			if e.code != CodeServiceRestart {
+				t.Fatalf("close code %d, want %d", e.code, CodeServiceRestart)
+			}
+			if pings == 0 {
+				t.Errorf("no relay ping reached the streaming client in %v", time.Since(began)+time.Second)
+			}
+			return
+		}
+	}
+	t.Fatalf("the client's connection ended %v after Shutdown with no close frame; %d relay pings seen", time.Since(began), pings)
 }

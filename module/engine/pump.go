@@ -176,7 +176,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 			// after it go in the same write, the lock still held.
 			end := int(remaining)
 			var more int
-			more, remaining = s.batch(src, buf[end:])
+			more, remaining = s.batch(src, buf[end:], w.waiting.Load() == 0)
 			chunk = buf[:end+more]
 		}
 		if werr == nil {
@@ -203,10 +203,14 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 // passes checkHeader and is encoded as ReadHeader would re-encode it,
 // with its payload as far as b holds it. It stops at a control frame (the
 // pump inspects those), a header that is cut short, bad or oddly encoded
-// (the pump reads it and fails the connection on it), or a frame none of
-// whose payload is here yet. It returns how many bytes of b it took and
-// how much of the last frame's payload is still to come.
-func (s *Session) batch(src *leg, b []byte) (n int, remaining int64) {
+// (the pump reads it and fails the connection on it), and a header with
+// none of its payload. It returns how many bytes of b it took and how
+// much of the last frame's payload is still to come.
+//
+// A frame cut short keeps the writer's lock into the next read, so it is
+// taken only while no relay-made frame (a ping, a close) waits for the
+// lock: else a peer streaming frames could hold the lock for good.
+func (s *Session) batch(src *leg, b []byte, cutOK bool) (n int, remaining int64) {
 	for n < len(b) {
 		src.peek.b = b[n:]
 		h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
@@ -218,8 +222,8 @@ func (s *Session) batch(src *leg, b []byte) (n int, remaining int64) {
 			break
 		}
 		avail := int64(len(src.peek.b))
-		if avail == 0 && h.Length > 0 {
-			break // the header alone: let the pump wait for its payload
+		if avail < h.Length && (avail == 0 || !cutOK) {
+			break
 		}
 		src.counters.Frames++
 		src.counters.Bytes += int64(hs) + h.Length

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -23,6 +24,9 @@ type writer struct {
 	timeout time.Duration // per write; 0 means none
 	mask    bool          // relay-made frames to this leg are masked (the backend leg)
 	mu      sync.Mutex
+	// waiting counts the callers of whole waiting for mu: while any does,
+	// a data batch ends with a whole frame.
+	waiting atomic.Int32
 
 	// Guarded by mu.
 	closeSent bool      // a close frame went out: no more data frames (RFC 6455 5.5.1)
@@ -102,7 +106,10 @@ func (w *writer) control(done <-chan struct{}, op ws.OpCode, payload []byte) (st
 // skipped (started is zero) when the leg is broken or already had its
 // close frame; started is when the write began.
 func (w *writer) whole(done <-chan struct{}, h ws.Header, payload []byte, cipher bool) (started time.Time, err error) {
-	if !w.lock(done) {
+	w.waiting.Add(1) // a batch does not go on into the next read meanwhile
+	locked := w.lock(done)
+	w.waiting.Add(-1)
+	if !locked {
 		return started, errWriterDone
 	}
 	defer w.unlock()
