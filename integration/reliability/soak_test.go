@@ -127,6 +127,11 @@ func TestSoak(t *testing.T) {
 	after := waitSettled(t, caddy, before, 5, 3, 0.10, wait)
 	t.Logf("caddy before: %v", before)
 	t.Logf("caddy after:  %v", after)
+	if m, err := caddy.Metrics(); err != nil {
+		t.Errorf("reading caddy's metrics: %v", err)
+	} else if held, ok := m["caddy_websocket_relay_read_buffers"]; !ok || held != 0 {
+		t.Errorf("read buffers held with every connection closed: %v (reported: %v), want 0", held, ok)
+	}
 	caddy.CheckNoPanic()
 }
 
