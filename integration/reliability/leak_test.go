@@ -29,28 +29,51 @@ const readEvery = 250 * time.Millisecond
 // none happened).
 func heapSample(t *testing.T, c *rt.Caddy, n int, d time.Duration) (rt.Figures, int) {
 	t.Helper()
+	g := newGoalLow(t, c)
+	for deadline := time.Now().Add(d); ; {
+		time.Sleep(readEvery)
+		now := g.read(t, c)
+		if now.GCs-g.first.GCs >= n || time.Now().After(deadline) {
+			return now, now.GCs - g.first.GCs
+		}
+	}
+}
+
+// goalLow rereads caddy's figures and keeps the smallest heap goal seen
+// after a collection since its first reading.
+type goalLow struct {
+	first, prev rt.Figures
+	low         float64 // -1 until a collection was seen
+}
+
+func newGoalLow(t *testing.T, c *rt.Caddy) *goalLow {
+	t.Helper()
 	first, err := c.Figures()
 	if err != nil {
 		t.Fatal(err)
 	}
-	low, prev := -1.0, first
-	for deadline := time.Now().Add(d); ; {
-		time.Sleep(readEvery)
-		now, err := c.Figures()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if now.GCs > prev.GCs && (low < 0 || now.HeapGoal < low) {
-			low = now.HeapGoal
-		}
-		prev = now
-		if now.GCs-first.GCs >= n || time.Now().After(deadline) {
-			if low >= 0 {
-				now.HeapGoal = low
-			}
-			return now, now.GCs - first.GCs
-		}
+	return &goalLow{first: first, prev: first, low: -1}
+}
+
+// read returns caddy's figures now, with HeapGoal the smallest goal seen
+// after a collection (the reading's own goal while none was).
+func (g *goalLow) read(t *testing.T, c *rt.Caddy) rt.Figures {
+	t.Helper()
+	now, err := c.Figures()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if now.GCs > g.prev.GCs && (g.low < 0 || now.HeapGoal < g.low) {
+		g.low = now.HeapGoal
+	}
+	g.prev = now
+	if g.low >= 0 {
+		now.HeapGoal = g.low
+	}
+	if os.Getenv("WSRELAY_DEBUG_FIGURES") != "" {
+		t.Logf("%v", now)
+	}
+	return now
 }
 
 // baseline reads caddy's starting figures: the heap goal over four
@@ -71,29 +94,13 @@ func baseline(t *testing.T, c *rt.Caddy) rt.Figures {
 // back, and returns the last figures (with that smallest goal).
 func waitSettled(t *testing.T, c *rt.Caddy, before rt.Figures, goTol, fdTol int, heapTol float64, d time.Duration) rt.Figures {
 	t.Helper()
-	first, err := c.Figures()
-	if err != nil {
-		t.Fatal(err)
-	}
-	low, prev := -1.0, first
+	g := newGoalLow(t, c)
+	first := g.first
 	deadline := time.Now().Add(d)
 	for {
-		now, err := c.Figures()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if now.GCs > prev.GCs && (low < 0 || now.HeapGoal < low) {
-			low = now.HeapGoal
-		}
-		prev = now
-		if low >= 0 {
-			now.HeapGoal = low
-		}
-		if os.Getenv("WSRELAY_DEBUG_FIGURES") != "" {
-			t.Logf("%v", now)
-		}
+		now := g.read(t, c)
 		collected := now.GCs >= first.GCs+2
-		heapOK := heapTol == 0 || (collected && low <= before.HeapGoal*(1+heapTol))
+		heapOK := heapTol == 0 || (collected && g.low <= before.HeapGoal*(1+heapTol))
 		if now.Goroutines <= before.Goroutines+goTol && now.FDs <= before.FDs+fdTol && heapOK {
 			return now
 		}

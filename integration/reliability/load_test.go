@@ -228,26 +228,17 @@ func TestVanishingClients(t *testing.T) {
 func dialMany(t *testing.T, f *fixture, n int, path string) []*rt.Client {
 	t.Helper()
 	clients := make([]*rt.Client, n)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < n; i += 32 {
-				c, err := rt.Dial(f.caddy.HTTPAddr(), path, rt.DialOptions{LocalIP: sourceIPs[i%len(sourceIPs)]})
-				if err == nil {
-					err = roundTrip(c, []byte(fmt.Sprintf("client %d", i)), 10*time.Second)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("client %d: %w", i, err)
-					continue
-				}
-				clients[i] = c
-			}
-		}(w)
-	}
-	wg.Wait()
+	errs := inParallel(n, func(i int) error {
+		c, err := rt.Dial(f.caddy.HTTPAddr(), path, rt.DialOptions{LocalIP: sourceIPs[i%len(sourceIPs)]})
+		if err == nil {
+			err = roundTrip(c, []byte(fmt.Sprintf("client %d", i)), 10*time.Second)
+		}
+		if err != nil {
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		clients[i] = c
+		return nil
+	})
 	t.Cleanup(func() {
 		for _, c := range clients {
 			if c != nil {
@@ -255,9 +246,29 @@ func dialMany(t *testing.T, f *fixture, n int, path string) []*rt.Client {
 			}
 		}
 	})
-	close(errs)
-	for err := range errs {
+	for _, err := range errs {
 		t.Fatal(err)
 	}
 	return clients
+}
+
+// inParallel calls do for 0 to n-1 on 32 goroutines, so that many
+// connections open in a few seconds, and returns the errors it returned.
+func inParallel(n int, do func(i int) error) []error {
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Go(func() {
+			for i := w; i < n; i += 32 {
+				if err := do(i); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errs
 }

@@ -142,33 +142,23 @@ func TestSoak(t *testing.T) {
 func (s *soak) warmUp(t *testing.T, caddy *rt.Caddy, n int) {
 	t.Helper()
 	conns := make([]*gws.Conn, n)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < n; i += 32 {
-				d := gws.Dialer{TLSClientConfig: s.tls, HandshakeTimeout: 30 * time.Second,
-					NetDialContext: dialFrom(sourceIPs[i%len(sourceIPs)], caddy.HTTPSAddr())}
-				conn, _, err := d.Dial(fmt.Sprintf("wss://localhost:%d/warm", caddy.HTTPSPort), nil)
-				if err == nil {
-					err = conn.WriteMessage(gws.TextMessage, []byte("warm"))
-				}
-				if err == nil {
-					_, _, err = conn.ReadMessage()
-				}
-				if err != nil {
-					errs <- fmt.Errorf("warm-up connection %d: %w", i, err)
-					continue
-				}
-				conns[i] = conn
-			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	errs := inParallel(n, func(i int) error {
+		d := gws.Dialer{TLSClientConfig: s.tls, HandshakeTimeout: 30 * time.Second,
+			NetDialContext: dialFrom(sourceIPs[i%len(sourceIPs)], caddy.HTTPSAddr())}
+		conn, _, err := d.Dial(fmt.Sprintf("wss://localhost:%d/warm", caddy.HTTPSPort), nil)
+		if err == nil {
+			err = conn.WriteMessage(gws.TextMessage, []byte("warm"))
+		}
+		if err == nil {
+			_, _, err = conn.ReadMessage()
+		}
+		if err != nil {
+			return fmt.Errorf("warm-up connection %d: %w", i, err)
+		}
+		conns[i] = conn
+		return nil
+	})
+	for _, err := range errs {
 		t.Fatal(err)
 	}
 	for _, conn := range conns {
