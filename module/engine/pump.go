@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"errors"
-	"io"
 
 	"github.com/gobwas/ws"
 )
@@ -45,15 +44,13 @@ func (s *Session) pump(src *leg) (parked bool) {
 			s.violate(src.side, err)
 			return false
 		}
-		src.counters.Frames++
-		src.counters.Bytes += int64(ws.HeaderSize(h)) + h.Length
+		src.took(h)
 		if h.OpCode.IsControl() {
 			if s.control(src, dst, h) {
 				return false
 			}
 			continue
 		}
-		src.inMessage = !h.Fin
 		if !s.forwardData(src, dst, h) {
 			return false
 		}
@@ -212,22 +209,20 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 // lock: else a peer streaming frames could hold the lock for good.
 func (s *Session) batch(src *leg, b []byte, cutOK bool) (n int, remaining int64) {
 	for n < len(b) {
-		src.peek.b = b[n:]
+		src.peek.Reset(b[n:])
 		h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
 		if err != nil || h.OpCode.IsControl() {
 			break
 		}
-		hs := len(b) - n - len(src.peek.b)
+		avail := int64(src.peek.Len())
+		hs := len(b) - n - int(avail)
 		if hs != ws.HeaderSize(h) || checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) != nil {
 			break
 		}
-		avail := int64(len(src.peek.b))
 		if avail < h.Length && (avail == 0 || !cutOK) {
 			break
 		}
-		src.counters.Frames++
-		src.counters.Bytes += int64(hs) + h.Length
-		src.inMessage = !h.Fin
+		src.took(h)
 		if avail < h.Length {
 			n += hs + int(avail)
 			remaining = h.Length - avail
@@ -235,19 +230,16 @@ func (s *Session) batch(src *leg, b []byte, cutOK bool) (n int, remaining int64)
 		}
 		n += hs + int(h.Length)
 	}
-	src.peek.b = nil
+	src.peek.Reset(nil)
 	return n, remaining
 }
 
-// peeker reads from a byte slice without copying it; the batch uses it
-// to parse headers that are already buffered.
-type peeker struct{ b []byte }
-
-func (p *peeker) Read(q []byte) (int, error) {
-	if len(p.b) == 0 {
-		return 0, io.EOF
+// took counts a frame whose header src has read, and tracks whether a
+// fragmented message is open.
+func (l *leg) took(h ws.Header) {
+	l.counters.Frames++
+	l.counters.Bytes += int64(ws.HeaderSize(h)) + h.Length
+	if !h.OpCode.IsControl() {
+		l.inMessage = !h.Fin
 	}
-	n := copy(q, p.b)
-	p.b = p.b[n:]
-	return n, nil
 }

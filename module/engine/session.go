@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/rand"
 	"net"
 	"sync"
@@ -101,7 +102,7 @@ type leg struct {
 	// hdr is ws.ReadHeaderBuffer's scratch space.
 	hdr [16]byte
 	// peek parses headers already in the read buffer (forwardData's batch).
-	peek peeker
+	peek bytes.Reader
 
 	counters  Counters // written by the pump that reads this leg
 	inMessage bool     // a fragmented data message is open (pump's)
