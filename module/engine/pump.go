@@ -28,6 +28,10 @@ func (s *Session) pump(src *leg) (parked bool) {
 				s.readFailed(src.side, err)
 				return false
 			}
+			if src.owed > 0 {
+				s.payOwed(src, dst)
+				continue
+			}
 		}
 		src.rd.arm()
 		h, err := ws.ReadHeaderBuffer(&src.rd, src.hdr[:])
@@ -193,6 +197,78 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		s.writeFailed(dst.side, werr)
 	}
 	return true
+}
+
+// bindInline lets each leg relay from inside its read callback (see
+// reader.rawRead) when both legs are plain sockets on a platform where a
+// short read empties the socket. Bound once, so reads do not allocate.
+func (s *Session) bindInline() {
+	c, b := s.legs[Client], s.legs[Backend]
+	if !shortReadDrains || c.rd.raw == nil || b.rd.raw == nil {
+		return
+	}
+	for _, l := range s.legs {
+		l.w.raw = l.rd.raw
+		l.w.tryFn = l.w.rawWrite
+	}
+	c.rd.relay = func() bool { return s.relayInline(c, b) }
+	b.rd.relay = func() bool { return s.relayInline(b, c) }
+}
+
+// relayInline relays the whole data frames at the start of src's read
+// buffer from inside src's read callback, where nothing may block: only
+// if dst's writer lock is free and no relay-made frame waits for it, and
+// with a write that takes what the socket takes now. It reports whether
+// src's buffer is empty after. What it leaves goes to the pump: frames it
+// did not take stay buffered; of the frames it took, the bytes the socket
+// did not take (or a failed write) are owed, dst's lock still held, and
+// the pump pays them first (payOwed).
+func (s *Session) relayInline(src, dst *leg) bool {
+	w := dst.w
+	if w.waiting.Load() != 0 || !w.mu.TryLock() {
+		return false
+	}
+	if s.isDone() || !w.usable() {
+		w.unlock()
+		return false
+	}
+	buf := src.rd.buffered()
+	n, _ := s.batch(src, buf, false)
+	if n == 0 {
+		w.unlock()
+		return false
+	}
+	s.seen(src)
+	src.inlined++
+	k, err := w.tryWrite(buf[:n])
+	src.rd.discard(k)
+	if k < n {
+		src.owed, src.owedErr = n-k, err
+		return false
+	}
+	w.unlock()
+	return len(src.rd.buffered()) == 0
+}
+
+// payOwed writes the bytes relayInline owes dst, under the lock it kept,
+// and releases the lock.
+func (s *Session) payOwed(src, dst *leg) {
+	w := dst.w
+	err := src.owedErr
+	if err == nil {
+		if dst.side == Backend {
+			s.backendBlocked.Store(true)
+		}
+		err = w.write(src.rd.buffered()[:src.owed])
+		s.backendBlocked.Store(false)
+	}
+	src.rd.discard(src.owed)
+	src.owed, src.owedErr = 0, nil
+	src.paid++
+	w.unlock()
+	if err != nil {
+		s.writeFailed(dst.side, err)
+	}
 }
 
 // batch takes the data frames at the start of b, bytes that follow a

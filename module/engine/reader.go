@@ -88,6 +88,15 @@ type reader struct {
 	nonblock   bool
 	wouldBlock bool
 	one        [1]byte
+
+	// relay, when set (both legs plain sockets, see Session.bindInline),
+	// relays the whole data frames at the start of the buffer from inside
+	// the read callback and reports whether the buffer is empty after.
+	// inline is set while a lingering leg may use it.
+	relay  func() bool
+	inline bool
+	// empties counts reads that found nothing (for tests).
+	empties int
 }
 
 func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now func() time.Time) {
@@ -234,8 +243,9 @@ func (r *reader) clearDeadline() {
 func (r *reader) fillWithin(d time.Duration) error {
 	r.extendDeadline(d)
 	r.lingering = true
+	r.inline = r.relay != nil && len(r.buffered()) == 0
 	err := r.fill()
-	r.lingering = false
+	r.lingering, r.inline = false, false
 	return err
 }
 
@@ -253,20 +263,20 @@ func (r *reader) fill() error {
 	var err error
 	switch {
 	case r.raw != nil:
-		n, err = r.readRaw()
+		n, err = r.readRaw() // it adds what it read to the buffer
 	case r.blk == nil:
 		// No raw socket (TLS): wait for one byte without a buffer.
 		n, err = r.conn.Read(r.one[:])
 		if n > 0 {
 			r.take()
 			r.blk[0] = r.one[0]
-			r.r, r.w = 0, 0
+			r.r, r.w = 0, 1
 		}
 	default:
 		n, err = r.conn.Read(r.blk[r.w:])
+		r.w += n
 	}
 	if n > 0 {
-		r.w += n
 		// An error that came with the bytes comes back next time.
 		r.ending = r.ending || err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 		return nil
@@ -324,14 +334,14 @@ func (r *reader) tryFill() (bool, error) {
 		return false, nil
 	}
 	if n > 0 {
-		r.w += n
 		return true, nil
 	}
 	return false, r.failed(err, nil)
 }
 
 // readRaw waits for readability through the runtime's poller and takes a
-// buffer only once bytes are there.
+// buffer only once bytes are there. It adds what it read to the buffer
+// and returns how many bytes that left buffered.
 func (r *reader) readRaw() (int, error) {
 	r.rawN, r.rawErr = 0, nil
 	if err := r.raw.Read(r.rawFn); err != nil {
@@ -340,14 +350,26 @@ func (r *reader) readRaw() (int, error) {
 	return r.rawN, r.rawErr
 }
 
+// rawRead is the read callback. While the leg lingers with the inline
+// relay on, a read that came back shorter than its room emptied the
+// socket (shortReadDrains); when relayInline sends on all it brought,
+// the callback asks to wait again within the same raw.Read, without the
+// read that would find nothing. That is only sound inside one raw.Read:
+// a new raw.Read resets the runtime's readiness note (prepareRead), so an
+// edge that came meanwhile would be lost; within one, any byte that came
+// after the read has raised an edge that ends the wait. Nothing here may
+// block or close a connection: closing src waits for this callback to
+// return (a Close ends the wait).
 func (r *reader) rawRead(fd uintptr) bool {
 	r.take()
 	for {
+		room := len(r.blk) - r.w
 		n, err := sysRead(fd, r.blk[r.w:])
 		switch err {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			r.empties++
 			if r.w == 0 {
 				putBlock(r.blk)
 				r.blk = nil
@@ -358,11 +380,26 @@ func (r *reader) rawRead(fd uintptr) bool {
 			}
 			return false // park until readable
 		}
-		if n < 0 {
-			n = 0
+		if n <= 0 || err != nil {
+			r.rawN, r.rawErr = 0, err
+			return true
 		}
-		r.rawN, r.rawErr = n, err
-		return true
+		r.w += n
+		// A read that filled its room may have left bytes in the socket
+		// (a stream): those go through the pump, which returns from this
+		// callback between reads, so that a Close of src never waits long.
+		if !r.inline || n == room || !r.relay() {
+			r.rawN = r.w - r.r
+			return true
+		}
+		// All of it went on and the socket is empty: wait for more. The
+		// linger's deadline stays: a busy leg meets it about once per
+		// linger time, parks and is woken at once, which costs less than
+		// reading the clock on every frame.
+		r.r, r.w = 0, 0
+		putBlock(r.blk)
+		r.blk = nil
+		return false
 	}
 }
 

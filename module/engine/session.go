@@ -106,6 +106,15 @@ type leg struct {
 
 	counters  Counters // written by the pump that reads this leg
 	inMessage bool     // a fragmented data message is open (pump's)
+	// owed is how many bytes at the start of the read buffer belong to
+	// frames relayInline took but could not write whole (owedErr: the
+	// write failed); the other leg's writer stays locked until the pump
+	// pays them.
+	owed    int
+	owedErr error
+	// inlined and paid count relayInline's batches and payOwed's writes
+	// (pump-owned; tests read them once the relay is over).
+	inlined, paid int
 
 	s    *Session
 	park parking
@@ -157,6 +166,7 @@ func New(client, backend Leg, cfg Config) *Session {
 	s := &Session{cfg: cfg, done: make(chan struct{}), start: cfg.Now()}
 	s.legs[Client] = s.newLeg(Client, client, newWriter(client.Conn, cfg.WriteTimeout, false, cfg.Now))
 	s.legs[Backend] = s.newLeg(Backend, backend, newWriter(backend.Conn, 0, true, cfg.Now))
+	s.bindInline()
 	s.lastSeen.Store(s.start.UnixNano())
 	return s
 }

@@ -9,3 +9,5 @@ import "syscall"
 const rawReads = false
 
 func sysRead(fd uintptr, p []byte) (int, error) { return 0, syscall.EWINDOWS }
+
+func sysWrite(fd uintptr, p []byte) (int, error) { return 0, syscall.EWINDOWS }

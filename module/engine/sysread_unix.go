@@ -9,3 +9,5 @@ import "syscall"
 const rawReads = true
 
 func sysRead(fd uintptr, p []byte) (int, error) { return syscall.Read(int(fd), p) }
+
+func sysWrite(fd uintptr, p []byte) (int, error) { return syscall.Write(int(fd), p) }

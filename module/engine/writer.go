@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -37,6 +38,13 @@ type writer struct {
 	sw        sliceWriter
 	vec       [2][]byte
 	bufs      net.Buffers
+
+	// raw is the plain socket beneath conn (nil otherwise), for tryWrite.
+	raw    syscall.RawConn
+	tryFn  func(fd uintptr) bool // w.rawWrite, bound once
+	try    []byte
+	tryN   int
+	tryErr error
 }
 
 func newWriter(conn net.Conn, timeout time.Duration, mask bool, now func() time.Time) *writer {
@@ -74,6 +82,41 @@ func (w *writer) write(p []byte) error {
 		w.broken = true
 	}
 	return err
+}
+
+// tryWrite writes what the socket takes of p now, without waiting (conn
+// must be a plain socket: raw set), and returns how much that was. A
+// failure leaves the leg broken, as in write. Call with the lock.
+func (w *writer) tryWrite(p []byte) (int, error) {
+	w.extendDeadline() // an expired deadline would fail even this write
+	w.try, w.tryN, w.tryErr = p, 0, nil
+	err := w.raw.Write(w.tryFn)
+	if err == nil {
+		err = w.tryErr
+	}
+	n := w.tryN
+	w.try = nil
+	if err != nil {
+		w.broken = true
+	}
+	return n, err
+}
+
+func (w *writer) rawWrite(fd uintptr) bool {
+	for w.tryN < len(w.try) {
+		n, err := sysWrite(fd, w.try[w.tryN:])
+		switch err {
+		case nil:
+			w.tryN += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true // the socket is full: the rest waits
+		default:
+			w.tryErr = err
+			return true
+		}
+	}
+	return true
 }
 
 // encode appends the wire form of h to dst, which has room for it.
