@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // Parking a TLS leg: the relay cannot read a *tls.Conn's socket directly
@@ -22,15 +23,19 @@ import (
 //	input    bytes.Reader // application data waiting to be read
 //	hand     bytes.Buffer // handshake data waiting to be read
 //
-// They are read here through package reflect, read only (lengths and
-// offsets, never the bytes), and only by the leg's own reader goroutine
-// between its Read calls; crypto/tls touches them only inside Read, under
-// its input lock, and Write and Close touch other fields. Should a Go
-// release change that layout, TLS legs keep their goroutine as before
-// (TestTLSLayout fails, so the change is noticed).
+// They are read here through package reflect (lengths and offsets, never
+// the bytes), and only by the leg's own reader goroutine between its Read
+// calls; crypto/tls touches them only inside Read, under its input lock,
+// and Write and Close touch other fields. When the leg parks holding none,
+// the same goroutine also sets the three to their zero values (shed): the
+// buffers crypto/tls grew for the handshake (about 3.5 KB per connection)
+// are then freed rather than kept for the connection's life. Should a Go
+// release change that layout, TLS legs keep their goroutine and buffers
+// as before (TestTLSLayout fails, so the change is noticed).
 
 // tlsLayout holds the reflect index paths of the fields above.
 type tlsLayout struct {
+	raw, in, hand    int   // rawInput, input, hand
 	rawBuf, rawOff   []int // rawInput.buf, rawInput.off
 	inS, inI         []int // input.s, input.i
 	handBuf, handOff []int // hand.buf, hand.off
@@ -74,6 +79,7 @@ func resolveTLSLayout() (*tlsLayout, string) {
 		return nil, "bytes.Buffer{buf []byte; off int} or bytes.Reader{s []byte; i int64} changed"
 	}
 	return &tlsLayout{
+		raw: raw, in: in, hand: hand,
 		rawBuf: []int{raw, bBuf}, rawOff: []int{raw, bOff},
 		inS: []int{in, rS}, inI: []int{in, rI},
 		handBuf: []int{hand, bBuf}, handOff: []int{hand, bOff},
@@ -86,6 +92,19 @@ func resolveTLSLayout() (*tlsLayout, string) {
 func (l *tlsLayout) held(c *tls.Conn) bool {
 	v := reflect.ValueOf(c).Elem()
 	return unread(v, l.inS, l.inI) || unread(v, l.rawBuf, l.rawOff) || unread(v, l.handBuf, l.handOff)
+}
+
+// shed frees the memory crypto/tls keeps for input between reads: it sets
+// rawInput, input and hand to their zero values, the state of a new Conn,
+// dropping the buffers of rawInput and hand and input's slice of
+// rawInput's. The next Read grows them again. Call only where held(c) is
+// false and no Read can run: the leg's own reader, about to park.
+func (l *tlsLayout) shed(c *tls.Conn) {
+	v := reflect.ValueOf(c).Elem()
+	for _, i := range [...]int{l.raw, l.in, l.hand} {
+		f := v.Field(i)
+		reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().SetZero()
+	}
 }
 
 // unread reports whether the slice at data has bytes past the offset at pos.
@@ -164,8 +183,11 @@ func (s *Session) waitIdleTLS(src *leg, woken bool) error {
 	}
 	// No deadline may stay behind: the leg may sleep far past it.
 	rd.clearDeadline()
-	if rd.drained() && s.park(src) {
-		return errParked
+	if rd.drained() {
+		tlsFields.shed(rd.tlsc)
+		if s.park(src) {
+			return errParked
+		}
 	}
 	return rd.fill()
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"math/rand"
 	"net"
+	"reflect"
 	"runtime"
 	"testing"
 	"time"
@@ -62,8 +63,8 @@ func TestTLSLayout(t *testing.T) {
 
 // TestIdleTLSRelayParks: an idle relay whose legs are both TLS (wss to
 // the client and to the backend) parks both legs, before the first frame
-// and after lingering, holds no goroutine, and relays frames sent later
-// byte for byte both ways.
+// and after lingering, holds no goroutine and none of crypto/tls's input
+// buffers, and relays frames sent later byte for byte both ways.
 func TestIdleTLSRelayParks(t *testing.T) {
 	if thePoller() == nil {
 		t.Skip("no poller on this platform")
@@ -88,12 +89,42 @@ func TestIdleTLSRelayParks(t *testing.T) {
 		sameFrame(t, h.client.next(2*time.Second), b)
 		waitBothParked(t, h, 2*time.Second)
 		waitGoroutines(t, base, 2*time.Second)
+		for _, l := range h.session.legs {
+			if n := parkedTLSKept(t, l); n != 0 {
+				t.Fatalf("%v leg parked with %d bytes of crypto/tls input buffers kept", l.side, n)
+			}
+		}
 	}
 	h.client.send(closeFrame(1000, ""))
 	h.backend.expectClose(1000, 2*time.Second)
 	h.backend.send(closeFrame(1000, ""))
 	if r := h.wait(t, 2*time.Second); r.ClosedBy != "client" {
 		t.Fatalf("result %+v", r)
+	}
+}
+
+// parkedTLSKept returns the capacity of the input buffers (rawInput, hand
+// and input's slice) that l's tls.Conn keeps while l is parked. It reads
+// them under the park lock, which a wake-up takes before any Read (a TLS
+// 1.3 session ticket can wake a client leg after it parked).
+func parkedTLSKept(t *testing.T, l *leg) int {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		l.park.mu.Lock()
+		if l.park.state == pumpParked {
+			v := reflect.ValueOf(l.rd.tlsc).Elem()
+			n := v.FieldByName("rawInput").FieldByName("buf").Cap() +
+				v.FieldByName("hand").FieldByName("buf").Cap() +
+				v.FieldByName("input").FieldByName("s").Cap()
+			l.park.mu.Unlock()
+			return n
+		}
+		l.park.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("%v leg not parked", l.side)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
