@@ -64,6 +64,9 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	}
 	s.setCauseLocked(closedBy, goneCode(side), reason, cause)
 	s.mu.Unlock()
+	// The timer first: the close frame may wait behind a frame stuck on
+	// a peer that does not read, and only the timer's teardown frees it.
+	s.armCloseTimer()
 	s.closeLeg(s.legs[side])
 	if !s.sendClose(side.other(), goneCode(side), reason) {
 		// No close frame could go (the other leg's frame was torn, or it
@@ -74,7 +77,6 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 		}
 		s.mu.Unlock()
 	}
-	s.armCloseTimer()
 }
 
 // readFailed handles an error reading from side. A leg that stalled in
@@ -109,9 +111,9 @@ func (s *Session) writeFailed(side Side, err error) {
 func (s *Session) violate(side Side, v error) {
 	reason := v.Error()
 	s.setCause("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
+	s.armCloseTimer() // first, as in legGone
 	s.sendClose(side, CodeProtocolError, reason)
 	s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
-	s.armCloseTimer()
 }
 
 // Shutdown closes both legs with code and reason, each between whole

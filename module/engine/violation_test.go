@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"net"
 	"testing"
 	"time"
 
@@ -126,5 +127,37 @@ func TestClosePayloadTrimsAtRuneBoundary(t *testing.T) {
 	p := closePayload(buf[:], 1001, reason)
 	if _, got, err := ParseClose(p); err != nil || len(p) > maxControlPayload || got == "" {
 		t.Fatalf("closePayload gave %d bytes, parse %q %v", len(p), got, err)
+	}
+}
+
+// TestViolationWhileBackendDoesNotRead: the backend breaks the protocol
+// while the client's frame is stuck on it (it reads nothing, so the
+// writer lock stays held and the relay's 1002 to it cannot go out). The
+// close timer still ends the relay within CloseTimeout: it is armed
+// before the close frames are written, not after.
+func TestViolationWhileBackendDoesNotRead(t *testing.T) {
+	cTest, cRelay := loopbackPair(t)
+	bTest, bRelay := loopbackPair(t)
+	for _, c := range []net.Conn{bTest, bRelay} {
+		c.(*net.TCPConn).SetReadBuffer(16 << 10)
+		c.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	}
+	client := newPeer(t, cTest, true, true)
+	backend := newPeer(t, bTest, false, false) // reads nothing
+	cfg := quickConfig()
+	cfg.CloseTimeout = 500 * time.Millisecond
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	go client.send(ws.MaskFrame(ws.NewBinaryFrame(payloadOf(4 << 20))))
+	time.Sleep(200 * time.Millisecond) // the relay is now stuck writing it
+	backend.writeRaw(rawFrame(0x83, false, nil)) // reserved opcode
+	select {
+	case r := <-result:
+		if r.CloseCode != CodeProtocolError {
+			t.Fatalf("result %+v, want 1002", r)
+		}
+	case <-time.After(cfg.CloseTimeout + 2*time.Second):
+		t.Fatal("the relay did not end: its close timer was never armed")
 	}
 }
