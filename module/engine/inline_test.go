@@ -1,8 +1,11 @@
+//go:build linux
+
 package engine
 
 import (
 	"fmt"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,10 +18,8 @@ import (
 // byte for byte, and the reads that found nothing stay far below one per
 // frame (the relay used to make one after every frame).
 func TestInlineRoundTrips(t *testing.T) {
-	if !shortReadDrains {
-		t.Skip("reads go on until the socket would block on this platform (poller_other.go)")
-	}
 	h := startTCP(t, quickConfig())
+	requireInq(t, h.session)
 	const trips = 300
 	for i := 0; i < trips; i++ {
 		up := ws.MaskFrame(ws.NewBinaryFrame([]byte(fmt.Sprintf("request %d", i))))
@@ -50,9 +51,6 @@ func TestInlineRoundTrips(t *testing.T) {
 // nothing for a while, behind small socket buffers, still gets every
 // frame whole and in order.
 func TestInlineOwedBytesReachSlowBackend(t *testing.T) {
-	if !shortReadDrains {
-		t.Skip("no inline relay on this platform (poller_other.go)")
-	}
 	cTest, cRelay := loopbackPair(t)
 	bTest, bRelay := loopbackPair(t)
 	for _, c := range []net.Conn{bTest, bRelay} {
@@ -62,6 +60,7 @@ func TestInlineOwedBytesReachSlowBackend(t *testing.T) {
 	client := newPeer(t, cTest, true, true)
 	backend := newPeer(t, bTest, false, false) // reads nothing yet
 	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, quickConfig())
+	requireInq(t, s)
 	result := make(chan Result, 1)
 	go func() { result <- s.Run() }()
 
@@ -123,4 +122,85 @@ func TestInlineWriteToResetBackend(t *testing.T) {
 	if r.ClosedBy != "backend" {
 		t.Errorf("closed by %q (%s), want backend", r.ClosedBy, r.Cause)
 	}
+}
+
+// requireInq fails when a TCP leg's reads do not say what the socket
+// still holds (TCP_INQ, Linux 4.18); elsewhere legs read until the
+// socket would block (sysinq_other.go) and these tests do not build.
+func requireInq(t *testing.T, s *Session) {
+	t.Helper()
+	for _, l := range s.legs {
+		if !l.rd.inq || l.rd.relay == nil {
+			t.Fatalf("%s leg: TCP_INQ %v, inline relay %v; want both", l.side, l.rd.inq, l.rd.relay != nil)
+		}
+	}
+}
+
+// TestInlineSeesFINBehindLastFrame: a backend whose last frame and FIN
+// come in one segment (corked) is seen gone at once: the read that took
+// the frame says a FIN is left (TCP_INQ counts it), so the leg reads
+// again instead of waiting for bytes that will never come.
+func TestInlineSeesFINBehindLastFrame(t *testing.T) {
+	shortLinger(t, 10*time.Second) // a leg that missed the FIN would wait this long
+	h := startTCP(t, quickConfig())
+	requireInq(t, h.session)
+	first := ws.NewTextFrame([]byte("first"))
+	h.backend.send(first)
+	sameFrame(t, h.client.next(2*time.Second), first) // the backend leg now lingers
+	raw, err := h.backend.conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.Control(func(fd uintptr) {
+		err = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ws.NewTextFrame([]byte("last"))
+	h.backend.send(last)
+	start := time.Now()
+	h.backend.conn.Close() // uncorks: the frame and the FIN go together
+	sameFrame(t, h.client.next(2*time.Second), last)
+	h.client.expectClose(CodeBadGateway, 2*time.Second)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the backend's FIN was seen after %v", d)
+	}
+	r := h.wait(t, 5*time.Second)
+	if r.ClosedBy != "backend" {
+		t.Fatalf("closed by %q (%s), want backend", r.ClosedBy, r.Cause)
+	}
+}
+
+// TestOwedWriteToClientKeepsBackendBlocked: paying bytes owed to the
+// client leaves alone the flag that says a client frame waits for the
+// backend (it belongs to the other direction): clearing it would let the
+// keepalive take a client stuck behind a slow backend for dead.
+func TestOwedWriteToClientKeepsBackendBlocked(t *testing.T) {
+	cTest, cRelay := loopbackPair(t)
+	bTest, bRelay := loopbackPair(t)
+	defer bTest.Close()
+	client := newPeer(t, cTest, true, true)
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, quickConfig()) // not started: no pump runs
+	defer cRelay.Close()
+	defer bRelay.Close()
+	src, dst := s.legs[Backend], s.legs[Client]
+	f := ws.NewBinaryFrame([]byte("owed to the client"))
+	wire := mustCompile(t, f)
+	// As relayInline leaves it: the frame buffered in the backend leg's
+	// reader, owed whole, the client's writer locked.
+	dst.w.mu.Lock()
+	src.rd.take()
+	src.rd.w = copy(src.rd.blk[:], wire)
+	src.owed = len(wire)
+	s.backendBlocked.Store(true)
+	s.payOwed(src, dst)
+	src.rd.close()
+	if !s.backendBlocked.Load() {
+		t.Fatal("paying the client cleared backendBlocked")
+	}
+	if !dst.w.mu.TryLock() {
+		t.Fatal("the client's writer is still locked after the owed bytes went")
+	}
+	sameFrame(t, client.next(2*time.Second), f)
 }

@@ -6,12 +6,6 @@ import (
 	"syscall"
 )
 
-// shortReadDrains says that a stream socket read that returns less than
-// it asked for has emptied the socket, so that any later byte raises a
-// new edge in the runtime's edge-triggered poller (nginx relies on the
-// same with epoll). True of Linux TCP and unix sockets.
-const shortReadDrains = true
-
 // poller is one epoll set shared by every relay in the process, and the
 // one goroutine that waits on it. Registrations are one-shot: an event
 // disarms the fd until its leg parks again.

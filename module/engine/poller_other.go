@@ -2,10 +2,6 @@
 
 package engine
 
-// shortReadDrains: elsewhere a leg reads until the socket says "would
-// block" (see poller_linux.go).
-const shortReadDrains = false
-
 // poller is not available here: idle legs keep their goroutine (but not
 // their read buffer).
 type poller struct{}

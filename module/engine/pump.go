@@ -199,20 +199,19 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 	return true
 }
 
-// bindInline lets each leg relay from inside its read callback (see
-// reader.rawRead) when both legs are plain sockets on a platform where a
-// short read empties the socket. Bound once, so reads do not allocate.
+// bindInline lets a leg relay from inside its read callback (see
+// reader.rawRead) when each read of it says what the socket still holds
+// (TCP_INQ) and the other leg is a plain socket, written without
+// waiting. Bound once, so reads do not allocate.
 func (s *Session) bindInline() {
-	c, b := s.legs[Client], s.legs[Backend]
-	if !shortReadDrains || c.rd.raw == nil || b.rd.raw == nil {
-		return
+	for _, src := range s.legs {
+		dst := s.legs[src.side.other()]
+		if !src.rd.inq || dst.rd.raw == nil {
+			continue
+		}
+		dst.w.raw, dst.w.tryFn = dst.rd.raw, dst.w.rawWrite
+		src.rd.relay = func() bool { return s.relayInline(src, dst) }
 	}
-	for _, l := range s.legs {
-		l.w.raw = l.rd.raw
-		l.w.tryFn = l.w.rawWrite
-	}
-	c.rd.relay = func() bool { return s.relayInline(c, b) }
-	b.rd.relay = func() bool { return s.relayInline(b, c) }
 }
 
 // relayInline relays the whole data frames at the start of src's read
@@ -260,7 +259,9 @@ func (s *Session) payOwed(src, dst *leg) {
 			s.backendBlocked.Store(true)
 		}
 		err = w.write(src.rd.buffered()[:src.owed])
-		s.backendBlocked.Store(false)
+		if dst.side == Backend {
+			s.backendBlocked.Store(false)
+		}
 	}
 	src.rd.discard(src.owed)
 	src.owed, src.owedErr = 0, nil

@@ -95,6 +95,9 @@ type reader struct {
 	// inline is set while a lingering leg may use it.
 	relay  func() bool
 	inline bool
+	// inq is set when each read also says how many bytes the socket
+	// still holds (TCP_INQ, see sysinq_linux.go).
+	inq bool
 	// empties counts reads that found nothing (for tests).
 	empties int
 }
@@ -105,6 +108,7 @@ func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now fun
 		if raw, err := sc.SyscallConn(); err == nil {
 			r.raw, r.sock = raw, raw
 			r.rawFn = r.rawRead
+			r.inq = enableInq(raw)
 		}
 	} else if tc, ok := conn.(*tls.Conn); ok {
 		if sock := tlsSocket(tc); sock != nil {
@@ -351,10 +355,10 @@ func (r *reader) readRaw() (int, error) {
 }
 
 // rawRead is the read callback. While the leg lingers with the inline
-// relay on, a read that came back shorter than its room emptied the
-// socket (shortReadDrains); when relayInline sends on all it brought,
-// the callback asks to wait again within the same raw.Read, without the
-// read that would find nothing. That is only sound inside one raw.Read:
+// relay on, a read after which the kernel says the socket holds nothing
+// more, not even a FIN (TCP_INQ), is followed, when relayInline sends on
+// all it brought, by a wait within the same raw.Read, without the read
+// that would find nothing. That is only sound inside one raw.Read:
 // a new raw.Read resets the runtime's readiness note (prepareRead), so an
 // edge that came meanwhile would be lost; within one, any byte that came
 // after the read has raised an edge that ends the wait. Nothing here may
@@ -363,8 +367,14 @@ func (r *reader) readRaw() (int, error) {
 func (r *reader) rawRead(fd uintptr) bool {
 	r.take()
 	for {
-		room := len(r.blk) - r.w
-		n, err := sysRead(fd, r.blk[r.w:])
+		var n int
+		left := -1
+		var err error
+		if r.inq {
+			n, left, err = readInq(fd, r.blk[r.w:])
+		} else {
+			n, err = sysRead(fd, r.blk[r.w:])
+		}
 		switch err {
 		case syscall.EINTR:
 			continue
@@ -385,10 +395,10 @@ func (r *reader) rawRead(fd uintptr) bool {
 			return true
 		}
 		r.w += n
-		// A read that filled its room may have left bytes in the socket
-		// (a stream): those go through the pump, which returns from this
-		// callback between reads, so that a Close of src never waits long.
-		if !r.inline || n == room || !r.relay() {
+		// Bytes (or a FIN) left in the socket go through the pump, which
+		// returns from this callback between reads, so that a Close of
+		// src never waits long.
+		if !r.inline || left != 0 || !r.relay() {
 			r.rawN = r.w - r.r
 			return true
 		}
