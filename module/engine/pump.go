@@ -209,7 +209,7 @@ func (s *Session) bindInline() {
 		if !src.rd.inq || dst.rd.raw == nil {
 			continue
 		}
-		dst.w.raw, dst.w.tryFn = dst.rd.raw, dst.w.rawWrite
+		dst.w.writeWithoutWaiting(dst.rd.raw)
 		src.rd.relay = func() bool { return s.relayInline(src, dst) }
 	}
 }

@@ -58,6 +58,31 @@ type reader struct {
 	// set), nil when the leg cannot park.
 	sock syscall.RawConn
 	tlsc *tls.Conn
+	now  func() time.Time
+
+	blk  *block
+	r, w int // unread bytes are blk[r:w]
+	err  error
+
+	// stall bounds each wait for bytes inside a frame (armed, below). dl
+	// is the read deadline in force (zero: none).
+	stall time.Duration
+	dl    time.Time
+
+	rawFn  func(fd uintptr) bool // r.rawRead, bound once so reads do not allocate
+	rawN   int
+	rawErr error
+
+	// relay, when set (see Session.bindInline), relays the whole data
+	// frames at the start of the buffer from inside the read callback and
+	// reports whether the buffer is empty after. inline (below) is set
+	// while a lingering leg may use it.
+	relay func() bool
+	// empties counts reads that found nothing (for tests).
+	empties int
+
+	// The flags, together so that the struct stays small.
+
 	// woken is set when the poller started the goroutine that drives the
 	// leg (the socket is readable), until that goroutine waits again.
 	woken bool
@@ -66,40 +91,18 @@ type reader struct {
 	// from the next read, but the socket may never become readable again
 	// (the peer may keep TCP open), so the leg must not park.
 	ending bool
-	now    func() time.Time
-
-	blk  *block
-	r, w int // unread bytes are blk[r:w]
-	err  error
-
-	// stall bounds each wait for bytes inside a frame; armed is set
-	// between a frame's first byte and its end. lingering is set while
-	// an idle leg waits in the runtime's poller before parking. dl is the
-	// read deadline in force (zero: none).
-	stall     time.Duration
+	// armed is set between a frame's first byte and its end. lingering is
+	// set while an idle leg waits in the runtime's poller before parking.
 	armed     bool
 	lingering bool
-	dl        time.Time
-
-	rawFn  func(fd uintptr) bool // r.rawRead, bound once so reads do not allocate
-	rawN   int
-	rawErr error
 	// nonblock makes rawRead report "would block" instead of waiting.
 	nonblock   bool
 	wouldBlock bool
-	one        [1]byte
-
-	// relay, when set (both legs plain sockets, see Session.bindInline),
-	// relays the whole data frames at the start of the buffer from inside
-	// the read callback and reports whether the buffer is empty after.
-	// inline is set while a lingering leg may use it.
-	relay  func() bool
-	inline bool
+	inline     bool
 	// inq is set when each read also says how many bytes the socket
 	// still holds (TCP_INQ, see sysinq_linux.go).
 	inq bool
-	// empties counts reads that found nothing (for tests).
-	empties int
+	one [1]byte
 }
 
 func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now func() time.Time) {

@@ -150,7 +150,7 @@ func TestViolationWhileBackendDoesNotRead(t *testing.T) {
 	result := make(chan Result, 1)
 	go func() { result <- s.Run() }()
 	go client.send(ws.MaskFrame(ws.NewBinaryFrame(payloadOf(4 << 20))))
-	time.Sleep(200 * time.Millisecond) // the relay is now stuck writing it
+	time.Sleep(200 * time.Millisecond)           // the relay is now stuck writing it
 	backend.writeRaw(rawFrame(0x83, false, nil)) // reserved opcode
 	select {
 	case r := <-result:

@@ -39,12 +39,9 @@ type writer struct {
 	vec       [2][]byte
 	bufs      net.Buffers
 
-	// raw is the plain socket beneath conn (nil otherwise), for tryWrite.
-	raw    syscall.RawConn
-	tryFn  func(fd uintptr) bool // w.rawWrite, bound once
-	try    []byte
-	tryN   int
-	tryErr error
+	// nb is set when the leg is written without waiting too (tryWrite);
+	// a writer that never is carries none of it.
+	nb *nbWrite
 }
 
 func newWriter(conn net.Conn, timeout time.Duration, mask bool, now func() time.Time) *writer {
@@ -84,35 +81,52 @@ func (w *writer) write(p []byte) error {
 	return err
 }
 
-// tryWrite writes what the socket takes of p now, without waiting (conn
-// must be a plain socket: raw set), and returns how much that was. A
-// failure leaves the leg broken, as in write. Call with the lock.
+// nbWrite is a writer's state for writes that do not wait.
+type nbWrite struct {
+	raw syscall.RawConn       // the plain socket beneath the writer's conn
+	fn  func(fd uintptr) bool // nb.write, bound once so writes do not allocate
+	p   []byte
+	n   int
+	err error
+}
+
+// writeWithoutWaiting lets tryWrite write to conn, a plain socket.
+func (w *writer) writeWithoutWaiting(raw syscall.RawConn) {
+	nb := &nbWrite{raw: raw}
+	nb.fn = nb.write
+	w.nb = nb
+}
+
+// tryWrite writes what the socket takes of p now, without waiting (see
+// writeWithoutWaiting), and returns how much that was. A failure leaves
+// the leg broken, as in write. Call with the lock.
 func (w *writer) tryWrite(p []byte) (int, error) {
 	w.extendDeadline() // an expired deadline would fail even this write
-	w.try, w.tryN, w.tryErr = p, 0, nil
-	err := w.raw.Write(w.tryFn)
+	nb := w.nb
+	nb.p, nb.n, nb.err = p, 0, nil
+	err := nb.raw.Write(nb.fn)
 	if err == nil {
-		err = w.tryErr
+		err = nb.err
 	}
-	n := w.tryN
-	w.try = nil
+	n := nb.n
+	nb.p = nil
 	if err != nil {
 		w.broken = true
 	}
 	return n, err
 }
 
-func (w *writer) rawWrite(fd uintptr) bool {
-	for w.tryN < len(w.try) {
-		n, err := sysWrite(fd, w.try[w.tryN:])
+func (nb *nbWrite) write(fd uintptr) bool {
+	for nb.n < len(nb.p) {
+		n, err := sysWrite(fd, nb.p[nb.n:])
 		switch err {
 		case nil:
-			w.tryN += n
+			nb.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return true // the socket is full: the rest waits
 		default:
-			w.tryErr = err
+			nb.err = err
 			return true
 		}
 	}
