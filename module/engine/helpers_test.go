@@ -218,6 +218,21 @@ func loopbackPair(t testing.TB) (net.Conn, net.Conn) {
 	return c, <-accepted
 }
 
+// slowBackendLegs returns the relay's ends of two loopback TCP legs and
+// the test's peers on them: a client that reads, and a backend that reads
+// nothing until the test runs go backend.read(), behind 16 KiB socket
+// buffers, so the relay soon cannot write to it.
+func slowBackendLegs(t *testing.T) (client, backend *peer, cRelay, bRelay net.Conn) {
+	t.Helper()
+	cTest, cRelay := loopbackPair(t)
+	bTest, bRelay := loopbackPair(t)
+	for _, c := range []net.Conn{bTest, bRelay} {
+		c.(*net.TCPConn).SetReadBuffer(16 << 10)
+		c.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	}
+	return newPeer(t, cTest, true, true), newPeer(t, bTest, false, false), cRelay, bRelay
+}
+
 func startOn(t *testing.T, cfg Config, clientReads bool, pair func() (net.Conn, net.Conn)) *harness {
 	t.Helper()
 	cTest, cRelay := pair()

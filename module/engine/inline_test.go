@@ -51,14 +51,7 @@ func TestInlineRoundTrips(t *testing.T) {
 // nothing for a while, behind small socket buffers, still gets every
 // frame whole and in order.
 func TestInlineOwedBytesReachSlowBackend(t *testing.T) {
-	cTest, cRelay := loopbackPair(t)
-	bTest, bRelay := loopbackPair(t)
-	for _, c := range []net.Conn{bTest, bRelay} {
-		c.(*net.TCPConn).SetReadBuffer(16 << 10)
-		c.(*net.TCPConn).SetWriteBuffer(16 << 10)
-	}
-	client := newPeer(t, cTest, true, true)
-	backend := newPeer(t, bTest, false, false) // reads nothing yet
+	client, backend, cRelay, bRelay := slowBackendLegs(t) // the backend reads nothing yet
 	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, quickConfig())
 	requireInq(t, s)
 	result := make(chan Result, 1)
@@ -130,8 +123,8 @@ func TestInlineWriteToResetBackend(t *testing.T) {
 func requireInq(t *testing.T, s *Session) {
 	t.Helper()
 	for _, l := range s.legs {
-		if !l.rd.inq || l.rd.relay == nil {
-			t.Fatalf("%s leg: TCP_INQ %v, inline relay %v; want both", l.side, l.rd.inq, l.rd.relay != nil)
+		if !l.rd.inq || !l.inlineOK {
+			t.Fatalf("%s leg: TCP_INQ %v, inline relay %v; want both", l.side, l.rd.inq, l.inlineOK)
 		}
 	}
 }
@@ -203,4 +196,38 @@ func TestOwedWriteToClientKeepsBackendBlocked(t *testing.T) {
 		t.Fatal("the client's writer is still locked after the owed bytes went")
 	}
 	sameFrame(t, client.next(2*time.Second), f)
+}
+
+// TestParkedLegDropsInlineState: the state a leg takes to relay inline
+// (its callback's binding and the other writer's no-wait write state) is
+// made as the leg starts to linger and dropped before it parks, so an
+// idle connection carries none of it; a leg woken later makes it again.
+func TestParkedLegDropsInlineState(t *testing.T) {
+	shortLinger(t, 20*time.Millisecond)
+	h := startTCP(t, quickConfig())
+	requireInq(t, h.session)
+	kept := func(l *leg) bool {
+		l.park.mu.Lock()
+		defer l.park.mu.Unlock()
+		return l.rd.relay != nil || h.session.legs[l.side.other()].w.nb != nil
+	}
+	for i := 0; i < 3; i++ {
+		up := ws.MaskFrame(ws.NewBinaryFrame([]byte("up " + itoa(i))))
+		h.client.send(up)
+		sameFrame(t, h.backend.next(2*time.Second), up)
+		down := ws.NewBinaryFrame([]byte("down " + itoa(i)))
+		h.backend.send(down)
+		sameFrame(t, h.client.next(2*time.Second), down)
+		waitBothParked(t, h, 2*time.Second)
+		for _, l := range h.session.legs {
+			if kept(l) {
+				t.Fatalf("round %d: %v leg parked with its inline state", i, l.side)
+			}
+		}
+	}
+	for _, l := range h.session.legs {
+		if l.inlined == 0 {
+			t.Errorf("%v leg relayed nothing inline", l.side)
+		}
+	}
 }

@@ -131,6 +131,7 @@ func (s *Session) waitIdle(src *leg) error {
 		return s.waitIdleTLS(src, woken)
 	}
 	if src.counters.Frames > 0 && lingering.Add(1) <= lingerCap {
+		s.inlineOn(src)
 		err := src.rd.fillWithin(lingerTime)
 		lingering.Add(-1)
 		if err != errLingered {
@@ -150,6 +151,7 @@ func (s *Session) waitIdle(src *leg) error {
 	// poller's registration is level-triggered and fires at once. No
 	// deadline may stay behind: the leg may sleep far past it.
 	src.rd.clearDeadline()
+	s.inlineOff(src)
 	if s.park(src) {
 		return errParked
 	}

@@ -199,18 +199,32 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 	return true
 }
 
-// bindInline lets a leg relay from inside its read callback (see
-// reader.rawRead) when each read of it says what the socket still holds
-// (TCP_INQ) and the other leg is a plain socket, written without
-// waiting. Bound once, so reads do not allocate.
+// bindInline marks the legs that may relay from inside their read
+// callback (see reader.rawRead): those whose reads say what the socket
+// still holds (TCP_INQ), towards a plain socket, written without waiting.
 func (s *Session) bindInline() {
 	for _, src := range s.legs {
-		dst := s.legs[src.side.other()]
-		if !src.rd.inq || dst.rd.raw == nil {
-			continue
-		}
-		dst.w.writeWithoutWaiting(dst.rd.raw)
-		src.rd.relay = func() bool { return s.relayInline(src, dst) }
+		src.inlineOK = src.rd.inq && s.legs[src.side.other()].rd.raw != nil
+	}
+}
+
+// inlineOn gives a leg that may relay inline what it takes, as it starts
+// to linger; inlineOff takes it back before the leg parks, so an idle
+// connection carries none of it. Only src's goroutine uses either, and
+// the state they make is used only by src's read callback.
+func (s *Session) inlineOn(src *leg) {
+	if !src.inlineOK || src.rd.relay != nil {
+		return
+	}
+	dst := s.legs[src.side.other()]
+	dst.w.writeWithoutWaiting(dst.rd.raw)
+	src.rd.relay = func() bool { return s.relayInline(src, dst) }
+}
+
+func (s *Session) inlineOff(src *leg) {
+	if src.rd.relay != nil {
+		src.rd.relay = nil
+		s.legs[src.side.other()].w.nb = nil
 	}
 }
 

@@ -73,7 +73,7 @@ type reader struct {
 	rawN   int
 	rawErr error
 
-	// relay, when set (see Session.bindInline), relays the whole data
+	// relay, when set (see Session.inlineOn), relays the whole data
 	// frames at the start of the buffer from inside the read callback and
 	// reports whether the buffer is empty after. inline (below) is set
 	// while a lingering leg may use it.

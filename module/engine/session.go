@@ -106,6 +106,7 @@ type leg struct {
 
 	counters  Counters // written by the pump that reads this leg
 	inMessage bool     // a fragmented data message is open (pump's)
+	inlineOK  bool     // the leg may relay inline (Session.bindInline)
 	// owed is how many bytes at the start of the read buffer belong to
 	// frames relayInline took but could not write whole (owedErr: the
 	// write failed); the other leg's writer stays locked until the pump

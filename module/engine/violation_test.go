@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/binary"
-	"net"
 	"testing"
 	"time"
 
@@ -136,14 +135,7 @@ func TestClosePayloadTrimsAtRuneBoundary(t *testing.T) {
 // close timer still ends the relay within CloseTimeout: it is armed
 // before the close frames are written, not after.
 func TestViolationWhileBackendDoesNotRead(t *testing.T) {
-	cTest, cRelay := loopbackPair(t)
-	bTest, bRelay := loopbackPair(t)
-	for _, c := range []net.Conn{bTest, bRelay} {
-		c.(*net.TCPConn).SetReadBuffer(16 << 10)
-		c.(*net.TCPConn).SetWriteBuffer(16 << 10)
-	}
-	client := newPeer(t, cTest, true, true)
-	backend := newPeer(t, bTest, false, false) // reads nothing
+	client, backend, cRelay, bRelay := slowBackendLegs(t) // the backend reads nothing
 	cfg := quickConfig()
 	cfg.CloseTimeout = 500 * time.Millisecond
 	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
