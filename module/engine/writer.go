@@ -121,6 +121,9 @@ func (nb *nbWrite) write(fd uintptr) bool {
 		n, err := sysWrite(fd, nb.p[nb.n:])
 		switch err {
 		case nil:
+			if n <= 0 {
+				return true // took nothing and said nothing: the rest waits
+			}
 			nb.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
