@@ -373,7 +373,7 @@ func (r *reader) rawRead(fd uintptr) bool {
 		var n int
 		left := -1
 		var err error
-		if r.inq {
+		if r.inq && r.inline { // only an inline relay uses what is left
 			n, left, err = readInq(fd, r.blk[r.w:])
 		} else {
 			n, err = sysRead(fd, r.blk[r.w:])

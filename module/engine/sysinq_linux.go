@@ -26,14 +26,20 @@ func enableInq(raw syscall.RawConn) bool {
 // bytes how many the socket still holds (a FIN counts as one), or -1 when
 // the kernel did not say.
 func readInq(fd uintptr, p []byte) (n, left int, err error) {
-	var oob [32]byte // one cmsghdr and an int
-	n, oobn, _, _, err := syscall.Recvmsg(int(fd), p, oob[:], 0)
+	if len(p) == 0 {
+		// syscall.Recvmsg would read a byte into a throwaway buffer.
+		n, err = sysRead(fd, p)
+		return n, -1, err
+	}
+	var space [4]uint64 // one cmsghdr and an int, aligned for the header
+	oob := unsafe.Slice((*byte)(unsafe.Pointer(&space[0])), len(space)*8)
+	n, oobn, _, _, err := syscall.Recvmsg(int(fd), p, oob, 0)
 	if err != nil {
 		return -1, -1, err
 	}
 	left = -1
 	if oobn >= syscall.CmsgLen(4) {
-		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&space[0]))
 		if h.Level == syscall.SOL_TCP && h.Type == tcpInq && int(h.Len) >= syscall.CmsgLen(4) {
 			left = int(*(*int32)(unsafe.Pointer(&oob[syscall.CmsgLen(0)])))
 		}
