@@ -13,6 +13,13 @@
 // never inside one; control frames may still go between the fragments of
 // a message (RFC 6455 5.4).
 //
+// A leg holds a read buffer only while bytes are in flight, and an idle
+// leg gives back its goroutine too (park.go, tlspark.go). Between plain
+// TCP legs on Linux, a busy leg relays whole data frames from inside its
+// read callback with writes that cannot block, still under the other
+// leg's writer lock, and skips the read that would find nothing when the
+// kernel says the socket is empty (reader.rawRead, Session.relayInline).
+//
 // Relay pings carry a payload only this process uses; the client's pongs
 // that echo it are consumed. Everything else, including the peers' own
 // pings and pongs, travels end to end.
