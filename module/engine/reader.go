@@ -75,8 +75,8 @@ type reader struct {
 
 	// relay, when set (see Session.inlineOn), relays the whole data
 	// frames at the start of the buffer from inside the read callback and
-	// reports whether the buffer is empty after. inline (below) is set
-	// while a lingering leg may use it.
+	// reports whether the buffer is empty after; a leg uses it while it
+	// lingers (relaying).
 	relay func() bool
 	// empties counts reads that found nothing (for tests).
 	empties int
@@ -98,7 +98,6 @@ type reader struct {
 	// nonblock makes rawRead report "would block" instead of waiting.
 	nonblock   bool
 	wouldBlock bool
-	inline     bool
 	// inq is set when each read also says how many bytes the socket
 	// still holds (TCP_INQ, see sysinq_linux.go).
 	inq bool
@@ -250,11 +249,14 @@ func (r *reader) clearDeadline() {
 func (r *reader) fillWithin(d time.Duration) error {
 	r.extendDeadline(d)
 	r.lingering = true
-	r.inline = r.relay != nil && len(r.buffered()) == 0
 	err := r.fill()
-	r.lingering, r.inline = false, false
+	r.lingering = false
 	return err
 }
+
+// relaying reports whether reads relay inline now: the leg lingers
+// between frames (its buffer empty) with the inline relay given.
+func (r *reader) relaying() bool { return r.lingering && r.relay != nil }
 
 // fill reads at least one more byte into the buffer.
 func (r *reader) fill() error {
@@ -373,7 +375,7 @@ func (r *reader) rawRead(fd uintptr) bool {
 		var n int
 		left := -1
 		var err error
-		if r.inq && r.inline { // only an inline relay uses what is left
+		if r.relaying() { // only an inline relay uses what is left (relay implies inq)
 			n, left, err = readInq(fd, r.blk[r.w:])
 		} else {
 			n, err = sysRead(fd, r.blk[r.w:])
@@ -401,7 +403,7 @@ func (r *reader) rawRead(fd uintptr) bool {
 		// Bytes (or a FIN) left in the socket go through the pump, which
 		// returns from this callback between reads, so that a Close of
 		// src never waits long.
-		if !r.inline || left != 0 || !r.relay() {
+		if !r.relaying() || left != 0 || !r.relay() {
 			r.rawN = r.w - r.r
 			return true
 		}
