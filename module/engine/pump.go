@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"sync"
 
 	"github.com/gobwas/ws"
 )
@@ -209,24 +210,52 @@ func (s *Session) bindInline() {
 }
 
 // inlineOn gives a leg that may relay inline what it takes, as it starts
-// to linger; inlineOff takes it back before the leg parks, so an idle
-// connection carries none of it. Only src's goroutine uses either, and
-// the state they make is used only by src's read callback.
+// to linger; inlineOff takes it back before the leg parks or its pump
+// ends, so an idle connection carries none of it. Only src's goroutine
+// uses either, and the state they hand out is used only by src's read
+// callback. That state is pooled: a leg whose messages come more than a
+// linger apart starts to linger again and again.
 func (s *Session) inlineOn(src *leg) {
 	if !src.inlineOK || src.rd.relay != nil {
 		return
 	}
 	dst := s.legs[src.side.other()]
-	dst.w.writeWithoutWaiting(dst.rd.raw)
-	src.rd.relay = func() bool { return s.relayInline(src, dst) }
+	in := inlinePool.Get().(*inline)
+	in.s, in.src, in.dst = s, src, dst
+	in.raw = dst.rd.raw
+	dst.w.nb = &in.nbWrite
+	src.rd.relay = in
 }
 
 func (s *Session) inlineOff(src *leg) {
-	if src.rd.relay != nil {
-		src.rd.relay = nil
-		s.legs[src.side.other()].w.nb = nil
+	in := src.rd.relay
+	if in == nil {
+		return
 	}
+	src.rd.relay = nil
+	s.legs[src.side.other()].w.nb = nil
+	fn := in.fn
+	*in = inline{} // no session, leg, socket or bytes kept in the pool
+	in.fn = fn
+	inlinePool.Put(in)
 }
+
+// inline is what a leg relaying inline uses: its relay and the other
+// leg's writes that do not wait.
+type inline struct {
+	nbWrite
+	s        *Session
+	src, dst *leg
+}
+
+var inlinePool = sync.Pool{New: func() any {
+	in := &inline{}
+	in.fn = in.nbWrite.write // bound once, so writes do not allocate
+	return in
+}}
+
+// relay relays from inside src's read callback (see relayInline).
+func (in *inline) relay() bool { return in.s.relayInline(in.src, in.dst) }
 
 // relayInline relays the whole data frames at the start of src's read
 // buffer from inside src's read callback, where nothing may block: only

@@ -77,7 +77,7 @@ type reader struct {
 	// frames at the start of the buffer from inside the read callback and
 	// reports whether the buffer is empty after; a leg uses it while it
 	// lingers (relaying).
-	relay func() bool
+	relay *inline
 	// empties counts reads that found nothing (for tests).
 	empties int
 
@@ -403,7 +403,7 @@ func (r *reader) rawRead(fd uintptr) bool {
 		// Bytes (or a FIN) left in the socket go through the pump, which
 		// returns from this callback between reads, so that a Close of
 		// src never waits long.
-		if !r.relaying() || left != 0 || !r.relay() {
+		if !r.relaying() || left != 0 || !r.relay.relay() {
 			r.rawN = r.w - r.r
 			return true
 		}

@@ -206,6 +206,7 @@ func (s *Session) drive(src *leg) {
 	if s.pump(src) {
 		return // parked
 	}
+	s.inlineOff(src)
 	src.rd.close()
 	src.park.mu.Lock()
 	src.park.state = pumpDone

@@ -90,15 +90,8 @@ type nbWrite struct {
 	err error
 }
 
-// writeWithoutWaiting lets tryWrite write to conn, a plain socket.
-func (w *writer) writeWithoutWaiting(raw syscall.RawConn) {
-	nb := &nbWrite{raw: raw}
-	nb.fn = nb.write
-	w.nb = nb
-}
-
 // tryWrite writes what the socket takes of p now, without waiting (see
-// writeWithoutWaiting), and returns how much that was. A failure leaves
+// Session.inlineOn), and returns how much that was. A failure leaves
 // the leg broken, as in write. Call with the lock.
 func (w *writer) tryWrite(p []byte) (int, error) {
 	w.extendDeadline() // an expired deadline would fail even this write
