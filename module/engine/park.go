@@ -87,7 +87,7 @@ func (s *Session) closeLeg(l *leg) {
 	}
 	id := pk.id
 	pk.mu.Unlock()
-	l.conn.Close()
+	l.rd.conn.Close()
 	if parked {
 		if p := thePoller(); p != nil {
 			p.forget(id)

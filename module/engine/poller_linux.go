@@ -62,23 +62,40 @@ func (p *poller) arm(l *leg, id uint64, rearm bool) error {
 	if rearm {
 		op = syscall.EPOLL_CTL_MOD
 	}
-	l.epOp, l.epID, l.epPoller = op, id, p
-	if err := l.rd.sock.Control(l.epArmFn); err != nil {
-		return err
+	a := armPool.Get().(*armer)
+	a.epfd, a.op, a.id, a.err = p.epfd, op, id, nil
+	err := l.rd.sock.Control(a.fn)
+	if err == nil {
+		err = a.err
 	}
-	return l.epErr
+	a.err = nil
+	armPool.Put(a)
+	return err
 }
 
-func (l *leg) bindPoller() { l.epArmFn = l.epArm }
+// armer is the scratch of one epoll_ctl call made inside
+// RawConn.Control; pooled, with its callback bound once, so that arming
+// allocates nothing and a leg carries none of it.
+type armer struct {
+	epfd, op int
+	id       uint64
+	err      error
+	fn       func(fd uintptr)
+}
 
-// epArm is bound once per leg as l.epArmFn, so arming does not allocate.
-func (l *leg) epArm(fd uintptr) {
+var armPool = sync.Pool{New: func() any {
+	a := &armer{}
+	a.fn = a.arm
+	return a
+}}
+
+func (a *armer) arm(fd uintptr) {
 	ev := syscall.EpollEvent{
 		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
-		Fd:     int32(uint32(l.epID)),
-		Pad:    int32(uint32(l.epID >> 32)),
+		Fd:     int32(uint32(a.id)),
+		Pad:    int32(uint32(a.id >> 32)),
 	}
-	l.epErr = syscall.EpollCtl(l.epPoller.epfd, l.epOp, int(fd), &ev)
+	a.err = syscall.EpollCtl(a.epfd, a.op, int(fd), &ev)
 }
 
 func (p *poller) loop() {

@@ -11,5 +11,3 @@ func thePoller() *poller { return nil }
 func (p *poller) register(*leg) uint64         { return 0 }
 func (p *poller) forget(uint64)                {}
 func (p *poller) arm(*leg, uint64, bool) error { return nil }
-
-func (l *leg) bindPoller() {}

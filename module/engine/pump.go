@@ -205,7 +205,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 // still holds (TCP_INQ), towards a plain socket, written without waiting.
 func (s *Session) bindInline() {
 	for _, src := range s.legs {
-		src.inlineOK = src.rd.inq && s.legs[src.side.other()].rd.raw != nil
+		src.inlineOK = src.rd.inq && s.legs[src.side.other()].rd.raw() != nil
 	}
 }
 
@@ -222,7 +222,7 @@ func (s *Session) inlineOn(src *leg) {
 	dst := s.legs[src.side.other()]
 	in := inlinePool.Get().(*inline)
 	in.s, in.src, in.dst = s, src, dst
-	in.raw = dst.rd.raw
+	in.raw = dst.rd.raw()
 	dst.w.nb = &in.nbWrite
 	src.rd.relay = in
 }

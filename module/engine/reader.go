@@ -52,10 +52,9 @@ var (
 // costs no buffer memory. It is used by one pump goroutine only.
 type reader struct {
 	conn net.Conn
-	raw  syscall.RawConn // nil when conn is not a plain socket (TLS)
 	// sock is the socket the poller waits on while the leg is parked:
-	// raw for a plain socket, the socket beneath for TLS (then tlsc is
-	// set), nil when the leg cannot park.
+	// conn's own for a plain socket (see raw), the socket beneath for TLS
+	// (then tlsc is set), nil when the leg cannot park.
 	sock syscall.RawConn
 	tlsc *tls.Conn
 	now  func() time.Time
@@ -108,7 +107,7 @@ func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now fun
 	r.conn, r.stall, r.now = conn, stall, now
 	if sc, ok := conn.(syscall.Conn); ok && rawReads {
 		if raw, err := sc.SyscallConn(); err == nil {
-			r.raw, r.sock = raw, raw
+			r.sock = raw
 			r.rawFn = r.rawRead
 			r.inq = enableInq(raw)
 		}
@@ -126,6 +125,15 @@ func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now fun
 			r.err = io.ErrShortBuffer
 		}
 	}
+}
+
+// raw is conn's own socket when conn is a plain one read through
+// syscall.RawConn, nil otherwise (TLS).
+func (r *reader) raw() syscall.RawConn {
+	if r.tlsc != nil {
+		return nil
+	}
+	return r.sock
 }
 
 func (r *reader) take() {
@@ -271,7 +279,7 @@ func (r *reader) fill() error {
 	var n int
 	var err error
 	switch {
-	case r.raw != nil:
+	case r.raw() != nil:
 		n, err = r.readRaw() // it adds what it read to the buffer
 	case r.blk == nil:
 		// No raw socket (TLS): wait for one byte without a buffer.
@@ -332,7 +340,7 @@ func (r *reader) tryFill() (bool, error) {
 	if r.err != nil {
 		return false, r.err
 	}
-	if r.raw == nil {
+	if r.raw() == nil {
 		return false, nil
 	}
 	r.prepareWait() // a deadline left from lingering would fail this read
@@ -353,7 +361,7 @@ func (r *reader) tryFill() (bool, error) {
 // and returns how many bytes that left buffered.
 func (r *reader) readRaw() (int, error) {
 	r.rawN, r.rawErr = 0, nil
-	if err := r.raw.Read(r.rawFn); err != nil {
+	if err := r.raw().Read(r.rawFn); err != nil {
 		return 0, err
 	}
 	return r.rawN, r.rawErr

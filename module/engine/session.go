@@ -95,18 +95,17 @@ var pingPayload = func() []byte {
 
 // leg is the engine's view of one side.
 type leg struct {
-	side Side
-	conn net.Conn
-	rd   reader
-	w    *writer
+	side      Side
+	inMessage bool // a fragmented data message is open (pump's)
+	inlineOK  bool // the leg may relay inline (Session.bindInline)
+	rd        reader
+	w         *writer
 	// hdr is ws.ReadHeaderBuffer's scratch space.
 	hdr [16]byte
 	// peek parses headers already in the read buffer (forwardData's batch).
 	peek bytes.Reader
 
-	counters  Counters // written by the pump that reads this leg
-	inMessage bool     // a fragmented data message is open (pump's)
-	inlineOK  bool     // the leg may relay inline (Session.bindInline)
+	counters Counters // written by the pump that reads this leg
 	// owed is how many bytes at the start of the read buffer belong to
 	// frames relayInline took but could not write whole (owedErr: the
 	// write failed); the other leg's writer stays locked until the pump
@@ -119,12 +118,6 @@ type leg struct {
 
 	s    *Session
 	park parking
-	// Poller registration scratch, used under park.mu.
-	epOp     int
-	epID     uint64
-	epPoller *poller
-	epErr    error
-	epArmFn  func(fd uintptr)
 }
 
 // Session relays one connection. Run it once; Shutdown may be called
@@ -173,9 +166,8 @@ func New(client, backend Leg, cfg Config) *Session {
 }
 
 func (s *Session) newLeg(side Side, l Leg, w *writer) *leg {
-	lg := &leg{side: side, conn: l.Conn, w: w, s: s}
+	lg := &leg{side: side, w: w, s: s}
 	lg.rd.init(l.Conn, l.Prefix, s.cfg.StallTimeout, s.cfg.Now)
-	lg.bindPoller()
 	return lg
 }
 

@@ -24,20 +24,22 @@ type writer struct {
 	now     func() time.Time
 	timeout time.Duration // per write; 0 means none
 	mask    bool          // relay-made frames to this leg are masked (the backend leg)
-	mu      sync.Mutex
+	// closeSent: a close frame went out, so no more data frames (RFC 6455
+	// 5.5.1). Guarded by mu; it sits here so that the struct stays small.
+	closeSent bool
+	mu        sync.Mutex
 	// waiting counts the callers of whole waiting for mu: while any does,
 	// a data batch ends with a whole frame.
 	waiting atomic.Int32
 
 	// Guarded by mu.
-	closeSent bool      // a close frame went out: no more data frames (RFC 6455 5.5.1)
-	dl        time.Time // write deadline in force
-	broken    bool      // a write failed or a frame was left unfinished
-	scratch   [ws.MaxHeaderSize]byte
-	hdr       [ws.MaxHeaderSize]byte
-	sw        sliceWriter
-	vec       [2][]byte
-	bufs      net.Buffers
+	dl      time.Time // write deadline in force
+	broken  bool      // a write failed or a frame was left unfinished
+	scratch [ws.MaxHeaderSize]byte
+	hdr     [ws.MaxHeaderSize]byte
+	sw      sliceWriter
+	vec     [2][]byte
+	bufs    net.Buffers
 
 	// nb is set when the leg is written without waiting too (tryWrite);
 	// a writer that never is carries none of it.
