@@ -69,7 +69,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.quick, "quick", false, "smoke run: 1 round, 1,000 idle connections (ws and wss), shorter windows")
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds; each measures every target in turn")
 	fs.IntVar(&c.idleConns, "idle-conns", 9900, "idle connections per proxy (two file descriptors each in a proxy)")
-	fs.IntVar(&c.idleConnsTLS, "idle-conns-wss", 2970, "idle wss connections per proxy (fewer: each costs a TLS handshake); 0 skips them")
+	fs.IntVar(&c.idleConnsTLS, "idle-conns-wss", 9900, "idle wss connections per proxy (fewer make a shorter run: each costs a TLS handshake); 0 skips them")
 	fs.IntVar(&c.tpConns, "tp-conns", 4, "connections of a throughput run")
 	fs.IntVar(&c.tpWindow, "tp-window", 8, "messages in flight per connection in a throughput run")
 	fs.IntVar(&c.rtConns, "rt-conns", 100, "connections of a round-trip run")

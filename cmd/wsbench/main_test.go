@@ -35,8 +35,9 @@ func TestIdleCountsTLS(t *testing.T) {
 		nWS, n int
 		want   []int
 	}{
-		{9900, 2970, []int{990, 2970}},      // the default: lines up with two ws steps
-		{1000, 1000, []int{100, 300, 1000}}, // -quick: the ws steps
+		{9900, 9900, []int{990, 2970, 9900}}, // the default: the ws steps
+		{9900, 2970, []int{990, 2970}},       // fewer: lines up with two ws steps
+		{1000, 1000, []int{100, 300, 1000}},  // -quick: the ws steps
 		{9900, 3000, []int{990, 2970, 3000}},
 		{9900, 500, []int{500}},
 		{1000, 5000, []int{100, 300, 1000, 5000}},
@@ -72,8 +73,8 @@ func TestParseFlagsQuick(t *testing.T) {
 	if c.idleConns != 1000 || c.idleConnsTLS != 1000 || c.rounds != 2 {
 		t.Errorf("quick: idle conns %d (wss %d) rounds %d, want 1000 (1000) and the explicit 2", c.idleConns, c.idleConnsTLS, c.rounds)
 	}
-	if c, err := parseFlags(nil); err != nil || c.idleConns != 9900 || c.idleConnsTLS != 2970 {
-		t.Errorf("defaults: idle conns %d, wss %d (%v); want 9900 and 2970", c.idleConns, c.idleConnsTLS, err)
+	if c, err := parseFlags(nil); err != nil || c.idleConns != 9900 || c.idleConnsTLS != 9900 {
+		t.Errorf("defaults: idle conns %d, wss %d (%v); want 9900 and 9900", c.idleConns, c.idleConnsTLS, err)
 	}
 	if c, err := parseFlags([]string{"-quick", "-idle-conns-wss", "0"}); err != nil || c.idleConnsTLS != 0 {
 		t.Errorf("-idle-conns-wss 0 should skip wss idle, even with -quick: got %d, %v", c.idleConnsTLS, err)

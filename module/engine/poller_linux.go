@@ -68,7 +68,7 @@ func (p *poller) arm(l *leg, id uint64, rearm bool) error {
 	if err == nil {
 		err = a.err
 	}
-	a.err = nil
+	a.err = nil // the rest are plain values, overwritten by the next use
 	armPool.Put(a)
 	return err
 }

@@ -49,7 +49,8 @@ var (
 // reader reads one leg through a pooled buffer. Between frames it waits
 // for the socket to become readable without holding a buffer (through
 // syscall.RawConn where the connection offers it), so an idle connection
-// costs no buffer memory. It is used by one pump goroutine only.
+// costs no buffer memory. It is used by one pump goroutine only (conn,
+// set once, is also read by whoever closes the leg).
 type reader struct {
 	conn net.Conn
 	// sock is the socket the poller waits on while the leg is parked:
@@ -72,7 +73,8 @@ type reader struct {
 	rawN   int
 	rawErr error
 
-	// relay, when set (see Session.inlineOn), relays the whole data
+	// relay is the inline relay's state, set while the leg may use it
+	// (see Session.inlineOn): its relay method relays the whole data
 	// frames at the start of the buffer from inside the read callback and
 	// reports whether the buffer is empty after; a leg uses it while it
 	// lingers (relaying).
@@ -128,7 +130,8 @@ func (r *reader) init(conn net.Conn, prefix []byte, stall time.Duration, now fun
 }
 
 // raw is conn's own socket when conn is a plain one read through
-// syscall.RawConn, nil otherwise (TLS).
+// syscall.RawConn, nil when it is not read raw (TLS, a conn without a
+// usable SyscallConn, systems without raw reads).
 func (r *reader) raw() syscall.RawConn {
 	if r.tlsc != nil {
 		return nil

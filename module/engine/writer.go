@@ -41,8 +41,10 @@ type writer struct {
 	vec     [2][]byte
 	bufs    net.Buffers
 
-	// nb is set when the leg is written without waiting too (tryWrite);
-	// a writer that never is carries none of it.
+	// nb is set when the leg is written without waiting too (tryWrite):
+	// it points into the other leg's pooled inline state, which only the
+	// other leg's goroutine sets, clears and uses (Session.inlineOn). A
+	// writer that never is carries none of it.
 	nb *nbWrite
 }
 
