@@ -122,7 +122,7 @@ func (c *caddyProc) waitReady() {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if len(c.logs.Entries(func(e rt.LogEntry) bool { return e.Str("msg") == "serving initial configuration" })) > 0 {
+		if len(c.logs.Entries(func(e rt.LogEntry) bool { return e.Str("msg") == rt.Started })) > 0 {
 			return
 		}
 		select {
