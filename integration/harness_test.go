@@ -224,10 +224,7 @@ func (c *caddyProc) waitReady(https bool) bool {
 		httpsAddr = fmt.Sprintf("127.0.0.1:%d", c.HTTPSPort)
 	}
 	ready := func() error {
-		if https && !strings.Contains(c.logs.String(), rt.Started) {
-			return fmt.Errorf("caddy has not logged %q yet", rt.Started)
-		}
-		return rt.Serving(c.StorageDir(), httpsAddr, fmt.Sprintf("127.0.0.1:%d", c.HTTPPort))
+		return rt.Serving(c.logs, c.StorageDir(), httpsAddr, fmt.Sprintf("127.0.0.1:%d", c.HTTPPort))
 	}
 	for {
 		select {

@@ -175,12 +175,9 @@ func (c *Caddy) waitReady(https bool) error {
 func (c *Caddy) ready(https bool) error {
 	httpsAddr := ""
 	if https {
-		if !strings.Contains(c.logs.String(), Started) {
-			return fmt.Errorf("caddy has not logged %q yet", Started)
-		}
 		httpsAddr = c.HTTPSAddr()
 	}
-	return Serving(c.StorageDir(), httpsAddr, fmt.Sprintf("127.0.0.1:%d", c.AdminPort), c.HTTPAddr())
+	return Serving(c.logs, c.StorageDir(), httpsAddr, fmt.Sprintf("127.0.0.1:%d", c.AdminPort), c.HTTPAddr())
 }
 
 // PID returns the caddy process id.

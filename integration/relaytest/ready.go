@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -40,10 +41,11 @@ func LocalCATLS(storageDir string) (*tls.Config, error) {
 // reads), which the race detector reports in caddy's output.
 const Started = "serving initial configuration"
 
-// Serving probes a starting caddy once: nil when each of addrs accepts a
-// TCP connection and, when httpsAddr is not "", a TLS handshake with it
-// verified against the local CA under storageDir succeeds (1 s each).
-func Serving(storageDir, httpsAddr string, addrs ...string) error {
+// Serving probes a starting caddy whose output goes to logs once: nil
+// when each of addrs accepts a TCP connection and, when httpsAddr is not
+// "", caddy has logged Started and a TLS handshake with httpsAddr verified
+// against the local CA under storageDir succeeds (1 s each).
+func Serving(logs *LogSink, storageDir, httpsAddr string, addrs ...string) error {
 	for _, addr := range addrs {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
@@ -53,6 +55,9 @@ func Serving(storageDir, httpsAddr string, addrs ...string) error {
 	}
 	if httpsAddr == "" {
 		return nil
+	}
+	if !strings.Contains(logs.String(), Started) {
+		return fmt.Errorf("caddy has not logged %q yet", Started)
 	}
 	cfg, err := LocalCATLS(storageDir)
 	if err != nil {

@@ -139,10 +139,8 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		}
 		return true
 	}
-	if dst.side == Backend {
-		s.backendBlocked.Store(true)
-		defer s.backendBlocked.Store(false)
-	}
+	s.writingTo(dst, true)
+	defer s.writingTo(dst, false)
 	hdr := w.encode(w.hdr[:0], h)
 	remaining := h.Length
 	var werr error
@@ -298,13 +296,9 @@ func (s *Session) payOwed(src, dst *leg) {
 	w := dst.w
 	err := src.owedErr
 	if err == nil {
-		if dst.side == Backend {
-			s.backendBlocked.Store(true)
-		}
+		s.writingTo(dst, true)
 		err = w.write(src.rd.buffered()[:src.owed])
-		if dst.side == Backend {
-			s.backendBlocked.Store(false)
-		}
+		s.writingTo(dst, false)
 	}
 	src.rd.discard(src.owed)
 	src.owed, src.owedErr = 0, nil
@@ -312,6 +306,14 @@ func (s *Session) payOwed(src, dst *leg) {
 	w.unlock()
 	if err != nil {
 		s.writeFailed(dst.side, err)
+	}
+}
+
+// writingTo marks the start (on) and end of a write of client frames to
+// dst that may wait: to the backend, it sets backendBlocked meanwhile.
+func (s *Session) writingTo(dst *leg, on bool) {
+	if dst.side == Backend {
+		s.backendBlocked.Store(on)
 	}
 }
 
