@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
 )
 
 // TestInlineRoundTrips: between plain TCP legs a lingering leg relays each
@@ -64,7 +65,11 @@ func TestInlineOwedBytesReachSlowBackend(t *testing.T) {
 	go func() {
 		for _, f := range sent {
 			client.send(f)
-			time.Sleep(time.Millisecond) // one frame per read: each goes inline
+			// One frame per read, so that each can go inline: the next
+			// goes once the relay has read this one (under load, frames
+			// sent 1 ms apart could pile up in the socket and all go
+			// through the pump).
+			waitRead(t, cRelay, 2*time.Second)
 		}
 	}()
 	time.Sleep(200 * time.Millisecond) // the relay blocks on the backend meanwhile
@@ -91,6 +96,25 @@ func TestInlineOwedBytesReachSlowBackend(t *testing.T) {
 	}
 	if n := BuffersHeld(); n != 0 {
 		t.Errorf("%d read buffers held after the relay ended", n)
+	}
+}
+
+// waitRead waits until the relay has read all that its end of a loopback
+// connection, conn, received (the socket's SIOCINQ is 0), or for d.
+func waitRead(t *testing.T, conn net.Conn, d time.Duration) {
+	raw, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		n, ierr := 0, error(nil)
+		if err := raw.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil || ierr != nil {
+			return // the relay closed it: nothing more to wait for
+		}
+		if n == 0 {
+			return
+		}
 	}
 }
 
