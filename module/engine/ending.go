@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"os"
+	"time"
 
 	"github.com/gobwas/ws"
 )
@@ -30,12 +31,24 @@ func (s *Session) setCause(closedBy string, code uint16, reason, cause string) {
 // It reports whether the frame was written.
 func (s *Session) sendClose(side Side, code uint16, reason string) bool {
 	var buf [maxControlPayload]byte
-	started, err := s.legs[side].w.control(s.done, ws.OpClose, closePayload(buf[:], code, reason))
+	started, err := s.writeControl(side, ws.OpClose, closePayload(buf[:], code, reason))
 	if err != nil {
 		s.writeFailed(side, err)
 		return false
 	}
 	return !started.IsZero()
+}
+
+// writeControl writes a relay-made control frame to side through its writer,
+// after calling the relay back from an event loop, which holds the
+// writers' locks. The writer counts the caller as waiting first, so the
+// relay cannot move onto a loop again before the frame is written.
+func (s *Session) writeControl(side Side, op ws.OpCode, payload []byte) (time.Time, error) {
+	w := s.legs[side].w
+	w.waiting.Add(1)
+	defer w.waiting.Add(-1)
+	s.recall()
+	return w.control(s.done, op, payload)
 }
 
 // goneCode is the close code the relay sends to the surviving leg when

@@ -174,10 +174,15 @@ func startTCP(t *testing.T, cfg Config) *harness {
 	return startOn(t, cfg, true, func() (net.Conn, net.Conn) { return loopbackPair(t) })
 }
 
-// startOver is start over "pipe" (net.Pipe) or "tcp" (loopback).
+// startOver is start over "pipe" (net.Pipe), "tcp" (loopback) or
+// "loop" (loopback, with the event loops on).
 func startOver(t *testing.T, transport string, cfg Config) *harness {
 	t.Helper()
-	if transport == "tcp" {
+	switch transport {
+	case "tcp":
+		return startTCP(t, cfg)
+	case "loop":
+		cfg.Loops = true
 		return startTCP(t, cfg)
 	}
 	return start(t, cfg)

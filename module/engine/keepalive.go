@@ -43,7 +43,10 @@ func (s *Session) tick() {
 	case keepalive.Dead:
 		s.legGone(Client, "relay", "ping timeout")
 	case keepalive.Ping:
-		written, err := s.legs[Client].w.control(s.done, ws.OpPing, pingPayload)
+		written, done, err := s.loopPing()
+		if !done {
+			written, err = s.writeControl(Client, ws.OpPing, pingPayload)
+		}
 		if err != nil {
 			if !errors.Is(err, errWriterDone) {
 				s.writeFailed(Client, err)

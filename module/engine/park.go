@@ -19,6 +19,7 @@ const (
 	pumpRunning parkState = iota // a goroutine drives the leg
 	pumpParked                   // registered with the poller, no goroutine
 	pumpDone                     // the leg's pump has finished
+	pumpInLoop                   // the relay is on an event loop (loop_linux.go)
 )
 
 // parking is the part of a leg that the poller and closers share.
@@ -30,13 +31,28 @@ type parking struct {
 	armed   bool   // the fd is in the poller's set (so re-arm with MOD)
 }
 
-// park tries to hand the idle leg src to the poller. It reports whether it
-// did; the caller's goroutine must then return at once.
+// park tries to hand the idle leg src to the poller, or the whole relay
+// to an event loop when the other leg is parked already. It reports
+// whether it did; the caller's goroutine must then return at once.
 func (s *Session) park(src *leg) bool {
 	p := thePoller()
 	if p == nil || src.rd.sock == nil {
 		return false
 	}
+	if s.enterLoop(src, false) {
+		return true
+	}
+	if !s.parkInPoller(p, src) {
+		return false
+	}
+	// The other leg may have parked after the try above and before src
+	// did, and tried itself while src was not parked yet: one of the two
+	// tries after parking sees both parked.
+	s.enterLoop(src, true)
+	return true
+}
+
+func (s *Session) parkInPoller(p *poller, src *leg) bool {
 	pk := &src.park
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
@@ -80,7 +96,10 @@ func (s *Session) wake(src *leg, id uint64) {
 func (s *Session) closeLeg(l *leg) {
 	pk := &l.park
 	pk.mu.Lock()
-	pk.closing = true
+	pk.closing = true // never parked, nor moved onto a loop, again
+	pk.mu.Unlock()
+	s.recall()
+	pk.mu.Lock()
 	parked := pk.state == pumpParked
 	if parked {
 		pk.state = pumpRunning

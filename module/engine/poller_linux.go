@@ -98,6 +98,14 @@ func (a *armer) arm(fd uintptr) {
 	a.err = syscall.EpollCtl(a.epfd, a.op, int(fd), &ev)
 }
 
+// disarm takes the leg's socket out of the set, before the socket moves
+// to an event loop.
+func (p *poller) disarm(l *leg) {
+	_ = l.rd.sock.Control(func(fd uintptr) {
+		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), &syscall.EpollEvent{})
+	})
+}
+
 func (p *poller) loop() {
 	events := make([]syscall.EpollEvent, 256)
 	for {

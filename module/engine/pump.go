@@ -29,10 +29,10 @@ func (s *Session) pump(src *leg) (parked bool) {
 				s.readFailed(src.side, err)
 				return false
 			}
-			if src.owed > 0 {
-				s.payOwed(src, dst)
-				continue
-			}
+		}
+		if src.owed > 0 { // left by relayInline or an event loop
+			s.payOwed(src, dst)
+			continue
 		}
 		src.rd.arm()
 		h, err := ws.ReadHeaderBuffer(&src.rd, src.hdr[:])

@@ -22,7 +22,7 @@ func payloadOf(n int) []byte {
 // keeps its mask key and masked payload.
 func TestFramesPassUnchanged(t *testing.T) {
 	sizes := []int{0, 125, 126, 65535, 65536, 16 << 20}
-	for _, transport := range []string{"pipe", "tcp"} {
+	for _, transport := range []string{"pipe", "tcp", "loop"} {
 		for _, dir := range []string{"client to backend", "backend to client"} {
 			for _, n := range sizes {
 				t.Run(transport+"/"+dir+"/"+itoa(n), func(t *testing.T) {

@@ -58,6 +58,10 @@ type Config struct {
 	StallTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Loops lets a relay whose legs are both plain TCP sockets move, once
+	// both are idle, onto the engine's event loops, which relay whole
+	// data frames without a goroutine wake-up (see loop_linux.go).
+	Loops bool
 }
 
 // Counters are the traffic one direction carried.
@@ -150,6 +154,9 @@ type Session struct {
 	pingTimer *time.Timer
 	monitor   *keepalive.Monitor // owned by tick
 	wg        sync.WaitGroup     // Shutdown's close writers
+
+	loopOK bool // the relay may move onto an event loop (canLoop)
+	loopState
 }
 
 // New prepares a relay between client and backend.
@@ -161,6 +168,7 @@ func New(client, backend Leg, cfg Config) *Session {
 	s.legs[Client] = s.newLeg(Client, client, newWriter(client.Conn, cfg.WriteTimeout, false, cfg.Now))
 	s.legs[Backend] = s.newLeg(Backend, backend, newWriter(backend.Conn, 0, true, cfg.Now))
 	s.bindInline()
+	s.loopOK = s.canLoop()
 	s.lastSeen.Store(s.start.UnixNano())
 	return s
 }

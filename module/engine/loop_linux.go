@@ -1,0 +1,509 @@
+//go:build linux
+
+package engine
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/gobwas/ws"
+)
+
+// Event loops (Config.Loops). A relay whose legs are both plain TCP
+// sockets, once both are idle (parked), leaves Go's runtime poller: each
+// socket is duplicated and its net.Conn closed, which takes it out of the
+// runtime's epoll set, and the pair joins one of a few event loops. A
+// loop is a goroutine locked to its own OS thread, waiting on its own
+// epoll set and reading and writing with plain system calls; a round trip
+// through it costs no goroutine wake-up, which is most of what a relay
+// spends per small message in the runtime's poller.
+//
+// A loop does only the common case: it reads what a socket holds and, when
+// that is whole data frames that pass the pump's checks, writes them to
+// the other socket without waiting. Anything else (a control frame, a
+// frame cut across reads, a header the pump must judge, a write that
+// would block, the end of a stream) hands the relay back to the goroutine
+// engine: each socket gets a new net.Conn, both pumps start again, and
+// the bytes the loop read but did not relay are the pump's, first in its
+// read buffer, with those of frames it had started to write owed to the
+// other leg under its writer lock (as relayInline leaves them). So every
+// rule of the pumps (stall and write timeouts, close handshakes,
+// violations) stays where it is. While a relay is on a loop the loop holds
+// both writers' locks: relay pings, close frames and closing a leg first
+// call it back (recall).
+//
+// There are as many loops as CPUs the runtime uses (at most 8), relays
+// spread over them in turn. The package owns them: a loop starts when a
+// relay first needs it, and exits, its thread with it, once it has had no
+// relay for loopIdle.
+
+// evloop is one event loop: its epoll set, the relays on it (by loop id)
+// and the buffer its thread reads into.
+type evloop struct {
+	epfd   int
+	mu     sync.Mutex
+	on     map[uint64]*Session
+	buf    []byte
+	exited bool // guarded by loopsMu
+}
+
+var (
+	loopsMu   sync.Mutex
+	loopSlots [8]*evloop // guarded by loopsMu
+	loopNext  atomic.Uint32
+	loopIDs   atomic.Uint64
+	// loopIdle is how long a loop without relays lives on, in
+	// milliseconds (a variable for tests).
+	loopIdle atomic.Int64
+	// loopEntries and loopBatches count relays that joined a loop and the
+	// batches of frames loops relayed, for tests.
+	loopEntries, loopBatches atomic.Int64
+)
+
+// joinLoop registers s under id with the next loop, starting it when it is
+// not running; nil when no loop can be started.
+func init() { loopIdle.Store(2000) }
+
+func joinLoop(id uint64, s *Session) *evloop {
+	loopsMu.Lock()
+	defer loopsMu.Unlock()
+	i := loopNext.Add(1) % uint32(min(runtime.GOMAXPROCS(0), len(loopSlots)))
+	lp := loopSlots[i]
+	if lp == nil || lp.exited {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			return nil
+		}
+		lp = &evloop{epfd: fd, on: make(map[uint64]*Session), buf: make([]byte, blockSize)}
+		loopSlots[i] = lp
+		go lp.run()
+	}
+	lp.mu.Lock()
+	lp.on[id] = s
+	lp.mu.Unlock()
+	return lp
+}
+
+// loopsRunning counts the loops running now, for tests.
+func loopsRunning() int {
+	loopsMu.Lock()
+	defer loopsMu.Unlock()
+	n := 0
+	for _, lp := range loopSlots {
+		if lp != nil && !lp.exited {
+			n++
+		}
+	}
+	return n
+}
+
+// loopState is a session's part in the loops; guarded by loopMu.
+type loopState struct {
+	loopMu sync.Mutex
+	inLoop bool
+	lp     *evloop
+	loopID uint64
+	fds    [2]int32
+}
+
+// canLoop reports whether the session may join a loop: Config.Loops, and
+// both legs plain sockets read raw.
+func (s *Session) canLoop() bool {
+	return s.cfg.Loops && s.legs[Client].rd.raw() != nil && s.legs[Backend].rd.raw() != nil &&
+		thePoller() != nil
+}
+
+// enterLoop moves the relay onto a loop as src, the second of its legs to
+// go idle, parks (or, when parked is set, once src has parked): the other
+// leg must be parked, neither closing, and both writers free. It reports
+// whether it did; src's goroutine must then return at once, as after
+// park.
+func (s *Session) enterLoop(src *leg, parked bool) bool {
+	if !s.loopOK {
+		return false
+	}
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	c, b := s.legs[Client], s.legs[Backend]
+	c.park.mu.Lock()
+	defer c.park.mu.Unlock()
+	b.park.mu.Lock()
+	defer b.park.mu.Unlock()
+	dst := s.legs[src.side.other()]
+	if c.park.closing || b.park.closing || dst.park.state != pumpParked || s.isDone() ||
+		parked && src.park.state != pumpParked {
+		return false
+	}
+	if !c.w.mu.TryLock() {
+		return false
+	}
+	if !b.w.mu.TryLock() {
+		c.w.unlock()
+		return false
+	}
+	unlock := func() { c.w.unlock(); b.w.unlock() }
+	if c.w.waiting.Load() != 0 || b.w.waiting.Load() != 0 || !c.w.usable() || !b.w.usable() ||
+		len(c.rd.buffered()) != 0 || len(b.rd.buffered()) != 0 || c.owed != 0 || b.owed != 0 {
+		unlock()
+		return false
+	}
+	var fds [2]int32
+	for i, l := range s.legs {
+		fd, err := dupSocket(l.rd.sock)
+		if err != nil {
+			for _, f := range fds[:i] {
+				syscall.Close(int(f))
+			}
+			unlock()
+			return false
+		}
+		fds[i] = int32(fd)
+	}
+	id := loopIDs.Add(1)
+	lp := joinLoop(id, s)
+	if lp == nil {
+		for _, f := range fds {
+			syscall.Close(int(f))
+		}
+		unlock()
+		return false
+	}
+	for i, fd := range fds {
+		if err := lp.ctl(syscall.EPOLL_CTL_ADD, fd, id<<1|uint64(i)); err != nil {
+			for _, f := range fds[:i] {
+				_ = lp.ctl(syscall.EPOLL_CTL_DEL, f, 0)
+			}
+			lp.forget(id)
+			for _, f := range fds {
+				syscall.Close(int(f))
+			}
+			unlock()
+			return false
+		}
+	}
+	// Committed: out of the relay's poller and the runtime's.
+	p := thePoller()
+	for _, l := range s.legs {
+		if l.park.state == pumpParked {
+			p.forget(l.park.id) // an event already taken finds the state changed
+		}
+		if l.park.armed {
+			p.disarm(l)
+			l.park.armed = false
+		}
+		l.rd.conn.Close() // the duplicate keeps the socket open
+		l.park.state = pumpInLoop
+	}
+	s.inLoop, s.lp, s.loopID, s.fds = true, lp, id, fds
+	loopEntries.Add(1)
+	return true
+}
+
+// recall hands a relay on a loop back to the goroutine engine; it does
+// nothing when the relay is not on one. Any goroutine but a loop's may
+// call it, and everything that writes to a leg or closes one from
+// outside the pumps calls it first. Taking loopMu also orders the caller
+// after the last hand-back, which replaced the legs' connections.
+func (s *Session) recall() {
+	if !s.loopOK {
+		return
+	}
+	s.loopMu.Lock()
+	if s.inLoop {
+		s.leaveLoop(nil, nil, 0, nil, nil)
+	}
+	s.loopMu.Unlock()
+}
+
+// leaveLoop hands the relay back to the goroutine engine (loopMu held):
+// each socket gets a new net.Conn, the writers are unlocked, and both
+// pumps start. rest is what src's socket gave the loop and the loop did
+// not relay: it goes first into src's read buffer, its first owed bytes
+// (with owedErr, a failed write) still owed to the other leg, whose writer
+// then stays locked until src's pump pays them.
+//
+// hold, when set, is a writer left locked for the caller, which finishes
+// a relay-made frame through it and unlocks it.
+func (s *Session) leaveLoop(src *leg, rest []byte, owed int, owedErr error, hold *writer) {
+	lp := s.lp
+	for _, fd := range s.fds {
+		_ = lp.ctl(syscall.EPOLL_CTL_DEL, fd, 0)
+	}
+	lp.forget(s.loopID)
+	var failed error
+	for i, l := range s.legs {
+		c, err := fileConn(s.fds[i])
+		if err != nil {
+			// The leg keeps its closed conn: its pump fails at once and
+			// the relay ends through the usual paths.
+			failed = err
+			continue
+		}
+		l.rd.conn, l.rd.dl = c, time.Time{}
+		l.rd.sock = nil
+		if raw, err := c.(syscall.Conn).SyscallConn(); err == nil {
+			l.rd.sock = raw
+		}
+		l.w.conn, l.w.dl = c, time.Time{}
+	}
+	if failed != nil {
+		s.setCause("relay", 0, "", "hand-back from event loop failed: "+failed.Error())
+	}
+	s.inLoop, s.lp, s.fds = false, nil, [2]int32{-1, -1}
+	if src != nil && len(rest) > 0 {
+		src.rd.take()
+		src.rd.r, src.rd.w = 0, copy(src.rd.blk[:], rest)
+		src.owed, src.owedErr = owed, owedErr
+		if owedErr != nil {
+			s.legs[src.side.other()].w.broken = true
+		}
+	}
+	for _, l := range s.legs {
+		if l.w != hold && (src == nil || src.owed == 0 || l == src) {
+			l.w.unlock() // the other leg's stays locked for src's owed bytes
+		}
+		l.park.mu.Lock()
+		l.park.state = pumpRunning
+		l.park.mu.Unlock()
+	}
+	if src != nil {
+		src.rd.woken = true
+	}
+	go s.drive(s.legs[Client])
+	go s.drive(s.legs[Backend])
+}
+
+// event handles one readiness event of a relay's socket on a loop: it
+// relays the whole data frames the socket holds, or hands the relay back.
+func (s *Session) event(side Side, id uint64, buf []byte) {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	if !s.inLoop || s.loopID != id {
+		return // handed back meanwhile
+	}
+	src, dst := s.legs[side], s.legs[side.other()]
+	n, err := rawSys(syscall.SYS_READ, s.fds[side], buf)
+	if err == syscall.EAGAIN {
+		return
+	}
+	if n <= 0 || err != nil {
+		// The end of the stream or an error: the pump reads it again and
+		// ends the leg as it always does.
+		s.leaveLoop(nil, nil, 0, nil, nil)
+		return
+	}
+	s.seen(src)
+	// Relay the data frames; consume the client's answers to relay pings
+	// in between. sent is where the bytes not yet written start.
+	sent, pos := 0, 0
+	for {
+		k, _ := s.batch(src, buf[pos:n], false)
+		pos += k
+		if pos == n || side != Client {
+			break
+		}
+		m := s.relayPong(src, buf[pos:n])
+		if m == 0 {
+			break
+		}
+		if w, err := s.loopWrite(dst, buf[sent:pos]); w < pos-sent {
+			s.leaveLoop(src, buf[sent+w:n], pos-sent-w, err, nil)
+			return
+		}
+		pos += m
+		sent = pos
+	}
+	w, err := s.loopWrite(dst, buf[sent:pos])
+	if pos == n && w == pos-sent {
+		return
+	}
+	s.leaveLoop(src, buf[sent+w:n], pos-sent-w, err, nil)
+}
+
+// loopWrite writes p to dst without waiting and returns how much of it the
+// socket took, and the error that stopped it (nil when it was full).
+func (s *Session) loopWrite(dst *leg, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	loopBatches.Add(1)
+	wrote := 0
+	for wrote < len(p) {
+		m, err := rawSys(syscall.SYS_WRITE, s.fds[dst.side], p[wrote:])
+		if err != nil || m <= 0 {
+			if err == syscall.EAGAIN {
+				err = nil
+			}
+			return wrote, err
+		}
+		wrote += m
+	}
+	return wrote, nil
+}
+
+// relayPong consumes a whole pong at the start of b that answers a relay
+// ping, as the pump would, and returns its length; 0 when b does not
+// start with one.
+func (s *Session) relayPong(src *leg, b []byte) int {
+	src.peek.Reset(b)
+	h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
+	avail := src.peek.Len()
+	src.peek.Reset(nil)
+	if err != nil || h.OpCode != ws.OpPong || int(h.Length) != len(pingPayload) || avail < len(pingPayload) ||
+		checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) != nil {
+		return 0
+	}
+	hs := len(b) - avail
+	var p [16]byte
+	payload := p[:copy(p[:], b[hs:hs+len(pingPayload)])]
+	if h.Masked {
+		ws.Cipher(payload, h.Mask, 0)
+	}
+	if !bytes.Equal(payload, pingPayload) {
+		return 0
+	}
+	src.took(h)
+	s.pongs.Add(1)
+	return hs + len(pingPayload)
+}
+
+// pingFrame is a relay ping as written to a client (unmasked).
+var pingFrame = append([]byte{0x80 | byte(ws.OpPing), byte(len(pingPayload))}, pingPayload...)
+
+// loopPing writes a relay ping to the client of a relay on a loop, from
+// the keepalive's timer. It reports false, having done nothing, when the
+// relay is not on a loop or the client's socket takes none of the frame
+// now: the ping then goes the usual way. When the socket takes only part
+// of it, the relay is handed back with the client's writer kept, and the
+// rest is written through it here.
+func (s *Session) loopPing() (started time.Time, done bool, err error) {
+	if !s.loopOK {
+		return started, false, nil
+	}
+	s.loopMu.Lock()
+	if !s.inLoop {
+		s.loopMu.Unlock()
+		return started, false, nil
+	}
+	started = s.cfg.Now()
+	c := s.legs[Client]
+	n, werr := rawSys(syscall.SYS_WRITE, s.fds[Client], pingFrame)
+	switch {
+	case n == len(pingFrame):
+		s.loopMu.Unlock()
+		return started, true, nil
+	case n <= 0 && (werr == nil || werr == syscall.EAGAIN):
+		s.loopMu.Unlock()
+		return started, false, nil
+	case n <= 0:
+		c.w.broken = true
+		s.leaveLoop(nil, nil, 0, nil, nil)
+		s.loopMu.Unlock()
+		return started, true, werr
+	}
+	s.leaveLoop(nil, nil, 0, nil, c.w)
+	s.loopMu.Unlock()
+	err = c.w.write(pingFrame[n:])
+	c.w.unlock()
+	return started, true, err
+}
+
+// run is the loop's thread: wait, then handle each event; exit after
+// loopIdle without relays. It ends without unlocking its thread, which
+// then ends too.
+func (lp *evloop) run() {
+	runtime.LockOSThread()
+	events := make([]syscall.EpollEvent, 128)
+	for {
+		n, err := syscall.EpollWait(lp.epfd, events, int(loopIdle.Load()))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || n == 0 && lp.retire() {
+			return
+		}
+		for i := range n {
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			lp.mu.Lock()
+			s := lp.on[id>>1]
+			lp.mu.Unlock()
+			if s != nil {
+				s.event(Side(id&1), id>>1, lp.buf)
+			}
+		}
+	}
+}
+
+// retire ends the loop if it has no relays: joinLoop then starts a new one.
+func (lp *evloop) retire() bool {
+	loopsMu.Lock()
+	defer loopsMu.Unlock()
+	lp.mu.Lock()
+	empty := len(lp.on) == 0
+	lp.mu.Unlock()
+	if !empty {
+		return false
+	}
+	lp.exited = true
+	syscall.Close(lp.epfd)
+	return true
+}
+
+func (lp *evloop) forget(id uint64) {
+	lp.mu.Lock()
+	delete(lp.on, id)
+	lp.mu.Unlock()
+}
+
+// ctl adds (level-triggered, for reading) or removes fd, tagged with tag.
+func (lp *evloop) ctl(op int, fd int32, tag uint64) error {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(uint32(tag)), Pad: int32(uint32(tag >> 32))}
+	return syscall.EpollCtl(lp.epfd, op, int(fd), &ev)
+}
+
+// dupSocket duplicates the socket beneath raw (close-on-exec).
+func dupSocket(raw syscall.RawConn) (int, error) {
+	fd, err := -1, error(nil)
+	cerr := raw.Control(func(f uintptr) {
+		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, f, syscall.F_DUPFD_CLOEXEC, 0)
+		if e != 0 {
+			err = e
+			return
+		}
+		fd = int(r)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
+}
+
+// fileConn makes a net.Conn of a socket the loop held, and closes the
+// loop's descriptor (net.FileConn keeps its own duplicate).
+func fileConn(fd int32) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// rawSys reads or writes fd without waiting and without telling the
+// scheduler: the socket is non-blocking.
+func rawSys(trap uintptr, fd int32, p []byte) (int, error) {
+	for {
+		r, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e
+		}
+		return int(r), nil
+	}
+}

@@ -1,0 +1,290 @@
+//go:build linux
+
+package engine
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+func loopConfig() Config {
+	cfg := quickConfig()
+	cfg.Loops = true
+	return cfg
+}
+
+func onLoop(s *Session) bool {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	return s.inLoop
+}
+
+// waitOnLoop waits until the relay is on an event loop.
+func waitOnLoop(t *testing.T, s *Session, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !onLoop(s); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("relay not on an event loop after %v", timeout)
+		}
+	}
+}
+
+// echoRounds sends n small frames each way, one at a time, and checks
+// that each arrives as it was sent.
+func echoRounds(t *testing.T, h *harness, n int) {
+	t.Helper()
+	for i := range n {
+		up := ws.MaskFrame(ws.NewTextFrame(payloadOf(1 + i%200)))
+		h.client.send(up)
+		sameFrame(t, h.backend.next(2*time.Second), up)
+		down := ws.NewBinaryFrame(payloadOf(1 + (i*7)%300))
+		h.backend.send(down)
+		sameFrame(t, h.client.next(2*time.Second), down)
+	}
+}
+
+// closeBoth ends a relay with a close handshake started by the client.
+func closeBoth(t *testing.T, h *harness) Result {
+	t.Helper()
+	h.client.send(closeFrame(1000, "bye"))
+	h.backend.expectClose(1000, 2*time.Second)
+	h.backend.send(closeFrame(1000, "bye"))
+	h.client.expectClose(1000, 2*time.Second)
+	return h.wait(t, 5*time.Second)
+}
+
+// TestLoopRelaysRoundTrips: a relay of two idle plain legs moves onto an
+// event loop, which then relays small frames both ways without handing
+// the relay back; the counters still add up.
+func TestLoopRelaysRoundTrips(t *testing.T) {
+	h := startTCP(t, loopConfig())
+	waitOnLoop(t, h.session, 2*time.Second)
+	batches := loopBatches.Load()
+	echoRounds(t, h, 200)
+	if !onLoop(h.session) {
+		t.Fatal("the relay left the event loop while relaying small data frames")
+	}
+	if got := loopBatches.Load() - batches; got < 400 {
+		t.Fatalf("the loops relayed %d batches, want at least 400", got)
+	}
+	r := closeBoth(t, h)
+	if r.ClientToBackend.Frames != 201 || r.BackendToClient.Frames != 201 {
+		t.Fatalf("frames %d / %d, want 201 each way (200 data, 1 close)", r.ClientToBackend.Frames, r.BackendToClient.Frames)
+	}
+}
+
+// TestLoopHandsBackAndReturns: a frame the loop does not relay (a peer's
+// own ping, a frame larger than a read) hands the relay back to the
+// pumps, which relay it as they always do; once both legs are idle again
+// the relay returns to a loop.
+func TestLoopHandsBackAndReturns(t *testing.T) {
+	shortLinger(t, 20*time.Millisecond)
+	h := startTCP(t, loopConfig())
+	waitOnLoop(t, h.session, 2*time.Second)
+	entries := loopEntries.Load()
+
+	ping := ws.MaskFrame(ws.NewPingFrame([]byte("are you there")))
+	h.client.send(ping)
+	sameFrame(t, h.backend.next(2*time.Second), ping)
+	waitOnLoop(t, h.session, 2*time.Second)
+
+	big := ws.NewBinaryFrame(payloadOf(300 << 10)) // cut across reads
+	h.backend.send(big)
+	sameFrame(t, h.client.next(5*time.Second), big)
+	waitOnLoop(t, h.session, 2*time.Second)
+	if loopEntries.Load()-entries < 2 {
+		t.Fatalf("the relay joined a loop %d times after the first, want at least 2", loopEntries.Load()-entries)
+	}
+	echoRounds(t, h, 20)
+	closeBoth(t, h)
+}
+
+// TestLoopPingsAndPongs: relay pings go to a client whose relay is on a
+// loop, and its answers are consumed there, between data frames in the
+// same read, without handing the relay back.
+func TestLoopPingsAndPongs(t *testing.T) {
+	cfg := loopConfig()
+	cfg.PingInterval = 40 * time.Millisecond
+	cfg.PongTimeout = 2 * time.Second
+	h := startTCP(t, cfg)
+	waitOnLoop(t, h.session, 2*time.Second)
+	entries := loopEntries.Load()
+	for i := range 5 {
+		p := h.client.next(2 * time.Second)
+		if p.Header.OpCode != ws.OpPing || string(p.Payload) != string(pingPayload) {
+			t.Fatalf("got %v %q, want a relay ping", p.Header.OpCode, p.Payload)
+		}
+		// The answer between two data frames, in one write.
+		a := ws.MaskFrame(ws.NewTextFrame([]byte("before " + itoa(i))))
+		b := ws.MaskFrame(ws.NewTextFrame([]byte("after " + itoa(i))))
+		var burst []byte
+		for _, f := range []ws.Frame{a, ws.MaskFrame(ws.NewPongFrame(p.Payload)), b} {
+			burst = append(burst, mustCompile(t, f)...)
+		}
+		h.client.writeRaw(burst)
+		sameFrame(t, h.backend.next(2*time.Second), a)
+		sameFrame(t, h.backend.next(2*time.Second), b)
+	}
+	if n := loopEntries.Load() - entries; n != 0 || !onLoop(h.session) {
+		t.Fatalf("the relay left the loop (%d entries since, on a loop now: %v)", n, onLoop(h.session))
+	}
+	r := closeBoth(t, h)
+	if r.PingsSent < 5 || r.PongsReceived < 5 {
+		t.Fatalf("pings sent %d, pongs received %d, want at least 5 each", r.PingsSent, r.PongsReceived)
+	}
+}
+
+// TestLoopDeadClient: a client on a loop that stops answering is closed
+// within PingInterval + PongTimeout (plus slack), as off a loop.
+func TestLoopDeadClient(t *testing.T) {
+	cfg := loopConfig()
+	cfg.PingInterval = 100 * time.Millisecond
+	cfg.PongTimeout = 100 * time.Millisecond
+	h := startTCP(t, cfg)
+	waitOnLoop(t, h.session, 2*time.Second)
+	began := time.Now()
+	h.backend.expectClose(CodeGoingAway, 2*time.Second)
+	if took := time.Since(began); took > 200*time.Millisecond+500*time.Millisecond {
+		t.Fatalf("dead client noticed after %v", took)
+	}
+	h.client.expectEnd(time.Second)
+	h.backend.send(closeFrame(1001, ""))
+	r := h.wait(t, 3*time.Second)
+	if r.ClosedBy != "relay" || r.Cause != "ping timeout" || r.CloseCode != CodeGoingAway {
+		t.Fatalf("result %+v, want relay/ping timeout/1001", r)
+	}
+}
+
+// TestLoopShutdownAndPeerGone: Shutdown and a vanished peer reach a relay
+// on a loop as they reach any other.
+func TestLoopShutdownAndPeerGone(t *testing.T) {
+	t.Run("shutdown", func(t *testing.T) {
+		h := startTCP(t, loopConfig())
+		waitOnLoop(t, h.session, 2*time.Second)
+		h.session.Shutdown(CodeServiceRestart, "service restart")
+		h.client.expectClose(CodeServiceRestart, 2*time.Second)
+		h.backend.expectClose(CodeServiceRestart, 2*time.Second)
+		h.client.send(closeFrame(CodeServiceRestart, ""))
+		h.backend.send(closeFrame(CodeServiceRestart, ""))
+		r := h.wait(t, 3*time.Second)
+		if r.ClosedBy != "relay" || r.Cause != "shutdown" || r.CloseCode != CodeServiceRestart {
+			t.Fatalf("result %+v", r)
+		}
+	})
+	t.Run("client gone", func(t *testing.T) {
+		h := startTCP(t, loopConfig())
+		waitOnLoop(t, h.session, 2*time.Second)
+		h.client.conn.Close()
+		if reason := h.backend.expectClose(CodeGoingAway, 2*time.Second); reason != "client went away" {
+			t.Fatalf("reason %q", reason)
+		}
+		h.backend.send(closeFrame(CodeGoingAway, ""))
+		r := h.wait(t, 3*time.Second)
+		if r.ClosedBy != "client" || r.Cause != "client went away" {
+			t.Fatalf("result %+v", r)
+		}
+	})
+	t.Run("teardown", func(t *testing.T) {
+		cfg := loopConfig()
+		cfg.CloseTimeout = 100 * time.Millisecond
+		h := startTCP(t, cfg)
+		waitOnLoop(t, h.session, 2*time.Second)
+		h.session.Shutdown(CodeGoingAway, "bye") // nobody answers: the close timer tears down
+		h.client.expectClose(CodeGoingAway, 2*time.Second)
+		h.client.expectEnd(2 * time.Second)
+		h.backend.expectEnd(2 * time.Second)
+		h.wait(t, 3*time.Second)
+	})
+}
+
+// TestLoopOwedBytesReachSlowBackend: frames the loop could write only in
+// part to a backend that reads nothing for a while are finished by the
+// pump; the backend gets every frame whole and in order.
+func TestLoopOwedBytesReachSlowBackend(t *testing.T) {
+	client, backend, cRelay, bRelay := slowBackendLegs(t)
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, loopConfig())
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	waitOnLoop(t, s, 2*time.Second)
+	var sent []ws.Frame
+	for i := range 40 {
+		sent = append(sent, ws.MaskFrame(ws.NewBinaryFrame(payloadOf(3000+i))))
+	}
+	go func() {
+		for _, f := range sent {
+			client.send(f)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // the relay blocks on the backend meanwhile
+	go backend.read()
+	for i, want := range sent {
+		got := backend.next(5 * time.Second)
+		if got.Header != want.Header || string(got.Payload) != string(want.Payload) {
+			t.Fatalf("frame %d differs", i)
+		}
+	}
+	client.send(closeFrame(1000, "bye"))
+	backend.expectClose(1000, 2*time.Second)
+	backend.send(closeFrame(1000, "bye"))
+	client.expectClose(1000, 2*time.Second)
+	select {
+	case <-result:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if c := s.legs[Client]; c.paid == 0 {
+		t.Errorf("client leg: no owed writes; the test did not fill the backend's socket")
+	}
+	if n := BuffersHeld(); n != 0 {
+		t.Errorf("%d read buffers held after the relay ended", n)
+	}
+}
+
+// TestLoopRelayHoldsNoGoroutine: relays on a loop run no goroutine of
+// their own, and none is left when they end.
+func TestLoopRelayHoldsNoGoroutine(t *testing.T) {
+	thePoller()
+	base := runtime.NumGoroutine() + min(runtime.GOMAXPROCS(0), 8) - loopsRunning()
+	var hs []*harness
+	for range 20 {
+		hs = append(hs, startTCP(t, loopConfig()))
+	}
+	for _, h := range hs {
+		waitOnLoop(t, h.session, 2*time.Second)
+	}
+	// Each harness runs Run's goroutine and two peer readers.
+	waitGoroutines(t, base+3*len(hs), 2*time.Second)
+	for _, h := range hs {
+		echoRounds(t, h, 3)
+		closeBoth(t, h)
+	}
+}
+
+// TestLoopsExitWhenIdle: a loop that has had no relay for a while ends,
+// and a new relay starts one again.
+func TestLoopsExitWhenIdle(t *testing.T) {
+	old := loopIdle.Swap(50)
+	t.Cleanup(func() { loopIdle.Store(old) })
+	waitLoops := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(3 * time.Second); loopsRunning() != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d loops running, want %d", loopsRunning(), want)
+			}
+		}
+	}
+	waitLoops(0) // those of earlier tests
+	h := startTCP(t, loopConfig())
+	waitOnLoop(t, h.session, 2*time.Second)
+	time.Sleep(200 * time.Millisecond) // idle relays keep their loop
+	if loopsRunning() != 1 {
+		t.Fatalf("%d loops running with one relay, want 1", loopsRunning())
+	}
+	echoRounds(t, h, 5)
+	closeBoth(t, h)
+	waitLoops(0)
+}
