@@ -71,7 +71,14 @@ func FuzzRelay(f *testing.F) {
 // FuzzRelayTCP is FuzzRelay over loopback TCP, where the relay's own
 // socket paths run: waiting through syscall.RawConn, lingering, parking
 // in the poller, batches of frames. The peers write their bytes, then hang up.
-func FuzzRelayTCP(f *testing.F) {
+func FuzzRelayTCP(f *testing.F) { fuzzRelayTCP(f, false) }
+
+// FuzzRelayLoop is FuzzRelayTCP with the event loops on: the peers write
+// once the relay is on a loop (or after 50 ms), so the loop reads their
+// bytes first and hands back whatever it does not relay.
+func FuzzRelayLoop(f *testing.F) { fuzzRelayTCP(f, true) }
+
+func fuzzRelayTCP(f *testing.F, loops bool) {
 	f.Add(rawFrame(0x82, true, []byte("hi")), rawFrame(0x81, false, []byte("yo")))
 	f.Add(append(rawFrame(0x01, true, []byte("a")), rawFrame(0x80, true, []byte("b"))...), rawFrame(0x88, false, closeBody(1000, "")))
 	f.Add([]byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, []byte{0x88, 0x03, 0x03})
@@ -83,11 +90,14 @@ func FuzzRelayTCP(f *testing.F) {
 		defer bTest.Close()
 		s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay},
 			Config{WriteTimeout: time.Second, CloseTimeout: 50 * time.Millisecond, StallTimeout: 50 * time.Millisecond,
-				PingInterval: 10 * time.Millisecond, PongTimeout: 20 * time.Millisecond})
+				PingInterval: 10 * time.Millisecond, PongTimeout: 20 * time.Millisecond, Loops: loops})
 		go func() { _, _ = io.Copy(io.Discard, cTest) }()
 		go func() { _, _ = io.Copy(io.Discard, bTest) }()
 		done := make(chan Result, 1)
 		go func() { done <- s.Run() }()
+		for deadline := time.Now().Add(50 * time.Millisecond); loops && !s.onLoop() && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		_, _ = cTest.Write(fromClient)
 		_, _ = bTest.Write(fromBackend)
 		time.AfterFunc(5*time.Millisecond, func() { cTest.Close(); bTest.Close() })

@@ -199,11 +199,21 @@ func (s *Session) enterLoop(src *leg, parked bool) bool {
 			l.park.armed = false
 		}
 		l.rd.conn.Close() // the duplicate keeps the socket open
+		// Nothing may keep the closed conn's structures alive meanwhile:
+		// nobody uses them on a loop, and leaveLoop sets new ones.
+		l.rd.conn, l.rd.sock, l.w.conn = nil, nil, nil
 		l.park.state = pumpInLoop
 	}
 	s.inLoop, s.lp, s.loopID, s.fds = true, lp, id, fds
 	loopEntries.Add(1)
 	return true
+}
+
+// onLoop reports whether the relay is on an event loop now.
+func (s *Session) onLoop() bool {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	return s.inLoop
 }
 
 // recall hands a relay on a loop back to the goroutine engine; it does
@@ -239,17 +249,19 @@ func (s *Session) leaveLoop(src *leg, rest []byte, owed int, owedErr error, hold
 	lp.forget(s.loopID)
 	var failed error
 	for i, l := range s.legs {
-		c, err := fileConn(s.fds[i])
+		c, err := fileConnFn(s.fds[i])
 		if err != nil {
-			// The leg keeps its closed conn: its pump fails at once and
-			// the relay ends through the usual paths.
+			// The leg's pump fails at once and the relay ends through the
+			// usual paths.
 			failed = err
-			continue
+			c = deadConn{}
 		}
 		l.rd.conn, l.rd.dl = c, time.Time{}
 		l.rd.sock = nil
-		if raw, err := c.(syscall.Conn).SyscallConn(); err == nil {
-			l.rd.sock = raw
+		if sc, ok := c.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				l.rd.sock = raw
+			}
 		}
 		l.w.conn, l.w.dl = c, time.Time{}
 	}
@@ -485,6 +497,9 @@ func dupSocket(raw syscall.RawConn) (int, error) {
 	return fd, err
 }
 
+// fileConnFn is fileConn, or a failing stand-in in tests.
+var fileConnFn = fileConn
+
 // fileConn makes a net.Conn of a socket the loop held, and closes the
 // loop's descriptor (net.FileConn keeps its own duplicate).
 func fileConn(fd int32) (net.Conn, error) {
@@ -492,6 +507,19 @@ func fileConn(fd int32) (net.Conn, error) {
 	defer f.Close()
 	return net.FileConn(f)
 }
+
+// deadConn stands for a socket the loop could not hand back: every read
+// and write fails.
+type deadConn struct{}
+
+func (deadConn) Read([]byte) (int, error)         { return 0, net.ErrClosed }
+func (deadConn) Write([]byte) (int, error)        { return 0, net.ErrClosed }
+func (deadConn) Close() error                     { return nil }
+func (deadConn) LocalAddr() net.Addr              { return nil }
+func (deadConn) RemoteAddr() net.Addr             { return nil }
+func (deadConn) SetDeadline(time.Time) error      { return nil }
+func (deadConn) SetReadDeadline(time.Time) error  { return nil }
+func (deadConn) SetWriteDeadline(time.Time) error { return nil }
 
 // rawSys reads or writes fd without waiting and without telling the
 // scheduler: the socket is non-blocking.

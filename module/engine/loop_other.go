@@ -13,3 +13,5 @@ func (s *Session) enterLoop(*leg, bool) bool { return false }
 func (s *Session) recall()                   {}
 
 func (s *Session) loopPing() (started time.Time, done bool, err error) { return started, false, nil }
+
+func (s *Session) onLoop() bool { return false }

@@ -3,7 +3,9 @@
 package engine
 
 import (
+	"net"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,11 +18,7 @@ func loopConfig() Config {
 	return cfg
 }
 
-func onLoop(s *Session) bool {
-	s.loopMu.Lock()
-	defer s.loopMu.Unlock()
-	return s.inLoop
-}
+func onLoop(s *Session) bool { return s.onLoop() }
 
 // waitOnLoop waits until the relay is on an event loop.
 func waitOnLoop(t *testing.T, s *Session, timeout time.Duration) {
@@ -287,4 +285,27 @@ func TestLoopsExitWhenIdle(t *testing.T) {
 	echoRounds(t, h, 5)
 	closeBoth(t, h)
 	waitLoops(0)
+}
+
+// TestLoopHandBackFails: when the relay cannot take its sockets back from
+// a loop (net.FileConn fails, e.g. out of descriptors), it ends: both
+// peers' connections close and the result says why.
+func TestLoopHandBackFails(t *testing.T) {
+	fileConnFn = func(fd int32) (net.Conn, error) {
+		syscall.Close(int(fd))
+		return nil, syscall.EMFILE
+	}
+	t.Cleanup(func() { fileConnFn = fileConn })
+	h := startTCP(t, loopConfig())
+	waitOnLoop(t, h.session, 2*time.Second)
+	h.client.send(ws.MaskFrame(ws.NewPingFrame(nil))) // the loop hands back on a control frame
+	h.client.expectEnd(2 * time.Second)
+	h.backend.expectEnd(2 * time.Second)
+	r := h.wait(t, 3*time.Second)
+	if r.ClosedBy != "relay" || r.Cause != "hand-back from event loop failed: too many open files" {
+		t.Fatalf("result %+v", r)
+	}
+	if n := BuffersHeld(); n != 0 {
+		t.Errorf("%d read buffers held after the relay ended", n)
+	}
 }

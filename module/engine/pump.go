@@ -214,10 +214,10 @@ func (s *Session) bindInline() {
 // callback. That state is pooled: a leg whose messages come more than a
 // linger apart starts to linger again and again.
 func (s *Session) inlineOn(src *leg) {
-	if !src.inlineOK || src.rd.relay != nil {
+	dst := s.legs[src.side.other()]
+	if !src.inlineOK || src.rd.relay != nil || dst.rd.raw() == nil {
 		return
 	}
-	dst := s.legs[src.side.other()]
 	in := inlinePool.Get().(*inline)
 	in.s, in.src, in.dst = s, src, dst
 	in.raw = dst.rd.raw()
