@@ -67,10 +67,10 @@ var (
 	loopEntries, loopBatches atomic.Int64
 )
 
-// joinLoop registers s under id with the next loop, starting it when it is
-// not running; nil when no loop can be started.
 func init() { loopIdle.Store(2000) }
 
+// joinLoop registers s under id with the next loop, starting it when it is
+// not running; nil when no loop can be started.
 func joinLoop(id uint64, s *Session) *evloop {
 	loopsMu.Lock()
 	defer loopsMu.Unlock()
@@ -217,8 +217,8 @@ func (s *Session) onLoop() bool {
 }
 
 // recall hands a relay on a loop back to the goroutine engine; it does
-// nothing when the relay is not on one. Any goroutine but a loop's may
-// call it, and everything that writes to a leg or closes one from
+// nothing when the relay is not on one. Any goroutine may call it but a
+// loop's while it serves an event (it holds loopMu then), and everything that writes to a leg or closes one from
 // outside the pumps calls it first. Taking loopMu also orders the caller
 // after the last hand-back, which replaced the legs' connections.
 func (s *Session) recall() {
@@ -321,14 +321,18 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 		if pos == n || side != Client {
 			break
 		}
-		m := s.relayPong(src, buf[pos:n])
+		h, m := s.relayPong(src, buf[pos:n])
 		if m == 0 {
 			break
 		}
+		// The frames before the pong go first; the pong is counted only
+		// once they did, else the pump reads and counts it.
 		if w, err := s.loopWrite(dst, buf[sent:pos]); w < pos-sent {
 			s.leaveLoop(src, buf[sent+w:n], pos-sent-w, err, nil)
 			return
 		}
+		src.took(h)
+		s.pongs.Add(1)
 		pos += m
 		sent = pos
 	}
@@ -360,17 +364,17 @@ func (s *Session) loopWrite(dst *leg, p []byte) (int, error) {
 	return wrote, nil
 }
 
-// relayPong consumes a whole pong at the start of b that answers a relay
-// ping, as the pump would, and returns its length; 0 when b does not
-// start with one.
-func (s *Session) relayPong(src *leg, b []byte) int {
+// relayPong reports whether b starts with a whole pong that answers a
+// relay ping, which the pump would consume: its header and length; 0 when
+// b does not start with one.
+func (s *Session) relayPong(src *leg, b []byte) (ws.Header, int) {
 	src.peek.Reset(b)
 	h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
 	avail := src.peek.Len()
 	src.peek.Reset(nil)
 	if err != nil || h.OpCode != ws.OpPong || int(h.Length) != len(pingPayload) || avail < len(pingPayload) ||
 		checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) != nil {
-		return 0
+		return h, 0
 	}
 	hs := len(b) - avail
 	var p [16]byte
@@ -379,11 +383,9 @@ func (s *Session) relayPong(src *leg, b []byte) int {
 		ws.Cipher(payload, h.Mask, 0)
 	}
 	if !bytes.Equal(payload, pingPayload) {
-		return 0
+		return h, 0
 	}
-	src.took(h)
-	s.pongs.Add(1)
-	return hs + len(pingPayload)
+	return h, hs + len(pingPayload)
 }
 
 // pingFrame is a relay ping as written to a client (unmasked).
@@ -438,7 +440,11 @@ func (lp *evloop) run() {
 		if err == syscall.EINTR {
 			continue
 		}
-		if err != nil || n == 0 && lp.retire() {
+		if err != nil {
+			lp.fail()
+			return
+		}
+		if n == 0 && lp.retire() {
 			return
 		}
 		for i := range n {
@@ -466,6 +472,24 @@ func (lp *evloop) retire() bool {
 	lp.exited = true
 	syscall.Close(lp.epfd)
 	return true
+}
+
+// fail ends a loop whose epoll set failed: no relay joins it any more, and
+// those on it are handed back.
+func (lp *evloop) fail() {
+	loopsMu.Lock()
+	lp.exited = true
+	loopsMu.Unlock()
+	lp.mu.Lock()
+	var on []*Session
+	for _, s := range lp.on {
+		on = append(on, s)
+	}
+	lp.mu.Unlock()
+	for _, s := range on {
+		s.recall()
+	}
+	syscall.Close(lp.epfd)
 }
 
 func (lp *evloop) forget(id uint64) {
@@ -501,11 +525,45 @@ func dupSocket(raw syscall.RawConn) (int, error) {
 var fileConnFn = fileConn
 
 // fileConn makes a net.Conn of a socket the loop held, and closes the
-// loop's descriptor (net.FileConn keeps its own duplicate).
+// loop's descriptor (net.FileConn keeps its own duplicate). net.FileConn
+// sets Go's default TCP keep-alive on the socket; the socket's own
+// settings (Caddy's keepalive_interval, the dialer's) are put back.
 func fileConn(fd int32) (net.Conn, error) {
+	ka := keepaliveOf(int(fd))
 	f := os.NewFile(uintptr(fd), "")
 	defer f.Close()
-	return net.FileConn(f)
+	c, err := net.FileConn(f)
+	if err == nil {
+		ka.restore(int(fd))
+	}
+	return c, err
+}
+
+// tcpKeepalive is a TCP socket's keep-alive settings.
+type tcpKeepalive struct {
+	ok                   bool
+	on, idle, intvl, cnt int
+}
+
+func keepaliveOf(fd int) tcpKeepalive {
+	var k tcpKeepalive
+	var e [4]error
+	k.on, e[0] = syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	k.idle, e[1] = syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE)
+	k.intvl, e[2] = syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL)
+	k.cnt, e[3] = syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT)
+	k.ok = e == [4]error{}
+	return k
+}
+
+func (k tcpKeepalive) restore(fd int) {
+	if !k.ok {
+		return
+	}
+	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, k.idle)
+	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, k.intvl)
+	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, k.cnt)
+	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, k.on)
 }
 
 // deadConn stands for a socket the loop could not hand back: every read

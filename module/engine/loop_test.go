@@ -309,3 +309,97 @@ func TestLoopHandBackFails(t *testing.T) {
 		t.Errorf("%d read buffers held after the relay ended", n)
 	}
 }
+
+// TestLoopPongAfterPartialWrite: a relay pong that follows data frames the
+// loop could not write (the backend's socket is full) is handed back with
+// them and consumed by the pump: counted once, never forwarded.
+func TestLoopPongAfterPartialWrite(t *testing.T) {
+	client, backend, cRelay, bRelay := slowBackendLegs(t) // the backend reads nothing
+	cfg := loopConfig()
+	cfg.PingInterval = 50 * time.Millisecond
+	cfg.PongTimeout = 5 * time.Second
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	waitOnLoop(t, s, 2*time.Second)
+	p := client.next(2 * time.Second)
+	if p.Header.OpCode != ws.OpPing {
+		t.Fatalf("got %v, want a relay ping", p.Header.OpCode)
+	}
+	// Fill the backend's socket from the loop's side, as the loop would.
+	s.loopMu.Lock()
+	if !s.inLoop {
+		s.loopMu.Unlock()
+		t.Fatal("the relay left the loop")
+	}
+	junk := make([]byte, 4096)
+	for {
+		if _, err := rawSys(syscall.SYS_WRITE, s.fds[Backend], junk); err != nil {
+			break
+		}
+	}
+	s.loopMu.Unlock()
+	var burst []byte
+	for _, f := range []ws.Frame{ws.NewTextFrame([]byte("a")), ws.NewPongFrame(p.Payload), ws.NewTextFrame([]byte("b"))} {
+		burst = append(burst, mustCompile(t, ws.MaskFrame(f))...)
+	}
+	client.writeRaw(burst)
+	time.Sleep(200 * time.Millisecond) // the relay reads it all, then blocks on the backend
+	client.conn.Close()
+	backend.conn.Close()
+	var r Result
+	select {
+	case r = <-result:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if r.PongsReceived != 1 || r.ClientToBackend.Frames != 3 {
+		t.Fatalf("pongs received %d, client frames %d; want 1 and 3", r.PongsReceived, r.ClientToBackend.Frames)
+	}
+}
+
+// TestLoopHandBackKeepsKeepalive: a socket handed back by a loop keeps its
+// TCP keep-alive settings (net.FileConn would set Go's defaults).
+func TestLoopHandBackKeepsKeepalive(t *testing.T) {
+	cTest, cRelay := loopbackPair(t)
+	bTest, bRelay := loopbackPair(t)
+	want := net.KeepAliveConfig{Enable: true, Idle: 77 * time.Second, Interval: 7 * time.Second, Count: 3}
+	if err := cRelay.(*net.TCPConn).SetKeepAliveConfig(want); err != nil {
+		t.Fatal(err)
+	}
+	client, backend := newPeer(t, cTest, true, true), newPeer(t, bTest, false, true)
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, loopConfig())
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	waitOnLoop(t, s, 2*time.Second)
+	ping := ws.MaskFrame(ws.NewPingFrame([]byte("x")))
+	client.send(ping) // handed back; the legs then linger for a second
+	sameFrame(t, backend.next(2*time.Second), ping)
+	s.recall() // orders this goroutine after the hand-back
+	if s.onLoop() {
+		t.Fatal("still on the loop")
+	}
+	raw, err := s.legs[Client].rd.conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [4]int
+	_ = raw.Control(func(fd uintptr) {
+		got[0], _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+		got[1], _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE)
+		got[2], _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL)
+		got[3], _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT)
+	})
+	if got != [4]int{1, 77, 7, 3} {
+		t.Fatalf("keep-alive on, idle, interval, count = %v, want [1 77 7 3]", got)
+	}
+	client.send(closeFrame(1000, ""))
+	backend.expectClose(1000, 2*time.Second)
+	backend.send(closeFrame(1000, ""))
+	client.expectClose(1000, 2*time.Second)
+	select {
+	case <-result:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}

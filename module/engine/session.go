@@ -30,6 +30,11 @@ func (s Side) String() string {
 func (s Side) other() Side { return 1 - s }
 
 // Leg is one finished-handshake connection handed to the engine.
+//
+// With Config.Loops the engine may close Conn long before the relay ends,
+// as it moves the socket beneath onto an event loop (which keeps a
+// duplicate of it): logic that a wrapper runs on Close then runs at that
+// point.
 type Leg struct {
 	Conn net.Conn
 	// Prefix holds bytes of the WebSocket stream that were already read
