@@ -20,6 +20,12 @@ func loopConfig() Config {
 
 func onLoop(s *Session) bool { return s.onLoop() }
 
+func loopBatchesOf(s *Session) int {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	return s.batches
+}
+
 // waitOnLoop waits until the relay is on an event loop.
 func waitOnLoop(t *testing.T, s *Session, timeout time.Duration) {
 	t.Helper()
@@ -60,12 +66,12 @@ func closeBoth(t *testing.T, h *harness) Result {
 func TestLoopRelaysRoundTrips(t *testing.T) {
 	h := startTCP(t, loopConfig())
 	waitOnLoop(t, h.session, 2*time.Second)
-	batches := loopBatches.Load()
+	batches := loopBatchesOf(h.session)
 	echoRounds(t, h, 200)
 	if !onLoop(h.session) {
 		t.Fatal("the relay left the event loop while relaying small data frames")
 	}
-	if got := loopBatches.Load() - batches; got < 400 {
+	if got := loopBatchesOf(h.session) - batches; got < 400 {
 		t.Fatalf("the loops relayed %d batches, want at least 400", got)
 	}
 	r := closeBoth(t, h)
