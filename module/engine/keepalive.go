@@ -31,7 +31,7 @@ func (s *Session) tick() {
 		return
 	}
 	now := s.cfg.Now()
-	last := time.Unix(0, s.lastSeen.Load())
+	last := s.start.Add(time.Duration(s.lastSeen.Load()))
 	if s.backendBlocked.Load() {
 		// The client's frames wait for a slow backend; it is not idle.
 		last = now

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/gobwas/ws"
 )
@@ -62,10 +63,20 @@ func (s *Session) pump(src *leg) (parked bool) {
 	}
 }
 
+// since is the time since the session started. On the real clock it is
+// one read of the monotonic clock, where time.Now reads the wall clock
+// too: it is read for every batch of frames from the client.
+func (s *Session) since() time.Duration {
+	if s.realClock {
+		return time.Since(s.start)
+	}
+	return s.cfg.Now().Sub(s.start)
+}
+
 // seen records activity from the client: any bytes from it prove it alive.
 func (s *Session) seen(src *leg) {
 	if src.side == Client {
-		s.lastSeen.Store(s.cfg.Now().UnixNano())
+		s.lastSeen.Store(int64(s.since()))
 	}
 }
 

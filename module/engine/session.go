@@ -143,7 +143,8 @@ type Session struct {
 	result Result
 	gone   [2]bool
 
-	// lastSeen is when the client last sent anything (unix nanoseconds).
+	// lastSeen is when the client last sent anything, as nanoseconds
+	// since start (see since).
 	lastSeen atomic.Int64
 	// backendBlocked is set while a client frame waits for the backend
 	// to take it: the client is not idle then, the backend is slow.
@@ -151,6 +152,7 @@ type Session struct {
 	pings, pongs   atomic.Int64
 	running        atomic.Int32 // pumps not finished (running or parked)
 	onEnd          func(Result)
+	realClock      bool // cfg.Now is time.Now (see since)
 
 	closeTimer *time.Timer // guarded by mu
 	finished   bool        // guarded by mu: Run is returning
@@ -166,15 +168,15 @@ type Session struct {
 
 // New prepares a relay between client and backend.
 func New(client, backend Leg, cfg Config) *Session {
-	if cfg.Now == nil {
+	realClock := cfg.Now == nil
+	if realClock {
 		cfg.Now = time.Now
 	}
-	s := &Session{cfg: cfg, done: make(chan struct{}), start: cfg.Now()}
+	s := &Session{cfg: cfg, done: make(chan struct{}), start: cfg.Now(), realClock: realClock}
 	s.legs[Client] = s.newLeg(Client, client, newWriter(client.Conn, cfg.WriteTimeout, false, cfg.Now))
 	s.legs[Backend] = s.newLeg(Backend, backend, newWriter(backend.Conn, 0, true, cfg.Now))
 	s.bindInline()
 	s.loopOK = s.canLoop()
-	s.lastSeen.Store(s.start.UnixNano())
 	return s
 }
 
