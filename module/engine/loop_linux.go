@@ -26,9 +26,10 @@ import (
 // spends per small message in the runtime's poller.
 //
 // A loop does only the common case: it reads what a socket holds and, when
-// that is whole data frames that pass the pump's checks, writes them to
-// the other socket without waiting. Anything else (a control frame, a
-// frame cut across reads, a header the pump must judge, a write that
+// that is whole data frames, pings and pongs that pass the pump's checks,
+// writes them to the other socket without waiting (the client's pongs to
+// relay pings it consumes). Anything else (a close frame, a frame cut
+// across reads, a header the pump must judge, a write that
 // would block, the end of a stream) hands the relay back to the goroutine
 // engine: each socket gets a new net.Conn, both pumps start again, and
 // the bytes the loop read but did not relay are the pump's, first in its
@@ -314,18 +315,24 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 		return
 	}
 	s.seen(src)
-	// Relay the data frames; consume the client's answers to relay pings
-	// in between. sent is where the bytes not yet written start.
+	// Relay the data frames and the peers' own pings and pongs; consume
+	// the client's answers to relay pings in between. sent is where the
+	// bytes not yet written start.
 	sent, pos := 0, 0
 	for {
 		k, _ := s.batch(src, buf[pos:n], false)
 		pos += k
-		if pos == n || side != Client {
+		if pos == n {
 			break
 		}
-		h, m := s.relayPong(src, buf[pos:n])
+		h, m, consume := s.loopControl(src, buf[pos:n])
 		if m == 0 {
 			break
+		}
+		if !consume {
+			src.took(h) // goes with the frames around it, as the pump would send it
+			pos += m
+			continue
 		}
 		// The frames before the pong go first; the pong is counted only
 		// once they did, else the pump reads and counts it.
@@ -366,28 +373,32 @@ func (s *Session) loopWrite(dst *leg, p []byte) (int, error) {
 	return wrote, nil
 }
 
-// relayPong reports whether b starts with a whole pong that answers a
-// relay ping, which the pump would consume: its header and length; 0 when
-// b does not start with one.
-func (s *Session) relayPong(src *leg, b []byte) (ws.Header, int) {
+// loopControl reports whether b starts with a whole ping or pong that
+// passes the pump's checks, with its header as the pump would write it
+// again: its header and length (0 when b does not start with one), and
+// whether it is a client's pong that answers a relay ping, which the pump
+// would consume. Other pings and pongs go on as they are; close frames
+// are the pump's.
+func (s *Session) loopControl(src *leg, b []byte) (h ws.Header, m int, consume bool) {
 	src.peek.Reset(b)
 	h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
 	avail := src.peek.Len()
 	src.peek.Reset(nil)
-	if err != nil || h.OpCode != ws.OpPong || int(h.Length) != len(pingPayload) || avail < len(pingPayload) ||
-		checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) != nil {
-		return h, 0
-	}
 	hs := len(b) - avail
+	if err != nil || h.OpCode != ws.OpPing && h.OpCode != ws.OpPong || int64(avail) < h.Length ||
+		hs != ws.HeaderSize(h) || checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) != nil {
+		return h, 0, false
+	}
+	m = hs + int(h.Length)
+	if src.side != Client || h.OpCode != ws.OpPong || int(h.Length) != len(pingPayload) {
+		return h, m, false
+	}
 	var p [16]byte
-	payload := p[:copy(p[:], b[hs:hs+len(pingPayload)])]
+	payload := p[:copy(p[:], b[hs:m])]
 	if h.Masked {
 		ws.Cipher(payload, h.Mask, 0)
 	}
-	if !bytes.Equal(payload, pingPayload) {
-		return h, 0
-	}
-	return h, hs + len(pingPayload)
+	return h, m, bytes.Equal(payload, pingPayload)
 }
 
 // pingFrame is a relay ping as written to a client (unmasked).

@@ -80,19 +80,24 @@ func TestLoopRelaysRoundTrips(t *testing.T) {
 	}
 }
 
-// TestLoopHandsBackAndReturns: a frame the loop does not relay (a peer's
-// own ping, a frame larger than a read) hands the relay back to the
-// pumps, which relay it as they always do; once both legs are idle again
-// the relay returns to a loop.
+// TestLoopHandsBackAndReturns: a frame the loop does not relay (a frame
+// larger than a read, a header the pump must judge) hands the relay back
+// to the pumps, which relay it as they always do; once both legs are idle
+// again the relay returns to a loop.
 func TestLoopHandsBackAndReturns(t *testing.T) {
 	shortLinger(t, 20*time.Millisecond)
 	h := startTCP(t, loopConfig())
 	waitOnLoop(t, h.session, 2*time.Second)
 	entries := loopEntries.Load()
 
-	ping := ws.MaskFrame(ws.NewPingFrame([]byte("are you there")))
-	h.client.send(ping)
-	sameFrame(t, h.backend.next(2*time.Second), ping)
+	// A 2-byte length for a payload that fits in 7 bits: valid, but the
+	// pump writes its header anew (minimally).
+	long := append([]byte{0x82, 0x80 | 126, 0, 5, 1, 2, 3, 4}, []byte("hello")...)
+	h.client.writeRaw(long)
+	got := h.backend.next(2 * time.Second)
+	if got.Header.Length != 5 || !got.Header.Masked || got.Header.Mask != [4]byte{1, 2, 3, 4} || string(got.Payload) != "hello" {
+		t.Fatalf("got %+v %q", got.Header, got.Payload)
+	}
 	waitOnLoop(t, h.session, 2*time.Second)
 
 	big := ws.NewBinaryFrame(payloadOf(300 << 10)) // cut across reads
@@ -304,7 +309,7 @@ func TestLoopHandBackFails(t *testing.T) {
 	t.Cleanup(func() { fileConnFn = fileConn })
 	h := startTCP(t, loopConfig())
 	waitOnLoop(t, h.session, 2*time.Second)
-	h.client.send(ws.MaskFrame(ws.NewPingFrame(nil))) // the loop hands back on a control frame
+	h.client.send(ws.MaskFrame(ws.NewBinaryFrame(payloadOf(100 << 10)))) // cut across reads: handed back
 	h.client.expectEnd(2 * time.Second)
 	h.backend.expectEnd(2 * time.Second)
 	r := h.wait(t, 3*time.Second)
@@ -378,9 +383,9 @@ func TestLoopHandBackKeepsKeepalive(t *testing.T) {
 	result := make(chan Result, 1)
 	go func() { result <- s.Run() }()
 	waitOnLoop(t, s, 2*time.Second)
-	ping := ws.MaskFrame(ws.NewPingFrame([]byte("x")))
-	client.send(ping) // handed back; the legs then linger for a second
-	sameFrame(t, backend.next(2*time.Second), ping)
+	big := ws.MaskFrame(ws.NewBinaryFrame(payloadOf(100 << 10)))
+	client.send(big) // cut across reads: handed back; the legs then linger for a second
+	sameFrame(t, backend.next(2*time.Second), big)
 	s.recall() // orders this goroutine after the hand-back
 	if s.onLoop() {
 		t.Fatal("still on the loop")
@@ -407,5 +412,49 @@ func TestLoopHandBackKeepsKeepalive(t *testing.T) {
 	case <-result:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return")
+	}
+}
+
+// TestLoopPassesPeersPingsAndPongs: the peers' own pings and pongs, alone
+// or between data frames, go through a loop unchanged, without a
+// hand-back, as the pump would forward them.
+func TestLoopPassesPeersPingsAndPongs(t *testing.T) {
+	h := startTCP(t, loopConfig())
+	waitOnLoop(t, h.session, 2*time.Second)
+	entries := loopEntries.Load()
+	up := []ws.Frame{
+		ws.MaskFrame(ws.NewPingFrame([]byte("client ping"))),
+		ws.MaskFrame(ws.NewTextFrame([]byte("data"))),
+		ws.MaskFrame(ws.NewPongFrame([]byte("client pong"))),
+		ws.MaskFrame(ws.NewPongFrame(pingPayload[:8])), // not a relay pong
+		ws.MaskFrame(ws.NewPingFrame(nil)),
+	}
+	down := []ws.Frame{
+		ws.NewPingFrame([]byte("backend ping")),
+		ws.NewPongFrame(pingPayload), // a backend's pong is never the relay's
+		ws.NewBinaryFrame([]byte{1, 2, 3}),
+	}
+	for _, f := range up {
+		h.client.send(f)
+		sameFrame(t, h.backend.next(2*time.Second), f)
+	}
+	var burst []byte
+	for _, f := range up {
+		burst = append(burst, mustCompile(t, f)...)
+	}
+	h.client.writeRaw(burst)
+	for _, f := range up {
+		sameFrame(t, h.backend.next(2*time.Second), f)
+	}
+	for _, f := range down {
+		h.backend.send(f)
+		sameFrame(t, h.client.next(2*time.Second), f)
+	}
+	if n := loopEntries.Load() - entries; n != 0 || !onLoop(h.session) {
+		t.Fatalf("the relay left the loop (%d entries since, on a loop now: %v)", n, onLoop(h.session))
+	}
+	r := closeBoth(t, h)
+	if r.ClientToBackend.Frames != 11 || r.BackendToClient.Frames != 4 || r.PongsReceived != 0 {
+		t.Fatalf("frames %d / %d, pongs %d; want 11 / 4, 0", r.ClientToBackend.Frames, r.BackendToClient.Frames, r.PongsReceived)
 	}
 }
