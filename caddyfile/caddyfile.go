@@ -43,6 +43,7 @@ func parse(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    close_timeout     <duration>
 //	    stall_timeout     <duration>
 //	    drain_period      <duration>|off
+//	    event_loops       on|off
 //	    tls_insecure_skip_verify
 //	}
 //
@@ -51,7 +52,8 @@ func parse(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // other subdirective may be given once. At least one upstream is
 // required. Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period off` closes
-// all relays at once on a config reload. The matcher is
+// all relays at once on a config reload; `event_loops off` keeps every
+// relay on the goroutine engine. The matcher is
 // removed by httpcaddyfile before this runs. Unset options are left zero,
 // so the module's defaults apply.
 func UnmarshalCaddyfile(d *caddyfile.Dispenser, h *wsrelay.Handler) error {
@@ -94,7 +96,7 @@ var durationFields = map[string]func(*wsrelay.Handler) *caddy.Duration{
 
 // subdirectives lists every subdirective, for the unknown-name error.
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
-	"handshake_timeout, close_timeout, stall_timeout, drain_period, tls_insecure_skip_verify"
+	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.
@@ -110,6 +112,16 @@ func parseSubdirective(d *caddyfile.Dispenser, h *wsrelay.Handler, name string) 
 		return parseDurationOrOff(d, name, &h.PingInterval)
 	case "drain_period":
 		return parseDurationOrOff(d, name, &h.DrainPeriod)
+	case "event_loops":
+		val, err := oneArg(d)
+		if err != nil {
+			return err
+		}
+		if val != "on" && val != "off" {
+			return d.Errf("event_loops: want on or off, got '%s'", val)
+		}
+		h.DisableEventLoops = val == "off"
+		return nil
 	case "tls_insecure_skip_verify":
 		if d.NextArg() {
 			return d.ArgErr()

@@ -48,13 +48,17 @@ var goodCases = []struct {
 	close_timeout 1m
 	stall_timeout 45s
 	drain_period 20s
+	event_loops off
 	tls_insecure_skip_verify
 }`, wsrelay.Handler{
 		Upstreams:    []string{"a:1"},
 		PingInterval: sec(30), PongTimeout: sec(15), WriteTimeout: sec(5),
 		DialTimeout: sec(2), HandshakeTimeout: sec(3), CloseTimeout: sec(60),
 		StallTimeout: sec(45), DrainPeriod: sec(20), TLSInsecureSkipVerify: true,
+		DisableEventLoops: true,
 	}},
+	{"event_loops on is the default", "websocket_relay a:1 {\n\tevent_loops on\n}",
+		wsrelay.Handler{Upstreams: []string{"a:1"}}},
 }
 
 func TestUnmarshalCaddyfileGood(t *testing.T) {
@@ -103,6 +107,9 @@ var badCases = []struct {
 	{"ping_interval extra", "websocket_relay a:1 {\n\tping_interval 5s 6s\n}", []string{"wrong argument count"}},
 	{"pong_timeout missing", "websocket_relay a:1 {\n\tpong_timeout\n}", []string{"wrong argument count"}},
 	{"close_timeout extra", "websocket_relay a:1 {\n\tclose_timeout 1s x\n}", []string{"wrong argument count"}},
+	{"bad event_loops", "websocket_relay a:1 {\n\tevent_loops maybe\n}",
+		[]string{"event_loops: want on or off, got 'maybe'", "Testfile:2"}},
+	{"event_loops missing", "websocket_relay a:1 {\n\tevent_loops\n}", []string{"wrong argument count"}},
 	{"flag with arg", "websocket_relay a:1 {\n\ttls_insecure_skip_verify yes\n}", []string{"wrong argument count"}},
 	{"bad ping_interval", "websocket_relay a:1 {\n\tping_interval fast\n}",
 		[]string{"ping_interval: parsing duration 'fast'", "Testfile:2"}},

@@ -69,6 +69,11 @@ type Handler struct {
 	// certificate. For test backends only. Default: false.
 	TLSInsecureSkipVerify bool `json:"tls_insecure_skip_verify,omitempty"`
 
+	// DisableEventLoops keeps every relay on the goroutine engine: no
+	// relay of plain (ws) legs moves onto the event loops when it idles.
+	// Default: false (the loops are used on Linux).
+	DisableEventLoops bool `json:"disable_event_loops,omitempty"`
+
 	logger *zap.Logger
 	pool   *upstreamPool
 	live   *registry

@@ -36,6 +36,10 @@ var (
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "read_buffers",
 		Help: "Pooled 32 KiB read buffers that relays hold now; an idle relay holds none.",
 	}, func() float64 { return float64(engine.BuffersHeld()) })
+	onEventLoops = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "event_loop_connections",
+		Help: "Relayed connections served by the relay's event loops now (idle or busy plain ws relays).",
+	}, func() float64 { return float64(engine.OnLoops()) })
 	handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "handshake_failures_total",
 		Help: "Upgrade requests not relayed, by reason: bad_request, dial, handshake, rejected.",
@@ -48,7 +52,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, relayedBytes, relayedFrames, pingsSent, readBuffers, handshakeFailures} {
+	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, relayedBytes, relayedFrames, pingsSent, readBuffers, onEventLoops, handshakeFailures} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -95,7 +95,7 @@ func (h *Handler) engineConfig(rsv byte) engine.Config {
 		CloseTimeout: time.Duration(h.CloseTimeout),
 		StallTimeout: time.Duration(h.StallTimeout),
 		AllowedRSV:   rsv,
-		Loops:        true,
+		Loops:        !h.DisableEventLoops,
 	}
 }
 

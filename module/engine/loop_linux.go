@@ -63,8 +63,9 @@ var (
 	// loopIdle is how long a loop without relays lives on, in
 	// milliseconds (a variable for tests).
 	loopIdle atomic.Int64
-	// loopEntries counts relays that joined a loop, for tests.
-	loopEntries atomic.Int64
+	// loopEntries counts relays that joined a loop, for tests; onLoops
+	// counts the relays on a loop now (OnLoops).
+	loopEntries, onLoops atomic.Int64
 )
 
 func init() { loopIdle.Store(2000) }
@@ -209,8 +210,12 @@ func (s *Session) enterLoop(src *leg, parked bool) bool {
 	}
 	s.inLoop, s.lp, s.loopID, s.fds = true, lp, id, fds
 	loopEntries.Add(1)
+	onLoops.Add(1)
 	return true
 }
+
+// OnLoops returns how many relays are on the event loops now.
+func OnLoops() int64 { return onLoops.Load() }
 
 // onLoop reports whether the relay is on an event loop now.
 func (s *Session) onLoop() bool {
@@ -272,6 +277,7 @@ func (s *Session) leaveLoop(src *leg, rest []byte, owed int, owedErr error, hold
 		s.setCause("relay", 0, "", "hand-back from event loop failed: "+failed.Error())
 	}
 	s.inLoop, s.lp, s.fds = false, nil, [2]int32{-1, -1}
+	onLoops.Add(-1)
 	if src != nil && len(rest) > 0 {
 		src.rd.take()
 		src.rd.r, src.rd.w = 0, copy(src.rd.blk[:], rest)
