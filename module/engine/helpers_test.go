@@ -291,3 +291,36 @@ func sameFrame(t *testing.T, got, want ws.Frame) {
 func quickConfig() Config {
 	return Config{WriteTimeout: 5 * time.Second, CloseTimeout: 2 * time.Second}
 }
+
+// closeHandshake has the client close with 1000 and the backend answer,
+// each seeing the other's close frame.
+func closeHandshake(t *testing.T, client, backend *peer) {
+	t.Helper()
+	client.send(closeFrame(1000, "bye"))
+	backend.expectClose(1000, 2*time.Second)
+	backend.send(closeFrame(1000, "bye"))
+	client.expectClose(1000, 2*time.Second)
+}
+
+// waitResult waits for a relay's result.
+func waitResult(t *testing.T, result <-chan Result) Result {
+	t.Helper()
+	select {
+	case r := <-result:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	return Result{}
+}
+
+// expectSent checks that p gets the frames of sent, whole and in order.
+func expectSent(t *testing.T, p *peer, sent []ws.Frame) {
+	t.Helper()
+	for i, want := range sent {
+		got := p.next(5 * time.Second)
+		if got.Header != want.Header || string(got.Payload) != string(want.Payload) {
+			t.Fatalf("frame %d differs", i)
+		}
+	}
+}

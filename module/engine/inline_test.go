@@ -74,21 +74,9 @@ func TestInlineOwedBytesReachSlowBackend(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond) // the relay blocks on the backend meanwhile
 	go backend.read()
-	for i, want := range sent {
-		got := backend.next(5 * time.Second)
-		if got.Header != want.Header || string(got.Payload) != string(want.Payload) {
-			t.Fatalf("frame %d differs", i)
-		}
-	}
-	client.send(closeFrame(1000, "bye"))
-	backend.expectClose(1000, 2*time.Second)
-	backend.send(closeFrame(1000, "bye"))
-	client.expectClose(1000, 2*time.Second)
-	select {
-	case <-result:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	expectSent(t, backend, sent)
+	closeHandshake(t, client, backend)
+	waitResult(t, result)
 	c := s.legs[Client]
 	t.Logf("client leg: %d inline batches, %d owed writes", c.inlined, c.paid)
 	if c.inlined == 0 || c.paid == 0 {

@@ -53,10 +53,7 @@ func echoRounds(t *testing.T, h *harness, n int) {
 // closeBoth ends a relay with a close handshake started by the client.
 func closeBoth(t *testing.T, h *harness) Result {
 	t.Helper()
-	h.client.send(closeFrame(1000, "bye"))
-	h.backend.expectClose(1000, 2*time.Second)
-	h.backend.send(closeFrame(1000, "bye"))
-	h.client.expectClose(1000, 2*time.Second)
+	closeHandshake(t, h.client, h.backend)
 	return h.wait(t, 5*time.Second)
 }
 
@@ -146,42 +143,13 @@ func TestLoopPingsAndPongs(t *testing.T) {
 	}
 }
 
-// TestLoopDeadClient: a client on a loop that stops answering is closed
-// within PingInterval + PongTimeout (plus slack), as off a loop.
-func TestLoopDeadClient(t *testing.T) {
-	cfg := loopConfig()
-	cfg.PingInterval = 100 * time.Millisecond
-	cfg.PongTimeout = 100 * time.Millisecond
-	h := startTCP(t, cfg)
-	waitOnLoop(t, h.session, 2*time.Second)
-	began := time.Now()
-	h.backend.expectClose(CodeGoingAway, 2*time.Second)
-	if took := time.Since(began); took > 200*time.Millisecond+500*time.Millisecond {
-		t.Fatalf("dead client noticed after %v", took)
-	}
-	h.client.expectEnd(time.Second)
-	h.backend.send(closeFrame(1001, ""))
-	r := h.wait(t, 3*time.Second)
-	if r.ClosedBy != "relay" || r.Cause != "ping timeout" || r.CloseCode != CodeGoingAway {
-		t.Fatalf("result %+v, want relay/ping timeout/1001", r)
-	}
-}
-
 // TestLoopShutdownAndPeerGone: Shutdown and a vanished peer reach a relay
 // on a loop as they reach any other.
 func TestLoopShutdownAndPeerGone(t *testing.T) {
 	t.Run("shutdown", func(t *testing.T) {
 		h := startTCP(t, loopConfig())
 		waitOnLoop(t, h.session, 2*time.Second)
-		h.session.Shutdown(CodeServiceRestart, "service restart")
-		h.client.expectClose(CodeServiceRestart, 2*time.Second)
-		h.backend.expectClose(CodeServiceRestart, 2*time.Second)
-		h.client.send(closeFrame(CodeServiceRestart, ""))
-		h.backend.send(closeFrame(CodeServiceRestart, ""))
-		r := h.wait(t, 3*time.Second)
-		if r.ClosedBy != "relay" || r.Cause != "shutdown" || r.CloseCode != CodeServiceRestart {
-			t.Fatalf("result %+v", r)
-		}
+		shutdown(t, h, CodeServiceRestart)
 	})
 	t.Run("client gone", func(t *testing.T) {
 		h := startTCP(t, loopConfig())
@@ -230,21 +198,9 @@ func TestLoopOwedBytesReachSlowBackend(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond) // the relay blocks on the backend meanwhile
 	go backend.read()
-	for i, want := range sent {
-		got := backend.next(5 * time.Second)
-		if got.Header != want.Header || string(got.Payload) != string(want.Payload) {
-			t.Fatalf("frame %d differs", i)
-		}
-	}
-	client.send(closeFrame(1000, "bye"))
-	backend.expectClose(1000, 2*time.Second)
-	backend.send(closeFrame(1000, "bye"))
-	client.expectClose(1000, 2*time.Second)
-	select {
-	case <-result:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	expectSent(t, backend, sent)
+	closeHandshake(t, client, backend)
+	waitResult(t, result)
 	if c := s.legs[Client]; c.paid == 0 {
 		t.Errorf("client leg: no owed writes; the test did not fill the backend's socket")
 	}
@@ -404,15 +360,8 @@ func TestLoopHandBackKeepsKeepalive(t *testing.T) {
 	if got != [4]int{1, 77, 7, 3} {
 		t.Fatalf("keep-alive on, idle, interval, count = %v, want [1 77 7 3]", got)
 	}
-	client.send(closeFrame(1000, ""))
-	backend.expectClose(1000, 2*time.Second)
-	backend.send(closeFrame(1000, ""))
-	client.expectClose(1000, 2*time.Second)
-	select {
-	case <-result:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	closeHandshake(t, client, backend)
+	waitResult(t, result)
 }
 
 // TestLoopPassesPeersPingsAndPongs: the peers' own pings and pongs, alone

@@ -155,20 +155,24 @@ func TestRelayPongsConsumed(t *testing.T) {
 // PingInterval + PongTimeout (plus scheduling slack) and the client's
 // connection is closed.
 func TestDeadClient(t *testing.T) {
-	cfg := quickConfig()
-	cfg.PingInterval = 100 * time.Millisecond
-	cfg.PongTimeout = 100 * time.Millisecond
-	h := start(t, cfg)
-	began := time.Now()
-	h.backend.expectClose(CodeGoingAway, 2*time.Second)
-	if took := time.Since(began); took > 200*time.Millisecond+500*time.Millisecond {
-		t.Fatalf("dead client noticed after %v", took)
-	}
-	h.client.expectEnd(time.Second)
-	h.backend.send(closeFrame(1001, ""))
-	r := h.wait(t, 3*time.Second)
-	if r.ClosedBy != "relay" || r.Cause != "ping timeout" || r.CloseCode != CodeGoingAway {
-		t.Fatalf("result %+v, want relay/ping timeout/1001", r)
+	for _, transport := range []string{"pipe", "loop"} { // on a loop, the relay pings from there
+		t.Run(transport, func(t *testing.T) {
+			cfg := quickConfig()
+			cfg.PingInterval = 100 * time.Millisecond
+			cfg.PongTimeout = 100 * time.Millisecond
+			h := startOver(t, transport, cfg)
+			began := time.Now()
+			h.backend.expectClose(CodeGoingAway, 2*time.Second)
+			if took := time.Since(began); took > 200*time.Millisecond+500*time.Millisecond {
+				t.Fatalf("dead client noticed after %v", took)
+			}
+			h.client.expectEnd(time.Second)
+			h.backend.send(closeFrame(1001, ""))
+			r := h.wait(t, 3*time.Second)
+			if r.ClosedBy != "relay" || r.Cause != "ping timeout" || r.CloseCode != CodeGoingAway {
+				t.Fatalf("result %+v, want relay/ping timeout/1001", r)
+			}
+		})
 	}
 }
 
@@ -267,17 +271,23 @@ func TestShutdown(t *testing.T) {
 	for _, code := range []uint16{CodeGoingAway, CodeServiceRestart} {
 		t.Run(itoa(int(code)), func(t *testing.T) {
 			t.Parallel()
-			h := start(t, quickConfig())
-			h.session.Shutdown(code, "server shutting down")
-			h.client.expectClose(code, 2*time.Second)
-			h.backend.expectClose(code, 2*time.Second)
-			h.client.send(closeFrame(code, ""))
-			h.backend.send(closeFrame(code, ""))
-			r := h.wait(t, 2*time.Second)
-			if r.ClosedBy != "relay" || r.Cause != "shutdown" || r.CloseCode != code {
-				t.Fatalf("result %+v", r)
-			}
+			shutdown(t, start(t, quickConfig()), code)
 		})
+	}
+}
+
+// shutdown shuts h's relay down with code and checks that both peers get
+// it and the relay ends saying so.
+func shutdown(t *testing.T, h *harness, code uint16) {
+	t.Helper()
+	h.session.Shutdown(code, "server shutting down")
+	h.client.expectClose(code, 2*time.Second)
+	h.backend.expectClose(code, 2*time.Second)
+	h.client.send(closeFrame(code, ""))
+	h.backend.send(closeFrame(code, ""))
+	r := h.wait(t, 2*time.Second)
+	if r.ClosedBy != "relay" || r.Cause != "shutdown" || r.CloseCode != code {
+		t.Fatalf("result %+v", r)
 	}
 }
 
