@@ -10,8 +10,8 @@ help:
 	@echo "make build         build bin/caddy (Caddy's standard modules + this plugin)"
 	@echo "make deps          install the test dependencies (Debian and npm packages)"
 	@echo "make fuzz          60s per fuzz target"
-	@echo "make soak          1,000 wss connections for 10 min, every message checked"
-	@echo "make bench         relay vs stock reverse_proxy vs nginx vs direct (~8 min)"
+	@echo "make soak          1,000 ws and 1,000 wss connections for 10 min, every message checked"
+	@echo "make bench         relay vs stock reverse_proxy vs nginx vs direct (~10 min)"
 	@echo "make xcaddy-check  build with xcaddy and check the binary (~2 min)"
 
 deps:
@@ -39,7 +39,8 @@ fuzz-short:
 fuzz:
 	bash scripts/fuzz.sh 60s
 
-# 1,000 connections over wss for 10 minutes, every message checked.
+# 1,000 connections over ws and 1,000 over wss for 10 minutes, every
+# message checked. One leg: make soak WSRELAY_SOAK_LEGS=ws (or wss).
 soak:
 	bash scripts/soak.sh
 

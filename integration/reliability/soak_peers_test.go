@@ -112,26 +112,25 @@ func (sc *soakConn) sendStream(s stream, rng *rand.Rand, bursty bool, send func(
 	return seq + 1, nil
 }
 
-// runClient runs the client end of sc through the relay at addr (wss),
-// with gorilla/websocket or with raw frames.
-func (s *soak) runClient(sc *soakConn, addr string, localIP string) {
+// runClient runs the client end of sc through the relay (ws or wss, as
+// s.leg says), with gorilla/websocket or with raw frames.
+func (s *soak) runClient(sc *soakConn, localIP string) {
 	if sc.raw {
-		s.runRawClient(sc, addr, localIP)
+		s.runRawClient(sc, localIP)
 	} else {
-		s.runGorillaClient(sc, addr, localIP)
+		s.runGorillaClient(sc, localIP)
 	}
 }
 
-func (s *soak) runGorillaClient(sc *soakConn, addr, localIP string) {
+func (s *soak) runGorillaClient(sc *soakConn, localIP string) {
 	rng := rand.New(rand.NewPCG(uint64(sc.id), 1))
 	d := gws.Dialer{
 		TLSClientConfig:  s.tls,
 		HandshakeTimeout: 30 * time.Second,
 		WriteBufferSize:  256 + rng.IntN(16<<10),
-		NetDialContext:   dialFrom(localIP, addr),
+		NetDialContext:   dialFrom(localIP, s.addr),
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	conn, _, err := d.Dial(fmt.Sprintf("wss://localhost:%s/soak?id=%d", port, sc.id), nil)
+	conn, _, err := d.Dial(s.url(fmt.Sprintf("/soak?id=%d", sc.id)), nil)
 	if err != nil {
 		sc.fail("client dial: %v", err)
 		return
@@ -190,10 +189,10 @@ func waitFor(ch, stop <-chan struct{}) bool {
 	}
 }
 
-func (s *soak) runRawClient(sc *soakConn, addr, localIP string) {
+func (s *soak) runRawClient(sc *soakConn, localIP string) {
 	rng := rand.New(rand.NewPCG(uint64(sc.id), 1))
-	_, port, _ := net.SplitHostPort(addr)
-	c, err := rt.Dial(addr, fmt.Sprintf("/soak?id=%d", sc.id), rt.DialOptions{
+	_, port, _ := net.SplitHostPort(s.addr)
+	c, err := rt.Dial(s.addr, fmt.Sprintf("/soak?id=%d", sc.id), rt.DialOptions{
 		TLS: s.tls, LocalIP: localIP, Host: "localhost:" + port, Timeout: 30 * time.Second})
 	if err != nil {
 		sc.fail("raw client dial: %v", err)

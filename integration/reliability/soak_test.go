@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,17 +20,26 @@ import (
 	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
-// The soak's size and length: 10 s with 200 connections in `go test`, 10
-// minutes with 1,000 in scripts/soak.sh (`make soak`), which sets the
-// variables.
+// The soak's size and length: 10 s with 200 connections per leg in `go
+// test`, 10 minutes with 1,000 in scripts/soak.sh (`make soak`), which
+// sets the variables.
 var (
 	soakDuration = flag.Duration("soak.duration", envDuration("WSRELAY_SOAK_DURATION", 10*time.Second),
 		"how long the soak sends (env WSRELAY_SOAK_DURATION)")
 	soakConns = flag.Int("soak.conns", envInt("WSRELAY_SOAK_CONNS", 200),
-		"how many connections the soak holds (env WSRELAY_SOAK_CONNS)")
+		"how many connections the soak holds on each leg (env WSRELAY_SOAK_CONNS)")
 	soakPace = flag.Duration("soak.pace", envDuration("WSRELAY_SOAK_PACE", 0),
 		"mean pause between two messages of one sender (env WSRELAY_SOAK_PACE); default 400ms per 100 connections")
+	soakLegs = flag.String("soak.legs", envString("WSRELAY_SOAK_LEGS", "ws,wss"),
+		"the client legs the soak runs over, at once: ws, wss or ws,wss (env WSRELAY_SOAK_LEGS)")
 )
+
+func envString(name, def string) string {
+	if s := os.Getenv(name); s != "" {
+		return s
+	}
+	return def
+}
 
 func envDuration(name string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
@@ -46,37 +57,71 @@ func envInt(name string, def int) int {
 
 // soak is one soak run.
 type soak struct {
+	leg   string // the client leg: "ws" (plain TCP) or "wss"
+	addr  string // caddy's address for that leg
 	conns []*soakConn
-	tls   *tls.Config
+	tls   *tls.Config // nil for ws
 }
 
-// TestSoak holds many wss connections through the relay for a while, each
+// url is the URL of path through the relay, for the client leg.
+func (s *soak) url(path string) string {
+	_, port, _ := net.SplitHostPort(s.addr)
+	return fmt.Sprintf("%s://localhost:%s%s", s.leg, port, path)
+}
+
+// TestSoak holds many connections through the relay for a while, each
 // carrying random messages both ways at once (0 B to 1 MiB, text and
 // binary, fragmented by raw frames or by gorilla's NextWriter, with pings
 // from both peers between them and relay pings when a client falls
 // silent), checks every message byte for byte and in order at the far
 // end, and then that caddy's goroutines, descriptors and heap came back.
+//
+// It does so once per client leg, in parallel subtests, each with its own
+// caddy, backend and checks: "ws" (plain TCP, where idle relays move onto
+// the engine's event loops and back to goroutines for whatever the loops
+// do not relay: close frames, frames larger than a read, writes that
+// would block) and "wss" (TLS, which the loops do not serve). -soak.legs
+// (WSRELAY_SOAK_LEGS) picks the legs, as does -run 'TestSoak/^ws$'.
 func TestSoak(t *testing.T) {
 	t.Parallel()
+	legs := strings.Split(*soakLegs, ",")
+	for i, leg := range legs {
+		if legs[i] = strings.TrimSpace(leg); legs[i] != "ws" && legs[i] != "wss" {
+			t.Fatalf("soak leg %q (-soak.legs, WSRELAY_SOAK_LEGS %q): want ws, wss or both, comma-separated", legs[i], *soakLegs)
+		}
+	}
+	for _, leg := range legs {
+		t.Run(leg, func(t *testing.T) { t.Parallel(); runSoak(t, leg) })
+	}
+}
+
+// runSoak is the soak over one client leg, "ws" or "wss".
+func runSoak(t *testing.T, leg string) {
 	d, n := *soakDuration, *soakConns
 	// The same traffic in all whatever the connection count, about 1.5
-	// MB/s each way: what two race-instrumented cores carry, beside other
-	// tests, without starving the peers. (A starved client cannot answer
-	// the relay's pings in time and is rightly cut; that is not what the
-	// soak is about.)
+	// MB/s each way per leg: what two race-instrumented cores carry, for
+	// both legs at once and beside other tests, without starving the
+	// peers. (A starved client cannot answer the relay's pings in time and
+	// is rightly cut; that is not what the soak is about.)
 	pace := *soakPace
 	if pace == 0 {
 		pace = 400 * time.Millisecond * time.Duration((n+99)/100)
 	}
-	s := &soak{}
+	s := &soak{leg: leg}
 	backend := httptest.NewServer(http.HandlerFunc(s.serveBackend))
 	t.Cleanup(backend.Close)
 	caddy := rt.NewCaddy(t, rt.Options{Metrics: true})
 	caddy.Start(func(c *rt.Caddy) string {
-		return fmt.Sprintf("https://localhost:%d {\n\ttls internal\n%s}\n", c.HTTPSPort,
-			relayBlock("", backend.Listener.Addr().String(), []string{"ping_interval 1s", "pong_timeout 10s"}))
+		relay := relayBlock("", backend.Listener.Addr().String(), []string{"ping_interval 1s", "pong_timeout 10s"})
+		if leg == "ws" {
+			return fmt.Sprintf("http://:%d {\n%s}\n", c.HTTPPort, relay)
+		}
+		return fmt.Sprintf("https://localhost:%d {\n\ttls internal\n%s}\n", c.HTTPSPort, relay)
 	})
-	s.tls = caddy.TLSConfig()
+	s.addr = caddy.HTTPAddr()
+	if leg == "wss" {
+		s.addr, s.tls = caddy.HTTPSAddr(), caddy.TLSConfig()
+	}
 	s.warmUp(t, caddy, n)
 	before := baseline(t, caddy)
 	end := time.Now().Add(d)
@@ -90,13 +135,14 @@ func TestSoak(t *testing.T) {
 		s.conns[i].cRecv.stream = s.conns[i].down
 		s.conns[i].bRecv.stream = s.conns[i].up
 	}
+	loops := s.sampleLoops(caddy)
 	var wg sync.WaitGroup
 	for i, sc := range s.conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			time.Sleep(time.Duration(i) * min(d/4, 5*time.Second) / time.Duration(n)) // spread the handshakes
-			s.runClient(sc, caddy.HTTPSAddr(), sourceIPs[i%len(sourceIPs)])
+			s.runClient(sc, sourceIPs[i%len(sourceIPs)])
 			select {
 			case <-sc.bDone:
 			case <-time.After(time.Minute):
@@ -106,6 +152,7 @@ func TestSoak(t *testing.T) {
 	}
 	wg.Wait()
 	s.check(t, caddy, d)
+	s.checkLoops(t, loops())
 	lines := caddy.WaitLogs(2*n, 30*time.Second, rt.LogEntry.IsConnClosed)
 	lines = lines[min(n, len(lines)):] // those after the warm-up's
 	var relayPings, relayPongs float64
@@ -129,23 +176,28 @@ func TestSoak(t *testing.T) {
 	t.Logf("caddy after:  %v", after)
 	if m, err := caddy.Metrics(); err != nil {
 		t.Errorf("reading caddy's metrics: %v", err)
-	} else if held, ok := m["caddy_websocket_relay_read_buffers"]; !ok || held != 0 {
-		t.Errorf("read buffers held with every connection closed: %v (reported: %v), want 0", held, ok)
+	} else {
+		if held, ok := m["caddy_websocket_relay_read_buffers"]; !ok || held != 0 {
+			t.Errorf("read buffers held with every connection closed: %v (reported: %v), want 0", held, ok)
+		}
+		if on, ok := m[loopGauge]; !ok || on != 0 {
+			t.Errorf("relays on the event loops with every connection closed: %v (reported: %v), want 0", on, ok)
+		}
 	}
 	caddy.CheckNoPanic()
 }
 
 // warmUp holds as many connections as the soak will, all at once, then
 // closes them: what caddy keeps once it has served that many (the sizes
-// its maps and pools grew to, TLS state, metrics) is then in the starting
-// figures, and what the soak leaves behind is a leak.
+// its maps and pools grew to, TLS state, event loops, metrics) is then in
+// the starting figures, and what the soak leaves behind is a leak.
 func (s *soak) warmUp(t *testing.T, caddy *rt.Caddy, n int) {
 	t.Helper()
 	conns := make([]*gws.Conn, n)
 	errs := inParallel(n, func(i int) error {
 		d := gws.Dialer{TLSClientConfig: s.tls, HandshakeTimeout: 30 * time.Second,
-			NetDialContext: dialFrom(sourceIPs[i%len(sourceIPs)], caddy.HTTPSAddr())}
-		conn, _, err := d.Dial(fmt.Sprintf("wss://localhost:%d/warm", caddy.HTTPSPort), nil)
+			NetDialContext: dialFrom(sourceIPs[i%len(sourceIPs)], s.addr)}
+		conn, _, err := d.Dial(s.url("/warm"), nil)
 		if err == nil {
 			err = conn.WriteMessage(gws.TextMessage, []byte("warm"))
 		}
@@ -222,9 +274,71 @@ func (s *soak) check(t *testing.T, caddy *rt.Caddy, d time.Duration) {
 		t.Errorf("%d of %d connections failed", failed, len(s.conns))
 	}
 	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
-	t.Logf("soak: %d wss connections for %v; verified byte for byte and in order: client->backend %d messages (%.1f MiB), backend->client %d messages (%.1f MiB); pings: %d from clients, %d from the backend, %d from the relay, all answered",
-		len(s.conns), d, upMsgs, mib(upBytes), downMsgs, mib(downBytes), pingsC, pingsB, relayPings)
+	t.Logf("soak: %d %s connections for %v; verified byte for byte and in order: client->backend %d messages (%.1f MiB), backend->client %d messages (%.1f MiB); pings: %d from clients, %d from the backend, %d from the relay, all answered",
+		len(s.conns), s.leg, d, upMsgs, mib(upBytes), downMsgs, mib(downBytes), pingsC, pingsB, relayPings)
 	if relayPings == 0 {
 		t.Errorf("no relay ping reached a client: the bursty clients should have drawn some")
+	}
+}
+
+// loopGauge counts the relays on the engine's event loops now.
+const loopGauge = "caddy_websocket_relay_event_loop_connections"
+
+// loopSamples are the readings of loopGauge during a soak.
+type loopSamples struct {
+	n, on, errs int     // readings, those with some relay on a loop, failed scrapes
+	peak        float64 // the most relays on the loops at once
+	sum         float64
+}
+
+// sampleLoops reads loopGauge every 500 ms until the returned function is
+// called, which returns the readings.
+func (s *soak) sampleLoops(caddy *rt.Caddy) func() loopSamples {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var ls loopSamples
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			m, err := caddy.Metrics()
+			if err != nil {
+				ls.errs++
+				continue
+			}
+			v := m[loopGauge]
+			ls.n++
+			ls.sum += v
+			ls.peak = max(ls.peak, v)
+			if v > 0 {
+				ls.on++
+			}
+		}
+	}()
+	return func() loopSamples {
+		close(stop)
+		<-done
+		return ls
+	}
+}
+
+// checkLoops logs how much of the soak the event loops served and, on the
+// ws leg (plain TCP, which they serve), that they served some of it: else
+// the soak did not exercise them.
+func (s *soak) checkLoops(t *testing.T, ls loopSamples) {
+	t.Helper()
+	mean := 0.0
+	if ls.n > 0 {
+		mean = ls.sum / float64(ls.n)
+	}
+	t.Logf("event loops: %.1f of the %d relays on them on average, %v at most, some in %d of %d readings (%d failed)",
+		mean, len(s.conns), ls.peak, ls.on, ls.n, ls.errs)
+	if s.leg == "ws" && ls.peak == 0 {
+		t.Errorf("no relay was on an event loop in %d readings: the ws leg did not exercise them", ls.n)
 	}
 }
