@@ -83,7 +83,11 @@ func TestEventLoopsOnAndOff(t *testing.T) {
 		echo(cl, 0x9, []byte("app ping"))
 		echo(cl, 0x1, []byte("hello"))
 	}
-	waitGauge(5) // small frames, pings and pongs do not take a relay off its loop
+	// Small frames, pings and pongs do not take a relay off its loop (after
+	// a hand-back it would be off it for a second).
+	if g := gauge(); g != 5 {
+		t.Fatalf("event_loop_connections is %v after the echoes, want 5", g)
+	}
 	for _, cl := range append(looped, off...) {
 		if err := cl.WriteFrame(rt.ClientFrame(true, 0x8, rt.ClosePayload(1000, "bye"))); err != nil {
 			t.Fatal(err)

@@ -39,7 +39,7 @@ func longForm(payload string) []byte {
 // must be consumed, not forwarded. Each frame must arrive unchanged and
 // in order, over a pipe and over TCP, each way.
 func TestBurstRelaysEveryFrame(t *testing.T) {
-	for _, transport := range []string{"pipe", "tcp", "loop"} {
+	for _, transport := range append([]string{"pipe", "tcp"}, loopTransports...) {
 		for _, from := range []Side{Client, Backend} {
 			t.Run(transport+"/"+from.String(), func(t *testing.T) {
 				t.Parallel()

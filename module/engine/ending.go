@@ -102,8 +102,23 @@ func (s *Session) readFailed(side Side, err error) {
 		s.legGone(side, "relay", "stalled mid-frame")
 		return
 	}
+	if hb := (handBackError{}); errors.As(err, &hb) {
+		s.legGone(side, "relay", hb.Error())
+		return
+	}
 	s.legGone(side, side.String(), "went away")
 }
+
+// handBackError is why a leg's socket could not be taken back from an
+// event loop (loop_linux.go, e.g. out of descriptors): every read and
+// write of the leg then fails with it, and the relay ends as its call.
+type handBackError struct{ err error }
+
+func (e handBackError) Error() string {
+	return "lost in a hand-back from an event loop (" + e.err.Error() + ")"
+}
+
+func (e handBackError) Unwrap() error { return e.err }
 
 // writeFailed handles an error writing to side. A client write that hit
 // its deadline means the client is dead (it stopped reading), which is the
@@ -114,6 +129,10 @@ func (s *Session) writeFailed(side Side, err error) {
 	}
 	if side == Client && errors.Is(err, os.ErrDeadlineExceeded) {
 		s.legGone(Client, "relay", "write timeout")
+		return
+	}
+	if hb := (handBackError{}); errors.As(err, &hb) {
+		s.legGone(side, "relay", hb.Error())
 		return
 	}
 	s.legGone(side, side.String(), "went away")

@@ -174,8 +174,15 @@ func startTCP(t *testing.T, cfg Config) *harness {
 	return startOn(t, cfg, true, func() (net.Conn, net.Conn) { return loopbackPair(t) })
 }
 
+// loopTransports is {"loop"} where the engine has event loops (set, with
+// waitLoop, by loop_test.go), else empty.
+var (
+	loopTransports []string
+	waitLoop       func(*testing.T, *Session)
+)
+
 // startOver is start over "pipe" (net.Pipe), "tcp" (loopback) or
-// "loop" (loopback, with the event loops on).
+// "loop" (loopback, the event loops on, the relay on one when it returns).
 func startOver(t *testing.T, transport string, cfg Config) *harness {
 	t.Helper()
 	switch transport {
@@ -183,7 +190,9 @@ func startOver(t *testing.T, transport string, cfg Config) *harness {
 		return startTCP(t, cfg)
 	case "loop":
 		cfg.Loops = true
-		return startTCP(t, cfg)
+		h := startTCP(t, cfg)
+		waitLoop(t, h.session)
+		return h
 	}
 	return start(t, cfg)
 }

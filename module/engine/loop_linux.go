@@ -225,8 +225,8 @@ func (s *Session) onLoop() bool {
 }
 
 // recall hands a relay on a loop back to the goroutine engine; it does
-// nothing when the relay is not on one. Any goroutine may call it but a
-// loop's while it serves an event (it holds loopMu then), and everything that writes to a leg or closes one from
+// nothing when the relay is not on one. A loop's thread must not call it
+// while it serves an event (it holds loopMu then); anyone else may, and everything that writes to a leg or closes one from
 // outside the pumps calls it first. Taking loopMu also orders the caller
 // after the last hand-back, which replaced the legs' connections.
 func (s *Session) recall() {
@@ -255,14 +255,12 @@ func (s *Session) leaveLoop(src *leg, rest []byte, owed int, owedErr error, hold
 		_ = lp.ctl(syscall.EPOLL_CTL_DEL, fd, 0)
 	}
 	lp.forget(s.loopID)
-	var failed error
 	for i, l := range s.legs {
 		c, err := fileConnFn(s.fds[i])
 		if err != nil {
-			// The leg's pump fails at once and the relay ends through the
-			// usual paths.
-			failed = err
-			c = deadConn{}
+			// The leg's pump fails at once, saying why, and the relay
+			// ends through the usual paths (readFailed).
+			c = deadConn{handBackError{err}}
 		}
 		l.rd.conn, l.rd.dl = c, time.Time{}
 		l.rd.sock = nil
@@ -272,9 +270,6 @@ func (s *Session) leaveLoop(src *leg, rest []byte, owed int, owedErr error, hold
 			}
 		}
 		l.w.conn, l.w.dl = c, time.Time{}
-	}
-	if failed != nil {
-		s.setCause("relay", 0, "", "hand-back from event loop failed: "+failed.Error())
 	}
 	s.inLoop, s.lp, s.fds = false, nil, [2]int32{-1, -1}
 	onLoops.Add(-1)
@@ -587,10 +582,10 @@ func (k tcpKeepalive) restore(fd int) {
 
 // deadConn stands for a socket the loop could not hand back: every read
 // and write fails.
-type deadConn struct{}
+type deadConn struct{ err error }
 
-func (deadConn) Read([]byte) (int, error)         { return 0, net.ErrClosed }
-func (deadConn) Write([]byte) (int, error)        { return 0, net.ErrClosed }
+func (c deadConn) Read([]byte) (int, error)       { return 0, c.err }
+func (c deadConn) Write([]byte) (int, error)      { return 0, c.err }
 func (deadConn) Close() error                     { return nil }
 func (deadConn) LocalAddr() net.Addr              { return nil }
 func (deadConn) RemoteAddr() net.Addr             { return nil }

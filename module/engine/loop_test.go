@@ -12,6 +12,11 @@ import (
 	"github.com/gobwas/ws"
 )
 
+func init() {
+	loopTransports = []string{"loop"}
+	waitLoop = func(t *testing.T, s *Session) { t.Helper(); waitOnLoop(t, s, 2*time.Second) }
+}
+
 func loopConfig() Config {
 	cfg := quickConfig()
 	cfg.Loops = true
@@ -254,22 +259,31 @@ func TestLoopsExitWhenIdle(t *testing.T) {
 	waitLoops(0)
 }
 
-// TestLoopHandBackFails: when the relay cannot take its sockets back from
-// a loop (net.FileConn fails, e.g. out of descriptors), it ends: both
-// peers' connections close and the result says why.
+// TestLoopHandBackFails: when the relay cannot take a socket back from a
+// loop (net.FileConn fails, e.g. out of descriptors), that leg is lost: the
+// other peer gets the close frame that says so, and the result agrees.
 func TestLoopHandBackFails(t *testing.T) {
+	calls := 0
 	fileConnFn = func(fd int32) (net.Conn, error) {
-		syscall.Close(int(fd))
-		return nil, syscall.EMFILE
+		if calls++; calls == 1 { // the client's
+			syscall.Close(int(fd))
+			return nil, syscall.EMFILE
+		}
+		return fileConn(fd)
 	}
 	t.Cleanup(func() { fileConnFn = fileConn })
 	h := startTCP(t, loopConfig())
 	waitOnLoop(t, h.session, 2*time.Second)
-	h.client.send(ws.MaskFrame(ws.NewBinaryFrame(payloadOf(100 << 10)))) // cut across reads: handed back
+	h.backend.send(ws.NewBinaryFrame(payloadOf(100 << 10))) // cut across reads: handed back
+	const reason = "client lost in a hand-back from an event loop (too many open files)"
+	if got := h.backend.expectClose(CodeGoingAway, 2*time.Second); got != reason {
+		t.Fatalf("backend got reason %q, want %q", got, reason)
+	}
 	h.client.expectEnd(2 * time.Second)
-	h.backend.expectEnd(2 * time.Second)
+	h.backend.send(closeFrame(CodeGoingAway, ""))
 	r := h.wait(t, 3*time.Second)
-	if r.ClosedBy != "relay" || r.Cause != "hand-back from event loop failed: too many open files" {
+	if r.ClosedBy != "relay" || r.CloseCode != CodeGoingAway || r.CloseReason != reason ||
+		r.Cause != "lost in a hand-back from an event loop (too many open files)" {
 		t.Fatalf("result %+v", r)
 	}
 	if n := BuffersHeld(); n != 0 {
@@ -342,12 +356,16 @@ func TestLoopHandBackKeepsKeepalive(t *testing.T) {
 	big := ws.MaskFrame(ws.NewBinaryFrame(payloadOf(100 << 10)))
 	client.send(big) // cut across reads: handed back; the legs then linger for a second
 	sameFrame(t, backend.next(2*time.Second), big)
-	s.recall() // orders this goroutine after the hand-back
-	if s.onLoop() {
+	// Under loopMu the relay cannot go back onto a loop (which would take
+	// the conn away) meanwhile.
+	s.loopMu.Lock()
+	if s.inLoop {
+		s.loopMu.Unlock()
 		t.Fatal("still on the loop")
 	}
 	raw, err := s.legs[Client].rd.conn.(*net.TCPConn).SyscallConn()
 	if err != nil {
+		s.loopMu.Unlock()
 		t.Fatal(err)
 	}
 	var got [4]int
@@ -357,6 +375,7 @@ func TestLoopHandBackKeepsKeepalive(t *testing.T) {
 		got[2], _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL)
 		got[3], _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT)
 	})
+	s.loopMu.Unlock()
 	if got != [4]int{1, 77, 7, 3} {
 		t.Fatalf("keep-alive on, idle, interval, count = %v, want [1 77 7 3]", got)
 	}

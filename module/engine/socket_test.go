@@ -19,7 +19,7 @@ import (
 func TestStallMidFrame(t *testing.T) {
 	cfg := quickConfig()
 	cfg.StallTimeout = 150 * time.Millisecond
-	for _, transport := range []string{"pipe", "tcp", "loop"} {
+	for _, transport := range append([]string{"pipe", "tcp"}, loopTransports...) {
 		t.Run(transport+"/header only", func(t *testing.T) {
 			h := startOver(t, transport, cfg)
 			// 4 GiB announced, nothing sent.
