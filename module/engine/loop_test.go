@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"io"
 	"net"
 	"runtime"
 	"syscall"
@@ -425,4 +426,47 @@ func TestLoopPassesPeersPingsAndPongs(t *testing.T) {
 	if r.ClientToBackend.Frames != 11 || r.BackendToClient.Frames != 4 || r.PongsReceived != 0 {
 		t.Fatalf("frames %d / %d, pongs %d; want 11 / 4, 0", r.ClientToBackend.Frames, r.BackendToClient.Frames, r.PongsReceived)
 	}
+}
+
+// TestLoopRelayAllocatesNothing: a frame relayed on a loop allocates
+// nothing (the loop reads into its own buffer and parses with the leg's
+// scratch space).
+func TestLoopRelayAllocatesNothing(t *testing.T) {
+	cTest, cRelay := loopbackPair(t)
+	bTest, bRelay := loopbackPair(t)
+	defer cTest.Close()
+	defer bTest.Close()
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, loopConfig())
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	waitOnLoop(t, s, 2*time.Second)
+	frame := mustCompile(t, ws.MaskFrame(ws.NewBinaryFrame(payloadOf(128))))
+	got := make([]byte, len(frame))
+	roundTrip := func() {
+		if _, err := cTest.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(bTest, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 { // warm up
+		roundTrip()
+	}
+	const n = 2000
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range n {
+		roundTrip()
+	}
+	runtime.ReadMemStats(&m1)
+	if !onLoop(s) {
+		t.Fatal("the relay left its loop")
+	}
+	if per := float64(m1.Mallocs-m0.Mallocs) / n; per > 0.1 {
+		t.Fatalf("%.2f allocations per frame relayed on a loop, want 0", per)
+	}
+	cTest.Close()
+	bTest.Close()
+	waitResult(t, result)
 }
