@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/gobwas/ws"
 )
@@ -305,7 +304,10 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 		return // handed back meanwhile
 	}
 	src, dst := s.legs[side], s.legs[side.other()]
-	n, err := rawSys(syscall.SYS_READ, s.fds[side], buf)
+	n, err := sysRead(uintptr(s.fds[side]), buf)
+	for err == syscall.EINTR {
+		n, err = sysRead(uintptr(s.fds[side]), buf)
+	}
 	if err == syscall.EAGAIN {
 		return
 	}
@@ -360,18 +362,7 @@ func (s *Session) loopWrite(dst *leg, p []byte) (int, error) {
 		return 0, nil
 	}
 	s.batches++
-	wrote := 0
-	for wrote < len(p) {
-		m, err := rawSys(syscall.SYS_WRITE, s.fds[dst.side], p[wrote:])
-		if err != nil || m <= 0 {
-			if err == syscall.EAGAIN {
-				err = nil
-			}
-			return wrote, err
-		}
-		wrote += m
-	}
-	return wrote, nil
+	return writeNow(uintptr(s.fds[dst.side]), p)
 }
 
 // loopControl reports whether b starts with a whole ping or pong that
@@ -381,13 +372,8 @@ func (s *Session) loopWrite(dst *leg, p []byte) (int, error) {
 // would consume. Other pings and pongs go on as they are; close frames
 // are the pump's.
 func (s *Session) loopControl(src *leg, b []byte) (h ws.Header, m int, consume bool) {
-	src.peek.Reset(b)
-	h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
-	avail := src.peek.Len()
-	src.peek.Reset(nil)
-	hs := len(b) - avail
-	if err != nil || h.OpCode != ws.OpPing && h.OpCode != ws.OpPong || int64(avail) < h.Length ||
-		hs != ws.HeaderSize(h) || checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) != nil {
+	h, hs, avail, ok := s.peekFrame(src, b)
+	if !ok || h.OpCode != ws.OpPing && h.OpCode != ws.OpPong || avail < h.Length {
 		return h, 0, false
 	}
 	m = hs + int(h.Length)
@@ -422,15 +408,15 @@ func (s *Session) loopPing() (started time.Time, done bool, err error) {
 	}
 	started = s.cfg.Now()
 	c := s.legs[Client]
-	n, werr := rawSys(syscall.SYS_WRITE, s.fds[Client], pingFrame)
+	n, werr := writeNow(uintptr(s.fds[Client]), pingFrame)
 	switch {
 	case n == len(pingFrame):
 		s.loopMu.Unlock()
 		return started, true, nil
-	case n <= 0 && (werr == nil || werr == syscall.EAGAIN):
+	case n == 0 && werr == nil:
 		s.loopMu.Unlock()
 		return started, false, nil
-	case n <= 0:
+	case n == 0:
 		c.w.broken = true
 		s.leaveLoop(nil, nil, 0, nil, nil)
 		s.loopMu.Unlock()
@@ -592,18 +578,3 @@ func (deadConn) RemoteAddr() net.Addr             { return nil }
 func (deadConn) SetDeadline(time.Time) error      { return nil }
 func (deadConn) SetReadDeadline(time.Time) error  { return nil }
 func (deadConn) SetWriteDeadline(time.Time) error { return nil }
-
-// rawSys reads or writes fd without waiting and without telling the
-// scheduler: the socket is non-blocking.
-func rawSys(trap uintptr, fd int32, p []byte) (int, error) {
-	for {
-		r, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-		if e == syscall.EINTR {
-			continue
-		}
-		if e != 0 {
-			return -1, e
-		}
-		return int(r), nil
-	}
-}

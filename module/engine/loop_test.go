@@ -316,7 +316,7 @@ func TestLoopPongAfterPartialWrite(t *testing.T) {
 	}
 	junk := make([]byte, 4096)
 	for {
-		if _, err := rawSys(syscall.SYS_WRITE, s.fds[Backend], junk); err != nil {
+		if _, err := sysWrite(uintptr(s.fds[Backend]), junk); err != nil {
 			break
 		}
 	}

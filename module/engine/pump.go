@@ -342,14 +342,8 @@ func (s *Session) writingTo(dst *leg, on bool) {
 // lock: else a peer streaming frames could hold the lock for good.
 func (s *Session) batch(src *leg, b []byte, cutOK bool) (n int, remaining int64) {
 	for n < len(b) {
-		src.peek.Reset(b[n:])
-		h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
-		if err != nil || h.OpCode.IsControl() {
-			break
-		}
-		avail := int64(src.peek.Len())
-		hs := len(b) - n - int(avail)
-		if hs != ws.HeaderSize(h) || checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) != nil {
+		h, hs, avail, ok := s.peekFrame(src, b[n:])
+		if !ok || h.OpCode.IsControl() {
 			break
 		}
 		if avail < h.Length && (avail == 0 || !cutOK) {
@@ -363,8 +357,21 @@ func (s *Session) batch(src *leg, b []byte, cutOK bool) (n int, remaining int64)
 		}
 		n += hs + int(h.Length)
 	}
-	src.peek.Reset(nil)
 	return n, remaining
+}
+
+// peekFrame reads the header of the frame at the start of b, which holds
+// bytes already read from src: its length hs and how many bytes follow it
+// in b. ok says it is whole, passes checkHeader and is encoded as
+// ReadHeader would encode it again, so its bytes may go on as they are.
+func (s *Session) peekFrame(src *leg, b []byte) (h ws.Header, hs int, avail int64, ok bool) {
+	src.peek.Reset(b)
+	h, err := ws.ReadHeaderBuffer(&src.peek, src.hdr[:])
+	avail = int64(src.peek.Len())
+	src.peek.Reset(nil)
+	hs = len(b) - int(avail)
+	ok = err == nil && hs == ws.HeaderSize(h) && checkHeader(h, src.side, src.inMessage, s.cfg.AllowedRSV) == nil
+	return h, hs, avail, ok
 }
 
 // took counts a frame whose header src has read, and tracks whether a

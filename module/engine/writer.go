@@ -114,23 +114,31 @@ func (w *writer) tryWrite(p []byte) (int, error) {
 }
 
 func (nb *nbWrite) write(fd uintptr) bool {
-	for nb.n < len(nb.p) {
-		n, err := sysWrite(fd, nb.p[nb.n:])
+	nb.n, nb.err = writeNow(fd, nb.p)
+	return true
+}
+
+// writeNow writes what the non-blocking socket fd takes of p now and
+// returns how much that was, with the error that stopped it (nil when the
+// socket is full or took nothing: the rest waits).
+func writeNow(fd uintptr, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		k, err := sysWrite(fd, p[n:])
 		switch err {
 		case nil:
-			if n <= 0 {
-				return true // took nothing and said nothing: the rest waits
+			if k <= 0 {
+				return n, nil
 			}
-			nb.n += n
+			n += k
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return true // the socket is full: the rest waits
+			return n, nil
 		default:
-			nb.err = err
-			return true
+			return n, err
 		}
 	}
-	return true
+	return n, nil
 }
 
 // encode appends the wire form of h to dst, which has room for it.
