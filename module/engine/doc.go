@@ -22,7 +22,7 @@
 //
 // With Config.Loops, a relay of two plain TCP legs on Linux whose legs are
 // both parked leaves Go's runtime poller for one of the engine's event
-// loops (loop_linux.go): goroutines with their own epoll sets that relay
+// loops (loop_linux.go): threads with their own epoll sets that relay
 // whole data frames and the peers' pings and pongs, write relay pings and
 // consume the client's pongs to them. Anything else hands the relay back
 // to the goroutine engine, bytes and all.

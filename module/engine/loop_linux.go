@@ -19,11 +19,10 @@ import (
 // sockets, once both are idle (parked), leaves Go's runtime poller: each
 // socket is duplicated and its net.Conn closed, which takes it out of the
 // runtime's epoll set, and the pair joins one of a few event loops. A
-// loop is a goroutine with its own epoll set (itself in the runtime's
-// poller, see epollSet), reading and writing with plain system calls; a
-// wake-up of the loop serves every relay with bytes ready, where the
-// runtime's poller would wake a goroutine per leg, which is most of what
-// a relay spends per small message.
+// loop is a goroutine locked to its own OS thread, waiting on its own
+// epoll set and reading and writing with plain system calls; a round trip
+// through it costs no goroutine wake-up, which is most of what a relay
+// spends per small message in the runtime's poller.
 //
 // A loop does only the common case: it reads what a socket holds and, when
 // that is whole data frames, pings and pongs that pass the pump's checks,
@@ -42,12 +41,13 @@ import (
 //
 // There are as many loops as CPUs the runtime uses (at most 8), relays
 // spread over them in turn. The package owns them: a loop starts when a
-// relay first needs it, and exits once it has had no relay for loopIdle.
+// relay first needs it, and exits, its thread with it, once it has had no
+// relay for loopIdle.
 
 // evloop is one event loop: its epoll set, the relays on it (by loop id)
-// and the buffer it reads into.
+// and the buffer its thread reads into.
 type evloop struct {
-	set    *epollSet
+	epfd   int
 	mu     sync.Mutex
 	on     map[uint64]*Session
 	buf    []byte
@@ -77,11 +77,11 @@ func joinLoop(id uint64, s *Session) *evloop {
 	i := loopNext.Add(1) % uint32(min(runtime.GOMAXPROCS(0), len(loopSlots)))
 	lp := loopSlots[i]
 	if lp == nil || lp.exited {
-		set, err := newEpollSet()
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err != nil {
 			return nil
 		}
-		lp = &evloop{set: set, on: make(map[uint64]*Session), buf: make([]byte, blockSize)}
+		lp = &evloop{epfd: fd, on: make(map[uint64]*Session), buf: make([]byte, blockSize)}
 		loopSlots[i] = lp
 		go lp.run()
 	}
@@ -224,7 +224,7 @@ func (s *Session) onLoop() bool {
 }
 
 // recall hands a relay on a loop back to the goroutine engine; it does
-// nothing when the relay is not on one. A loop must not call it
+// nothing when the relay is not on one. A loop's thread must not call it
 // while it serves an event (it holds loopMu then); anyone else may, and everything that writes to a leg or closes one from
 // outside the pumps calls it first. Taking loopMu also orders the caller
 // after the last hand-back, which replaced the legs' connections.
@@ -429,30 +429,32 @@ func (s *Session) loopPing() (started time.Time, done bool, err error) {
 	return started, true, err
 }
 
-// run is the loop's goroutine (its epoll set is in the runtime's poller,
-// see epollSet): handle each event; exit after loopIdle without relays.
+// run is the loop's thread: wait, then handle each event; exit after
+// loopIdle without relays. It ends without unlocking its thread, which
+// then ends too.
 func (lp *evloop) run() {
+	runtime.LockOSThread()
 	events := make([]syscall.EpollEvent, 128)
 	for {
-		err := lp.set.serve(events, time.Now().Add(time.Duration(loopIdle.Load())*time.Millisecond), lp.handle)
-		if err != errSetIdle {
+		n, err := syscall.EpollWait(lp.epfd, events, int(loopIdle.Load()))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
 			lp.fail()
 			return
 		}
-		if lp.retire() {
+		if n == 0 && lp.retire() {
 			return
 		}
-	}
-}
-
-func (lp *evloop) handle(events []syscall.EpollEvent) {
-	for i := range events {
-		id := eventTag(&events[i])
-		lp.mu.Lock()
-		s := lp.on[id>>1]
-		lp.mu.Unlock()
-		if s != nil {
-			s.event(Side(id&1), id>>1, lp.buf)
+		for i := range n {
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			lp.mu.Lock()
+			s := lp.on[id>>1]
+			lp.mu.Unlock()
+			if s != nil {
+				s.event(Side(id&1), id>>1, lp.buf)
+			}
 		}
 	}
 }
@@ -468,7 +470,7 @@ func (lp *evloop) retire() bool {
 		return false
 	}
 	lp.exited = true
-	lp.set.close()
+	syscall.Close(lp.epfd)
 	return true
 }
 
@@ -487,7 +489,7 @@ func (lp *evloop) fail() {
 	for _, s := range on {
 		s.recall()
 	}
-	lp.set.close()
+	syscall.Close(lp.epfd)
 }
 
 func (lp *evloop) forget(id uint64) {
@@ -498,7 +500,8 @@ func (lp *evloop) forget(id uint64) {
 
 // ctl adds (level-triggered, for reading) or removes fd, tagged with tag.
 func (lp *evloop) ctl(op int, fd int32, tag uint64) error {
-	return lp.set.ctl(op, int(fd), syscall.EPOLLIN, tag)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(uint32(tag)), Pad: int32(uint32(tag >> 32))}
+	return syscall.EpollCtl(lp.epfd, op, int(fd), &ev)
 }
 
 // dupSocket duplicates the socket beneath raw (close-on-exec).

@@ -4,14 +4,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 )
 
 // poller is one epoll set shared by every relay in the process, and the
 // one goroutine that waits on it. Registrations are one-shot: an event
 // disarms the fd until its leg parks again.
 type poller struct {
-	set    *epollSet
+	epfd   int
 	nextID atomic.Uint64
 
 	mu      sync.Mutex
@@ -31,11 +30,11 @@ var (
 // thePoller starts the poller on first use; nil when epoll is unavailable.
 func thePoller() *poller {
 	pollerOnce.Do(func() {
-		set, err := newEpollSet()
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err != nil {
 			return
 		}
-		pollerInst = &poller{set: set, waiting: make(map[uint64]parkedLeg)}
+		pollerInst = &poller{epfd: fd, waiting: make(map[uint64]parkedLeg)}
 		go pollerInst.loop()
 	})
 	return pollerInst
@@ -64,7 +63,7 @@ func (p *poller) arm(l *leg, id uint64, rearm bool) error {
 		op = syscall.EPOLL_CTL_MOD
 	}
 	a := armPool.Get().(*armer)
-	a.set, a.op, a.id, a.err = p.set, op, id, nil
+	a.epfd, a.op, a.id, a.err = p.epfd, op, id, nil
 	err := l.rd.sock.Control(a.fn)
 	if err == nil {
 		err = a.err
@@ -78,11 +77,10 @@ func (p *poller) arm(l *leg, id uint64, rearm bool) error {
 // RawConn.Control; pooled, with its callback bound once, so that arming
 // allocates nothing and a leg carries none of it.
 type armer struct {
-	set *epollSet
-	op  int
-	id  uint64
-	err error
-	fn  func(fd uintptr)
+	epfd, op int
+	id       uint64
+	err      error
+	fn       func(fd uintptr)
 }
 
 var armPool = sync.Pool{New: func() any {
@@ -92,33 +90,41 @@ var armPool = sync.Pool{New: func() any {
 }}
 
 func (a *armer) arm(fd uintptr) {
-	a.err = a.set.ctl(a.op, int(fd), syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLONESHOT, a.id)
+	ev := syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+		Fd:     int32(uint32(a.id)),
+		Pad:    int32(uint32(a.id >> 32)),
+	}
+	a.err = syscall.EpollCtl(a.epfd, a.op, int(fd), &ev)
 }
 
 // disarm takes the leg's socket out of the set, before the socket moves
 // to an event loop.
 func (p *poller) disarm(l *leg) {
 	_ = l.rd.sock.Control(func(fd uintptr) {
-		_ = p.set.ctl(syscall.EPOLL_CTL_DEL, int(fd), 0, 0)
+		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), &syscall.EpollEvent{})
 	})
 }
 
-// loop is the poller's goroutine (its epoll set is in the runtime's
-// poller, see epollSet). It ends only if the set fails.
 func (p *poller) loop() {
 	events := make([]syscall.EpollEvent, 256)
-	_ = p.set.serve(events, time.Time{}, p.handle)
-}
-
-func (p *poller) handle(events []syscall.EpollEvent) {
-	for i := range events {
-		id := eventTag(&events[i])
-		p.mu.Lock()
-		pl, ok := p.waiting[id]
-		delete(p.waiting, id)
-		p.mu.Unlock()
-		if ok {
-			pl.s.wake(pl.l, id)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return
+		}
+		for i := 0; i < n; i++ {
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			p.mu.Lock()
+			pl, ok := p.waiting[id]
+			delete(p.waiting, id)
+			p.mu.Unlock()
+			if ok {
+				pl.s.wake(pl.l, id)
+			}
 		}
 	}
 }

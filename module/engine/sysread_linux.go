@@ -23,13 +23,3 @@ func rawIO(trap, fd uintptr, p []byte) (int, error) {
 	}
 	return int(r), nil
 }
-
-// epollTake returns the events ready in the epoll set epfd without waiting
-// (so, like sysRead, it need not tell the scheduler).
-func epollTake(epfd uintptr, events []syscall.EpollEvent) (int, error) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, epfd, uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
