@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -26,6 +27,28 @@ type dialed struct {
 	// br holds bytes read past the backend's response headers: the first
 	// frames, or the body of a non-101 answer.
 	br *bufio.Reader
+}
+
+// The buffers of the upgrade handshake are pooled: a connection uses them
+// once, for a few hundred bytes, and 5 KiB of garbage per connection
+// grew the heap, and the process's memory, in a burst of new connections.
+var (
+	requestWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1024) }}
+	answerReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+)
+
+func putAnswerReader(br *bufio.Reader) {
+	br.Reset(nil)
+	answerReaders.Put(br)
+}
+
+// takeBuffered returns a copy of the bytes read past a 101 answer's
+// headers and gives the reader back to the pool.
+func (d *dialed) takeBuffered() []byte {
+	b := buffered(d.br)
+	putAnswerReader(d.br)
+	d.br = nil
+	return b
 }
 
 // dialUpstream connects to the first upstream that answers, in
@@ -114,20 +137,28 @@ func setForwarded(h http.Header, r *http.Request) {
 func (h *Handler) handshake(conn net.Conn, up Upstream, r *http.Request) (*dialed, error) {
 	_ = conn.SetDeadline(now().Add(time.Duration(h.HandshakeTimeout)))
 	req := backendRequest(r, up)
-	bw := bufio.NewWriterSize(conn, 1024)
-	if err := writeRequest(bw, req); err != nil {
+	bw := requestWriters.Get().(*bufio.Writer)
+	bw.Reset(conn)
+	err := writeRequest(bw, req)
+	bw.Reset(nil)
+	requestWriters.Put(bw)
+	if err != nil {
 		return nil, fmt.Errorf("sending upgrade request: %w", err)
 	}
-	br := bufio.NewReaderSize(conn, 4096)
+	br := answerReaders.Get().(*bufio.Reader)
+	br.Reset(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
+		putAnswerReader(br)
 		return nil, fmt.Errorf("reading upgrade response: %w", err)
 	}
 	d := &dialed{conn: conn, upstream: up, resp: resp, br: br}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return d, nil
+		return d, nil // the body is read through br; it is not pooled again
 	}
+	// A 101 has no body: nothing but d.br refers to br from here on.
 	if err := checkBackendAnswer(resp, r.Header.Get("Sec-WebSocket-Key")); err != nil {
+		putAnswerReader(br)
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})

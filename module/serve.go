@@ -102,7 +102,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 		return nil
 	}
 	client := engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}
-	backend := engine.Leg{Conn: d.conn, Prefix: buffered(d.br)}
+	backend := engine.Leg{Conn: d.conn, Prefix: d.takeBuffered()}
 	s := engine.New(client, backend, h.engineConfig(allowedRSV(d.resp.Header.Values("Sec-WebSocket-Extensions"))))
 	if !h.live.add(s) {
 		// This configuration is already shutting down.

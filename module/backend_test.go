@@ -1,0 +1,84 @@
+package wsrelay
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// answerOnce serves one upgrade request on a pipe with answer, written
+// in one piece (so what follows the headers lands in the relay's reader).
+func answerOnce(t *testing.T, answer string) net.Conn {
+	t.Helper()
+	relaySide, backendSide := net.Pipe()
+	go func() {
+		defer backendSide.Close()
+		buf := make([]byte, 4096)
+		_ = backendSide.SetDeadline(time.Now().Add(5 * time.Second))
+		for read := ""; !strings.Contains(read, "\r\n\r\n"); {
+			n, err := backendSide.Read(buf)
+			if err != nil {
+				return
+			}
+			read += string(buf[:n])
+		}
+		_, _ = backendSide.Write([]byte(answer))
+		_, _ = io.Copy(io.Discard, backendSide)
+	}()
+	t.Cleanup(func() { relaySide.Close() })
+	return relaySide
+}
+
+// TestHandshakeBufferedBytes: the bytes a backend sends right behind its
+// 101 reach the relay, each connection's own, though the handshake's
+// reader is pooled and reused; a non-101 answer's body is read whole.
+func TestHandshakeBufferedBytes(t *testing.T) {
+	const key = "dGhlIHNhbXBsZSBub25jZQ=="
+	const ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+	h := &Handler{HandshakeTimeout: caddy.Duration(5 * time.Second)}
+	r := upgradeRequest(func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", key) })
+	tails := []string{"\x82\x05first", "", "\x81\x02hi\x89\x00", strings.Repeat("x", 3000), "\x82\x01y"}
+	var got [][]byte
+	for i, tail := range tails {
+		d, err := h.handshake(answerOnce(t, ok+tail), Upstream{Raw: "test", Addr: "test:1"}, r)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		got = append(got, d.takeBuffered())
+	}
+	// Checked after all of them: each copy must outlive its reader's reuse.
+	for i, tail := range tails {
+		if !bytes.Equal(got[i], []byte(tail)) {
+			t.Fatalf("answer %d: bytes behind the 101 %q, want %q", i, got[i], tail)
+		}
+	}
+	// A rejected 101 and an unreadable answer give their readers back too;
+	// the next connection must still see only its own bytes.
+	if _, err := h.handshake(answerOnce(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nleftover"), Upstream{Raw: "test"}, r); err == nil {
+		t.Fatal("a 101 without Connection: upgrade was accepted")
+	}
+	if _, err := h.handshake(answerOnce(t, "garbage\r\n\r\nmore garbage"), Upstream{Raw: "test"}, r); err == nil {
+		t.Fatal("garbage was accepted as an answer")
+	}
+	d, err := h.handshake(answerOnce(t, "HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!"), Upstream{Raw: "test"}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(d.resp.Body)
+	if err != nil || string(body) != "nope!" || d.resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("403 answer: status %d, body %q, %v", d.resp.StatusCode, body, err)
+	}
+	d, err = h.handshake(answerOnce(t, ok+"\x82\x01z"), Upstream{Raw: "test"}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.takeBuffered(); string(got) != "\x82\x01z" {
+		t.Fatalf("bytes behind the 101 after the failures %q", got)
+	}
+}
