@@ -521,36 +521,7 @@ func TestLoopMatchesPumps(t *testing.T) {
 			t.Logf("linger %v, slow backend %v, frames %d up (%d relay pongs) / %d down, wire bytes %d / %d; with loops: %d loop entries, %d loop batches, %d owed writes paid",
 				p.linger, p.slow, p.up.counters.Frames, p.up.pongs, p.down.counters.Frames, len(p.up.wire), len(p.down.wire), lp.entries, lp.batches, lp.paid)
 
-			// The loops against the pumps: what must be equal.
-			if !bytes.Equal(lp.toBackend, pp.toBackend) {
-				t.Errorf("seed %d: the backend got different bytes with loops than without: %s", seed, diffBytes(lp.toBackend, pp.toBackend, p.up.frames))
-			}
-			if !bytes.Equal(lp.toClient, pp.toClient) {
-				t.Errorf("seed %d: the client got different bytes with loops than without: %s", seed, diffBytes(lp.toClient, pp.toClient, p.down.frames))
-			}
-			if lp.result != pp.result {
-				t.Errorf("seed %d: results differ:\n with loops    %+v\n without loops %+v", seed, lp.result, pp.result)
-			}
-
-			// Both against the model, so that a failure says which is off.
-			want := Result{
-				ClosedBy: "client", Cause: "client closed", CloseCode: CodeNormal, CloseReason: "bye",
-				ClientToBackend: p.up.counters, BackendToClient: p.down.counters, PongsReceived: p.up.pongs,
-			}
-			for _, o := range []struct {
-				name string
-				out  diffOutcome
-			}{{"with loops", lp}, {"without loops", pp}} {
-				if !bytes.Equal(o.out.toBackend, p.up.want) {
-					t.Errorf("seed %d, %s: the backend's bytes are not the model's: %s", seed, o.name, diffBytes(o.out.toBackend, p.up.want, p.up.frames))
-				}
-				if !bytes.Equal(o.out.toClient, p.down.want) {
-					t.Errorf("seed %d, %s: the client's bytes are not the model's: %s", seed, o.name, diffBytes(o.out.toClient, p.down.want, p.down.frames))
-				}
-				if o.out.result != want {
-					t.Errorf("seed %d, %s: result %+v, the model's %+v", seed, o.name, o.out.result, want)
-				}
-			}
+			checkDiff(t, seed, p, lp, pp)
 		})
 	}
 	t.Logf("with loops, per seed: loop entries %v, loop batches %v; owed writes paid in the slow-backend runs %v", entries, batches, slowPaid)
@@ -563,4 +534,59 @@ func TestLoopMatchesPumps(t *testing.T) {
 	if n := len(entries); n == int(seeds) && (e < 2*n || b < 2*n) {
 		t.Errorf("over %d seeds the relay joined a loop %d times and the loops wrote %d batches; want at least %d each", n, e, b, 2*n)
 	}
+}
+
+// checkDiff holds one plan's run with loops (lp) and without (pp) against
+// each other and against the model.
+func checkDiff(t *testing.T, seed int64, p *diffPlan, lp, pp diffOutcome) {
+	t.Helper()
+	// The loops against the pumps: what must be equal.
+	if !bytes.Equal(lp.toBackend, pp.toBackend) {
+		t.Errorf("seed %d: the backend got different bytes with loops than without: %s", seed, diffBytes(lp.toBackend, pp.toBackend, p.up.frames))
+	}
+	if !bytes.Equal(lp.toClient, pp.toClient) {
+		t.Errorf("seed %d: the client got different bytes with loops than without: %s", seed, diffBytes(lp.toClient, pp.toClient, p.down.frames))
+	}
+	if lp.result != pp.result {
+		t.Errorf("seed %d: results differ:\n with loops    %+v\n without loops %+v", seed, lp.result, pp.result)
+	}
+
+	// Both against the model, so that a failure says which is off.
+	want := Result{
+		ClosedBy: "client", Cause: "client closed", CloseCode: CodeNormal, CloseReason: "bye",
+		ClientToBackend: p.up.counters, BackendToClient: p.down.counters, PongsReceived: p.up.pongs,
+	}
+	for _, o := range []struct {
+		name string
+		out  diffOutcome
+	}{{"with loops", lp}, {"without loops", pp}} {
+		if !bytes.Equal(o.out.toBackend, p.up.want) {
+			t.Errorf("seed %d, %s: the backend's bytes are not the model's: %s", seed, o.name, diffBytes(o.out.toBackend, p.up.want, p.up.frames))
+		}
+		if !bytes.Equal(o.out.toClient, p.down.want) {
+			t.Errorf("seed %d, %s: the client's bytes are not the model's: %s", seed, o.name, diffBytes(o.out.toClient, p.down.want, p.down.frames))
+		}
+		if o.out.result != want {
+			t.Errorf("seed %d, %s: result %+v, the model's %+v", seed, o.name, o.out.result, want)
+		}
+	}
+}
+
+// FuzzLoopMatchesPumps is TestLoopMatchesPumps with the fuzzer choosing
+// the seeds of the plans: the bytes each peer gets and the result must be
+// the same with the event loops and without, and the model's.
+func FuzzLoopMatchesPumps(f *testing.F) {
+	for _, seed := range []int64{1, 7, 19, 24} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, seed int64) {
+		p := genDiffPlan(seed)
+		shortLinger(t, p.linger)
+		lp := runDiff(t, p, true)
+		pp := runDiff(t, p, false)
+		if pp.entries != 0 {
+			t.Fatalf("seed %d: the relay without loops joined one %d times", seed, pp.entries)
+		}
+		checkDiff(t, seed, p, lp, pp)
+	})
 }
