@@ -1,9 +1,7 @@
 package wsrelay
 
 import (
-	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,21 +23,7 @@ func FuzzBackendAnswer(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 101 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, answer []byte) {
 		h := &Handler{HandshakeTimeout: caddy.Duration(time.Second)}
-		relaySide, backendSide := net.Pipe()
-		defer relaySide.Close()
-		go func() {
-			defer backendSide.Close()
-			buf := make([]byte, 4096)
-			_ = backendSide.SetDeadline(time.Now().Add(2 * time.Second))
-			for read := ""; !strings.Contains(read, "\r\n\r\n"); {
-				n, err := backendSide.Read(buf)
-				if err != nil {
-					return
-				}
-				read += string(buf[:n])
-			}
-			_, _ = backendSide.Write(answer)
-		}()
+		relaySide := answerOnce(t, string(answer))
 		r := upgradeRequest(func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", key) })
 		d, err := h.handshake(relaySide, Upstream{Raw: "fuzz", Addr: "fuzz:1"}, r)
 		if err != nil || d.resp.StatusCode != http.StatusSwitchingProtocols {
