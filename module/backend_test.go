@@ -13,7 +13,8 @@ import (
 )
 
 // answerOnce serves one upgrade request on a pipe with answer, written
-// in one piece (so what follows the headers lands in the relay's reader).
+// in one piece (so what follows the headers lands in the relay's reader),
+// and closes the pipe.
 func answerOnce(t *testing.T, answer string) net.Conn {
 	t.Helper()
 	relaySide, backendSide := net.Pipe()
@@ -28,8 +29,10 @@ func answerOnce(t *testing.T, answer string) net.Conn {
 			}
 			read += string(buf[:n])
 		}
+		// A pipe's write returns once all of it has been read; closing
+		// then ends an answer that is cut short at once, not at the
+		// handshake timeout.
 		_, _ = backendSide.Write([]byte(answer))
-		_, _ = io.Copy(io.Discard, backendSide)
 	}()
 	t.Cleanup(func() { relaySide.Close() })
 	return relaySide
