@@ -147,6 +147,14 @@ func TestDeadClient(t *testing.T) {
 	})
 	for _, e := range f.Caddy.WaitConnClosed(2) {
 		checkConnLog(t, e, connLogWant{ClosedBy: "relay", Cause: "ping timeout", CloseCode: 1001, MinC2BMsg: 1, MinC2B: len("last words")})
+		// The client's system took every byte, the ping included, and the
+		// client sent nothing after its last words: its socket held
+		// nothing either way when the relay gave up on it.
+		for _, field := range []string{"client_unread_bytes", "client_unacked_bytes"} {
+			if n, ok := e.NumOK(field); !ok || n != 0 {
+				t.Errorf("%s = %v, want 0 for a client that took everything and sent nothing: %s", field, e[field], e)
+			}
+		}
 	}
 }
 

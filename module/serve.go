@@ -153,7 +153,7 @@ func buffered(br interface {
 
 // logEnd writes the one info line that ends every relayed connection.
 func (h *Handler) logEnd(remote string, up Upstream, res engine.Result) {
-	h.logger.Info("connection closed",
+	fields := []zap.Field{
 		zap.String("remote_addr", remote),
 		zap.String("upstream", up.Raw),
 		zap.Duration("duration", res.Duration),
@@ -167,5 +167,9 @@ func (h *Handler) logEnd(remote string, up Upstream, res engine.Result) {
 		zap.String("cause", res.Cause),
 		zap.Int64("pings_sent", res.PingsSent),
 		zap.Int64("pongs_received", res.PongsReceived),
-	)
+	}
+	if q := res.ClientQueues; q != nil {
+		fields = append(fields, zap.Int("client_unread_bytes", q.Unread), zap.Int("client_unacked_bytes", q.Unacked))
+	}
+	h.logger.Info("connection closed", fields...)
 }

@@ -60,6 +60,7 @@ type soakConn struct {
 	pace   time.Duration
 
 	// Client end.
+	local      string // its address, as the relay's log line gives it
 	cRecv      receiver
 	cSent      int64
 	cPings     *pings
@@ -136,6 +137,7 @@ func (s *soak) runGorillaClient(sc *soakConn, localIP string) {
 		return
 	}
 	defer conn.Close()
+	sc.local = conn.LocalAddr().String()
 	conn.SetPingHandler(func(p string) error {
 		if strings.HasPrefix(p, "wsrelay:") {
 			sc.relayPings++
@@ -199,6 +201,7 @@ func (s *soak) runRawClient(sc *soakConn, localIP string) {
 		return
 	}
 	defer c.Close()
+	sc.local = c.Conn.LocalAddr().String()
 	gotEnd := make(chan struct{})
 	readDone := make(chan struct{})
 	go func() {

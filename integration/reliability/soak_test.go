@@ -160,7 +160,8 @@ func runSoak(t *testing.T, leg string) {
 		relayPings += e.Num("pings_sent")
 		relayPongs += e.Num("pongs_received")
 		if e.Num("close_code") != 1000 || e.Str("closed_by") != "client" {
-			t.Errorf("connection ended with %v by %q (%s), want 1000 by the client", e.Num("close_code"), e.Str("closed_by"), e.Str("cause"))
+			t.Errorf("connection from %s ended with %v by %q (%s; client socket: %v bytes unread by the relay, %v unacknowledged), want 1000 by the client",
+				e.Str("remote_addr"), e.Num("close_code"), e.Str("closed_by"), e.Str("cause"), e["client_unread_bytes"], e["client_unacked_bytes"])
 		}
 	}
 	if len(lines) != n {
@@ -259,7 +260,7 @@ func (s *soak) check(t *testing.T, caddy *rt.Caddy, d time.Duration) {
 		}
 		if len(problems) > 0 {
 			if failed++; failed <= 10 {
-				t.Errorf("connection %d (%s client): %v", sc.id, kind, problems)
+				t.Errorf("connection %d (%s client from %s, which answered %d relay pings): %v", sc.id, kind, sc.local, sc.relayPings, problems)
 			}
 		}
 		upMsgs += int64(sc.bRecv.next)

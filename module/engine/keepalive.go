@@ -41,6 +41,14 @@ func (s *Session) tick() {
 	case keepalive.Wait:
 		s.pingTimer.Reset(at.Sub(now))
 	case keepalive.Dead:
+		// What the client's socket holds tells a client that stopped
+		// taking bytes or never answered from a relay that fell behind.
+		q := s.clientQueues()
+		s.mu.Lock()
+		if s.result.ClosedBy == "" { // the timeout is what ends the relay
+			s.result.ClientQueues = &q
+		}
+		s.mu.Unlock()
 		s.legGone(Client, "relay", "ping timeout")
 	case keepalive.Ping:
 		written, done, err := s.loopPing()

@@ -91,6 +91,21 @@ type Result struct {
 	PingsSent       int64
 	PongsReceived   int64
 	Duration        time.Duration
+	// ClientQueues is set when the relay cut the client for a ping
+	// timeout: what the client's socket held at that moment.
+	ClientQueues *SocketQueues
+}
+
+// SocketQueues is what a TCP socket held at one moment, -1 where the
+// system does not say. Unread is the bytes that had come in and that the
+// relay had not read yet: more than 0 at a ping timeout means the client
+// did send (its pong, perhaps) and the relay had fallen behind. Unacked is
+// the bytes the relay had written that the peer's TCP had not
+// acknowledged: more than 0 means the client had stopped taking bytes (it
+// stopped reading, or the network path is gone); 0 means its system took
+// everything, the ping included, and the client did not answer.
+type SocketQueues struct {
+	Unread, Unacked int
 }
 
 // pingPayload marks the relay's pings. It is random per process, so a

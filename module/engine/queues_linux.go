@@ -1,0 +1,46 @@
+//go:build linux
+
+package engine
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// SIOCINQ and SIOCOUTQ (linux/sockios.h): for a TCP socket, the bytes
+// received and not yet read, and the bytes written and not yet
+// acknowledged by the peer.
+const (
+	siocInq  = 0x541B
+	siocOutq = 0x5411
+)
+
+// clientQueues reads the client socket's queues, wherever the socket is
+// now: on an event loop (its descriptor there) or with the pumps (the
+// socket beneath the connection, TLS or not). loopMu orders the read
+// against a move onto or off a loop, which swaps the descriptors.
+func (s *Session) clientQueues() SocketQueues {
+	q := SocketQueues{Unread: -1, Unacked: -1}
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	if s.inLoop {
+		return socketQueues(uintptr(s.fds[Client]))
+	}
+	if sock := s.legs[Client].rd.sock; sock != nil {
+		_ = sock.Control(func(fd uintptr) { q = socketQueues(fd) })
+	}
+	return q
+}
+
+func socketQueues(fd uintptr) SocketQueues {
+	return SocketQueues{Unread: ioctlInt(fd, siocInq), Unacked: ioctlInt(fd, siocOutq)}
+}
+
+// ioctlInt is an ioctl(2) that answers an int; -1 when it fails.
+func ioctlInt(fd, req uintptr) int {
+	var v int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, req, uintptr(unsafe.Pointer(&v))); e != 0 {
+		return -1
+	}
+	return int(v)
+}
