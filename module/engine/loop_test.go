@@ -3,9 +3,13 @@
 package engine
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"net"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -469,4 +473,81 @@ func TestLoopRelayAllocatesNothing(t *testing.T) {
 	cTest.Close()
 	bTest.Close()
 	waitResult(t, result)
+}
+
+// TestBusyRelaysJoinLoops: relays that never fall idle for long go back
+// onto the event loops soon after a hand-back: their legs park at the end
+// of each linger, and a relay joins when both are parked at once. With a
+// linger of a second, a busy relay could not be back before that second
+// was out, and in a 100-connection round-trip run a tenth of the relays
+// were still off the loops after 5 s.
+func TestBusyRelaysJoinLoops(t *testing.T) {
+	const n = 10
+	hs := make([]*harness, n)
+	big := ws.MaskFrame(ws.NewBinaryFrame(payloadOf(3 * blockSize))) // more than a read: handed back
+	for i := range hs {
+		hs[i] = startTCP(t, loopConfig())
+		waitOnLoop(t, hs[i].session, 2*time.Second)
+		hs[i].client.send(big)
+		sameFrame(t, hs[i].backend.next(2*time.Second), big)
+		if onLoop(hs[i].session) {
+			t.Fatal("the relay stayed on its loop for a frame larger than a read")
+		}
+	}
+	up := ws.MaskFrame(ws.NewBinaryFrame(payloadOf(128)))
+	down := ws.NewBinaryFrame(payloadOf(128))
+	upRaw, downRaw := mustCompile(t, up), mustCompile(t, down)
+	// Each relay carries round trips back to back, as in a round-trip run,
+	// until all are back on the loops or the test gives up.
+	var stop atomic.Bool
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				for _, leg := range []struct {
+					from, to *peer
+					raw      []byte
+					want     ws.Frame
+				}{{h.client, h.backend, upRaw, up}, {h.backend, h.client, downRaw, down}} {
+					leg.from.writeRaw(leg.raw)
+					select {
+					case f := <-leg.to.frames:
+						if !bytes.Equal(f.Payload, leg.want.Payload) {
+							errs <- errors.New("a frame changed on the way")
+							return
+						}
+					case <-time.After(2 * time.Second):
+						errs <- errors.New("no round trip within 2 s")
+						return
+					}
+				}
+			}
+		}()
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	began := time.Now()
+	limit := 900 * time.Millisecond // a linger of a second could not be over
+	for {
+		on := 0
+		for _, h := range hs {
+			if onLoop(h.session) {
+				on++
+			}
+		}
+		if on == n {
+			t.Logf("all %d busy relays back on the loops after %v", n, time.Since(began).Round(time.Millisecond))
+			return
+		}
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Since(began) > limit {
+			t.Fatalf("%d of %d busy relays back on the event loops after %v, want all", on, n, limit)
+		}
+	}
 }

@@ -265,6 +265,20 @@ func (r *reader) fillWithin(d time.Duration) error {
 	return err
 }
 
+// fillUntil is fillWithin with the wait ending at t. The runtime's timer
+// is touched only when t moves, so a leg that lingers again and again
+// within one step of its grid sets it once.
+func (r *reader) fillUntil(t time.Time) error {
+	if !r.dl.Equal(t) {
+		r.dl = t
+		_ = r.conn.SetReadDeadline(t)
+	}
+	r.lingering = true
+	err := r.fill()
+	r.lingering = false
+	return err
+}
+
 // relaying reports whether reads relay inline now: the leg lingers
 // between frames (its buffer empty) with the inline relay given.
 func (r *reader) relaying() bool { return r.lingering && r.relay != nil }
