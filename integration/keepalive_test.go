@@ -155,6 +155,10 @@ func TestDeadClient(t *testing.T) {
 				t.Errorf("%s = %v, want 0 for a client that took everything and sent nothing: %s", field, e[field], e)
 			}
 		}
+		// -1 unless the TLS leg was parked; never bytes held behind a park.
+		if n, ok := e.NumOK("client_tls_held_bytes"); !ok || n > 0 {
+			t.Errorf("client_tls_held_bytes = %v, want 0 or -1: %s", e["client_tls_held_bytes"], e)
+		}
 	}
 }
 

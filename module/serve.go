@@ -169,7 +169,8 @@ func (h *Handler) logEnd(remote string, up Upstream, res engine.Result) {
 		zap.Int64("pongs_received", res.PongsReceived),
 	}
 	if q := res.ClientQueues; q != nil {
-		fields = append(fields, zap.Int("client_unread_bytes", q.Unread), zap.Int("client_unacked_bytes", q.Unacked))
+		fields = append(fields, zap.Int("client_unread_bytes", q.Unread), zap.Int("client_unacked_bytes", q.Unacked),
+			zap.Int("client_tls_held_bytes", q.TLSHeld))
 	}
 	h.logger.Info("connection closed", fields...)
 }

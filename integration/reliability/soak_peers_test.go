@@ -64,7 +64,10 @@ type soakConn struct {
 	cRecv      receiver
 	cSent      int64
 	cPings     *pings
-	relayPings int // pings from the relay that the client answered
+	relayPings int // pings from the relay that the client got
+	// relayPongs counts the pongs to them that the client wrote, and
+	// lastPongAt (UnixNano) is when the last of those writes returned.
+	relayPongs, lastPongAt atomic.Int64
 	backPings  int // pings from the backend that the client answered
 	cClose     int
 	// Backend end.
@@ -78,6 +81,20 @@ type soakConn struct {
 
 	mu   sync.Mutex
 	errs []string
+}
+
+// pongWritten records a pong to a relay ping that the client wrote.
+func (sc *soakConn) pongWritten() {
+	sc.relayPongs.Add(1)
+	sc.lastPongAt.Store(time.Now().UnixNano())
+}
+
+// lastPong says when the last pong to a relay ping was written.
+func (sc *soakConn) lastPong() string {
+	if at := sc.lastPongAt.Load(); at != 0 {
+		return time.Unix(0, at).UTC().Format("15:04:05.000")
+	}
+	return "never"
 }
 
 func (sc *soakConn) fail(format string, args ...any) {
@@ -139,12 +156,17 @@ func (s *soak) runGorillaClient(sc *soakConn, localIP string) {
 	defer conn.Close()
 	sc.local = conn.LocalAddr().String()
 	conn.SetPingHandler(func(p string) error {
-		if strings.HasPrefix(p, "wsrelay:") {
+		relay := strings.HasPrefix(p, "wsrelay:")
+		if relay {
 			sc.relayPings++
 		} else {
 			sc.backPings++
 		}
-		return ignoreClosed(conn.WriteControl(gws.PongMessage, []byte(p), time.Now().Add(10*time.Second)))
+		err := conn.WriteControl(gws.PongMessage, []byte(p), time.Now().Add(10*time.Second))
+		if relay && err == nil {
+			sc.pongWritten()
+		}
+		return ignoreClosed(err)
 	})
 	conn.SetPongHandler(func(p string) error { sc.cPings.pong(p); return nil })
 	gotEnd := make(chan struct{})
@@ -276,8 +298,12 @@ func (s *soak) readRaw(sc *soakConn, c *rt.Client, gotEnd chan struct{}) {
 			if sc.closing.Load() {
 				break
 			}
-			if err := c.Send(true, rt.OpPong, f.Payload); err != nil && !sc.closing.Load() {
+			err := c.Send(true, rt.OpPong, f.Payload)
+			if err != nil && !sc.closing.Load() {
 				sc.cRecv.fail(fmt.Errorf("raw client answering a ping: %w", err))
+			}
+			if err == nil && strings.HasPrefix(string(f.Payload), "wsrelay:") {
+				sc.pongWritten()
 			}
 		case f.Op == rt.OpPong:
 			sc.cPings.pong(string(f.Payload))

@@ -215,6 +215,12 @@ func waitGoroutines(t *testing.T, base int, timeout time.Duration) {
 // loopbackPair returns both ends of a loopback TCP connection.
 func loopbackPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
+	return loopbackPairWith(t, &net.Dialer{})
+}
+
+// loopbackPairWith is loopbackPair with the first end dialed by d.
+func loopbackPairWith(t testing.TB, d *net.Dialer) (net.Conn, net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +231,7 @@ func loopbackPair(t testing.TB) (net.Conn, net.Conn) {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := d.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,21 +19,33 @@ const (
 // now: on an event loop (its descriptor there) or with the pumps (the
 // socket beneath the connection, TLS or not). loopMu orders the read
 // against a move onto or off a loop, which swaps the descriptors.
+//
+// For a TLS client leg that is parked (so no Read runs, and none starts
+// while park.mu is held), TLSHeld is what crypto/tls holds besides.
 func (s *Session) clientQueues() SocketQueues {
-	q := SocketQueues{Unread: -1, Unacked: -1}
+	q := SocketQueues{Unread: -1, Unacked: -1, TLSHeld: -1}
 	s.loopMu.Lock()
 	defer s.loopMu.Unlock()
 	if s.inLoop {
-		return socketQueues(uintptr(s.fds[Client]))
+		q.Unread, q.Unacked = socketQueues(uintptr(s.fds[Client]))
+		return q
 	}
-	if sock := s.legs[Client].rd.sock; sock != nil {
-		_ = sock.Control(func(fd uintptr) { q = socketQueues(fd) })
+	c := s.legs[Client]
+	if c.rd.sock != nil {
+		_ = c.rd.sock.Control(func(fd uintptr) { q.Unread, q.Unacked = socketQueues(fd) })
+	}
+	if c.rd.tlsc != nil && tlsFields != nil {
+		c.park.mu.Lock()
+		if c.park.state == pumpParked {
+			q.TLSHeld = tlsFields.heldBytes(c.rd.tlsc)
+		}
+		c.park.mu.Unlock()
 	}
 	return q
 }
 
-func socketQueues(fd uintptr) SocketQueues {
-	return SocketQueues{Unread: ioctlInt(fd, siocInq), Unacked: ioctlInt(fd, siocOutq)}
+func socketQueues(fd uintptr) (unread, unacked int) {
+	return ioctlInt(fd, siocInq), ioctlInt(fd, siocOutq)
 }
 
 // ioctlInt is an ioctl(2) that answers an int; -1 when it fails.

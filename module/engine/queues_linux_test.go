@@ -68,15 +68,15 @@ func TestPingTimeoutQueues(t *testing.T) {
 			}
 			switch {
 			case tc.transport == "pipe":
-				if *q != (SocketQueues{-1, -1}) {
-					t.Errorf("queues %+v over net.Pipe, want -1 and -1", *q)
+				if *q != (SocketQueues{-1, -1, -1}) {
+					t.Errorf("queues %+v over net.Pipe, want -1 for all", *q)
 				}
 			case tc.stalled:
-				if q.Unread != 0 || q.Unacked < 4096 {
+				if q.Unread != 0 || q.Unacked < 4096 || q.TLSHeld != -1 {
 					t.Errorf("queues %+v for a client that stopped reading, want none unread and at least 4096 unacknowledged", *q)
 				}
 			default:
-				if *q != (SocketQueues{}) {
+				if *q != (SocketQueues{TLSHeld: -1}) {
 					t.Errorf("queues %+v for a client whose system took everything, want none", *q)
 				}
 			}
@@ -109,17 +109,7 @@ func tinyWindowFirst(t *testing.T) func() (net.Conn, net.Conn) {
 			return loopbackPair(t)
 		}
 		first = false
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, _ := ln.Accept()
-			accepted <- c
-		}()
-		d := net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
+		d := &net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
 			var serr error
 			err := raw.Control(func(fd uintptr) {
 				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
@@ -129,14 +119,33 @@ func tinyWindowFirst(t *testing.T) func() (net.Conn, net.Conn) {
 			}
 			return err
 		}}
-		c, err := d.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := <-accepted
+		c, r := loopbackPairWith(t, d)
 		if err := r.(*net.TCPConn).SetWriteBuffer(1 << 20); err != nil {
 			t.Fatal(err)
 		}
 		return c, r
+	}
+}
+
+// TestPingTimeoutQueuesTLS: over TLS the result also says what crypto/tls
+// held for the client leg, parked when the timeout came: nothing, since a
+// leg parks only when crypto/tls holds no bytes.
+func TestPingTimeoutQueuesTLS(t *testing.T) {
+	if thePoller() == nil || theTLSLayout() == nil {
+		t.Skip("TLS legs do not park here")
+	}
+	shortLinger(t, 20*time.Millisecond)
+	cfg := quickConfig()
+	cfg.PingInterval = 100 * time.Millisecond
+	cfg.PongTimeout = 200 * time.Millisecond
+	h, _ := startTLS(t, cfg)
+	h.backend.expectClose(CodeGoingAway, 3*time.Second)
+	h.backend.send(closeFrame(1001, ""))
+	r := h.wait(t, 3*time.Second)
+	if r.Cause != "ping timeout" || r.ClientQueues == nil {
+		t.Fatalf("result %+v, want a ping timeout with the client queues", r)
+	}
+	if q := *r.ClientQueues; q != (SocketQueues{}) {
+		t.Errorf("queues %+v for a parked TLS client that took everything and sent nothing, want none anywhere", q)
 	}
 }

@@ -104,8 +104,12 @@ type Result struct {
 // acknowledged: more than 0 means the client had stopped taking bytes (it
 // stopped reading, or the network path is gone); 0 means its system took
 // everything, the ping included, and the client did not answer.
+// TLSHeld, for a TLS client leg that was parked (else -1), is the bytes
+// crypto/tls held read from the socket and not yet returned: more than 0
+// would mean the leg parked with bytes the socket no longer shows, which
+// the relay must never do.
 type SocketQueues struct {
-	Unread, Unacked int
+	Unread, Unacked, TLSHeld int
 }
 
 // pingPayload marks the relay's pings. It is random per process, so a

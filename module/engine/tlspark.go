@@ -107,6 +107,17 @@ func (l *tlsLayout) shed(c *tls.Conn) {
 	}
 }
 
+// heldBytes is how many bytes c holds in the three buffers. Only where no
+// Read can run (see shed).
+func (l *tlsLayout) heldBytes(c *tls.Conn) int {
+	v := reflect.ValueOf(c).Elem()
+	n := 0
+	for _, f := range [...][2][]int{{l.inS, l.inI}, {l.rawBuf, l.rawOff}, {l.handBuf, l.handOff}} {
+		n += v.FieldByIndex(f[0]).Len() - int(v.FieldByIndex(f[1]).Int())
+	}
+	return n
+}
+
 // unread reports whether the slice at data has bytes past the offset at pos.
 func unread(v reflect.Value, data, pos []int) bool {
 	return int64(v.FieldByIndex(data).Len()) > v.FieldByIndex(pos).Int()
