@@ -103,7 +103,8 @@ type Result struct {
 // the bytes the relay had written that the peer's TCP had not
 // acknowledged: more than 0 means the client had stopped taking bytes (it
 // stopped reading, or the network path is gone); 0 means its system took
-// everything, the ping included, and the client did not answer.
+// everything, the ping included, and the client did not answer (it may not
+// have read the ping: its own receive buffer takes bytes meanwhile).
 // TLSHeld, for a TLS client leg that was parked (else -1), is the bytes
 // crypto/tls held read from the socket and not yet returned: more than 0
 // would mean the leg parked with bytes the socket no longer shows, which
