@@ -17,25 +17,14 @@ import (
 // that stopped reading behind a tiny receive window leaves the relay's
 // last bytes unacknowledged. Over net.Pipe the system cannot say.
 func TestPingTimeoutQueues(t *testing.T) {
-	cases := []struct {
+	type queuesCase struct {
 		name      string
 		transport string
 		stalled   bool // the client stops reading behind a tiny window
-	}{
-		{"pipe", "pipe", false},
-		{"tcp", "tcp", false},
-		{"tcp stalled", "tcp", true},
 	}
+	cases := []queuesCase{{"pipe", "pipe", false}, {"tcp", "tcp", false}, {"tcp stalled", "tcp", true}}
 	for _, tr := range loopTransports {
-		cases = append(cases, struct {
-			name      string
-			transport string
-			stalled   bool
-		}{tr, tr, false}, struct {
-			name      string
-			transport string
-			stalled   bool
-		}{tr + " stalled", tr, true})
+		cases = append(cases, queuesCase{tr, tr, false}, queuesCase{tr + " stalled", tr, true})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -259,10 +259,7 @@ func (r *reader) clearDeadline() {
 // fillWithin waits up to about d for bytes; errLingered says none came.
 func (r *reader) fillWithin(d time.Duration) error {
 	r.extendDeadline(d)
-	r.lingering = true
-	err := r.fill()
-	r.lingering = false
-	return err
+	return r.fillLingering()
 }
 
 // fillUntil is fillWithin with the wait ending at t. The runtime's timer
@@ -273,6 +270,11 @@ func (r *reader) fillUntil(t time.Time) error {
 		r.dl = t
 		_ = r.conn.SetReadDeadline(t)
 	}
+	return r.fillLingering()
+}
+
+// fillLingering is fill under the linger's deadline, already set.
+func (r *reader) fillLingering() error {
 	r.lingering = true
 	err := r.fill()
 	r.lingering = false

@@ -89,10 +89,7 @@ func resolveTLSLayout() (*tlsLayout, string) {
 // held reports whether c holds bytes that a Read would return or use
 // without reading the socket: decrypted data, a record (or part of one)
 // not decrypted yet, or handshake bytes.
-func (l *tlsLayout) held(c *tls.Conn) bool {
-	v := reflect.ValueOf(c).Elem()
-	return unread(v, l.inS, l.inI) || unread(v, l.rawBuf, l.rawOff) || unread(v, l.handBuf, l.handOff)
-}
+func (l *tlsLayout) held(c *tls.Conn) bool { return l.heldBytes(c) > 0 }
 
 // shed frees the memory crypto/tls keeps for input between reads: it sets
 // rawInput, input and hand to their zero values, the state of a new Conn,
@@ -111,16 +108,12 @@ func (l *tlsLayout) shed(c *tls.Conn) {
 // Read can run (see shed).
 func (l *tlsLayout) heldBytes(c *tls.Conn) int {
 	v := reflect.ValueOf(c).Elem()
-	n := 0
-	for _, f := range [...][2][]int{{l.inS, l.inI}, {l.rawBuf, l.rawOff}, {l.handBuf, l.handOff}} {
-		n += v.FieldByIndex(f[0]).Len() - int(v.FieldByIndex(f[1]).Int())
-	}
-	return n
+	return unread(v, l.inS, l.inI) + unread(v, l.rawBuf, l.rawOff) + unread(v, l.handBuf, l.handOff)
 }
 
-// unread reports whether the slice at data has bytes past the offset at pos.
-func unread(v reflect.Value, data, pos []int) bool {
-	return int64(v.FieldByIndex(data).Len()) > v.FieldByIndex(pos).Int()
+// unread is how many bytes the slice at data has past the offset at pos.
+func unread(v reflect.Value, data, pos []int) int {
+	return v.FieldByIndex(data).Len() - int(v.FieldByIndex(pos).Int())
 }
 
 // tlsSocket returns the RawConn of the socket beneath a TLS connection
