@@ -39,8 +39,12 @@ import (
 // both writers' locks: relay pings, close frames and closing a leg first
 // call it back (recall).
 //
-// There are as many loops as CPUs the runtime uses (at most 8), relays
-// spread over them in turn. The package owns them: a loop starts when a
+// There is one loop for every two CPUs the runtime uses (at least one, at
+// most 8; loopCount), relays spread over them in turn. A loop's thread is
+// one the Go scheduler does not manage and, under load, takes a CPU of
+// its own; with one per CPU the loops and the goroutines (TLS legs,
+// handshakes, the rest of Caddy) crowd each other, and a loop preempted
+// by the kernel holds up every relay on it. The package owns them: a loop starts when a
 // relay first needs it, and exits, its thread with it, once it has had no
 // relay for loopIdle.
 
@@ -74,7 +78,7 @@ func init() { loopIdle.Store(2000) }
 func joinLoop(id uint64, s *Session) *evloop {
 	loopsMu.Lock()
 	defer loopsMu.Unlock()
-	i := loopNext.Add(1) % uint32(min(runtime.GOMAXPROCS(0), len(loopSlots)))
+	i := loopNext.Add(1) % uint32(loopCount())
 	lp := loopSlots[i]
 	if lp == nil || lp.exited {
 		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -89,6 +93,12 @@ func joinLoop(id uint64, s *Session) *evloop {
 	lp.on[id] = s
 	lp.mu.Unlock()
 	return lp
+}
+
+// loopCount is how many loops relays spread over: one per two of the
+// runtime's CPUs, at least one, at most len(loopSlots).
+func loopCount() int {
+	return min(max(runtime.GOMAXPROCS(0)/2, 1), len(loopSlots))
 }
 
 // loopsRunning counts the loops running now, for tests.

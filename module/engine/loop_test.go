@@ -219,11 +219,24 @@ func TestLoopOwedBytesReachSlowBackend(t *testing.T) {
 	}
 }
 
+// TestLoopCount: one loop per two of the runtime's CPUs, at least one, at
+// most eight.
+func TestLoopCount(t *testing.T) {
+	old := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	for procs, want := range map[int]int{1: 1, 2: 1, 3: 1, 4: 2, 7: 3, 16: 8, 64: 8} {
+		runtime.GOMAXPROCS(procs)
+		if got := loopCount(); got != want {
+			t.Errorf("GOMAXPROCS %d: %d loops, want %d", procs, got, want)
+		}
+	}
+}
+
 // TestLoopRelayHoldsNoGoroutine: relays on a loop run no goroutine of
 // their own, and none is left when they end.
 func TestLoopRelayHoldsNoGoroutine(t *testing.T) {
 	thePoller()
-	base := runtime.NumGoroutine() + min(runtime.GOMAXPROCS(0), 8) - loopsRunning()
+	base := runtime.NumGoroutine() + loopCount() - loopsRunning()
 	var hs []*harness
 	for range 20 {
 		hs = append(hs, startTCP(t, loopConfig()))
