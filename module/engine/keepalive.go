@@ -21,6 +21,10 @@ func (s *Session) startKeepalive() {
 	s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.tick)
 }
 
+// causePingTimeout is the Result.Cause of a client cut for not answering
+// pings.
+const causePingTimeout = "ping timeout"
+
 // tick asks the keepalive monitor what is due and does it: wait, ping the
 // client through its writer (after any frame in flight), or declare the
 // client dead.
@@ -43,13 +47,12 @@ func (s *Session) tick() {
 	case keepalive.Dead:
 		// What the client's socket holds tells a client that stopped
 		// taking bytes or never answered from a relay that fell behind.
+		// outcome reports them only if the timeout is what ended the relay.
 		q := s.clientQueues()
 		s.mu.Lock()
-		if s.result.ClosedBy == "" { // the timeout is what ends the relay
-			s.result.ClientQueues = &q
-		}
+		s.timeoutQueues = &q
 		s.mu.Unlock()
-		s.legGone(Client, "relay", "ping timeout")
+		s.legGone(Client, "relay", causePingTimeout)
 	case keepalive.Ping:
 		written, done, err := s.loopPing()
 		if !done {

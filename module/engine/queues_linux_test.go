@@ -84,6 +84,15 @@ func TestQueuesOnlyForPingTimeout(t *testing.T) {
 	if r := h.wait(t, 3*time.Second); r.ClientQueues != nil {
 		t.Fatalf("result %+v has client queues, want none after a close handshake", r)
 	}
+	// A ping timeout declared after another ending won (the timer fired
+	// while the handshake ended the relay) does not put its queues on
+	// that ending's result.
+	h.session.mu.Lock()
+	h.session.timeoutQueues = &SocketQueues{Unread: 1}
+	h.session.mu.Unlock()
+	if r := h.session.outcome(); r.ClientQueues != nil {
+		t.Fatalf("result %+v has the queues of a ping timeout that did not end the relay", r)
+	}
 }
 
 // tinyWindowFirst returns a pair maker for startOn whose first pair (the

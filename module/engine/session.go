@@ -161,7 +161,10 @@ type Session struct {
 
 	mu     sync.Mutex
 	result Result
-	gone   [2]bool
+	// timeoutQueues is the client socket's queues when a ping timeout
+	// was declared (Result.ClientQueues if that timeout ended the relay).
+	timeoutQueues *SocketQueues
+	gone          [2]bool
 
 	// lastSeen is when the client last sent anything, as nanoseconds
 	// since start (see since).
@@ -262,6 +265,9 @@ func (s *Session) outcome() Result {
 	r.Duration = s.cfg.Now().Sub(s.start)
 	if r.ClosedBy == "" {
 		r.ClosedBy, r.Cause = "relay", "closed"
+	}
+	if r.ClosedBy == "relay" && r.Cause == causePingTimeout {
+		r.ClientQueues = s.timeoutQueues
 	}
 	return r
 }
