@@ -60,16 +60,22 @@ func fmtRatio(r float64) string {
 	return fmt.Sprintf("%.2fx", r)
 }
 
-// fmtDur prints a latency in microseconds or milliseconds.
+// fmtDur prints a latency over the rounds, the median with [min–max] as
+// fmtSummary does, in microseconds or (from 1 ms) milliseconds, the
+// median's unit for all three.
 func fmtDur(s Summary) string {
 	if s.N == 0 {
 		return "n/a"
 	}
-	d := time.Duration(s.Median)
-	if d < time.Millisecond {
-		return fmt.Sprintf("%d µs", d.Microseconds())
+	unit, per, decimals := "ms", float64(time.Millisecond), 2
+	if time.Duration(s.Median) < time.Millisecond {
+		unit, per, decimals = "µs", float64(time.Microsecond), 0
 	}
-	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	med := fmtNum(s.Median/per, decimals) + " " + unit
+	if s.N == 1 {
+		return med
+	}
+	return fmt.Sprintf("%s [%s–%s]", med, fmtNum(s.Min/per, decimals), fmtNum(s.Max/per, decimals))
 }
 
 // label is a target's display name.
@@ -229,7 +235,7 @@ func writeRoundTrips(w io.Writer, r *Results) {
 	m := r.Meta
 	fmt.Fprintf(w, "## Round trips\n\n")
 	fmt.Fprintf(w, "%d connections, each sending a %d B binary message and waiting for its echo in a loop "+
-		"for %s after %s of warm-up; latency percentiles over all round trips of a round (median over rounds). "+
+		"for %s after %s of warm-up; latency percentiles over all round trips of a round (median over rounds, [min–max]; \"p99 x stock\" divides the p99 median by stock's). "+
 		"Proxy CPU: the proxy's utime+stime over the same window, read as in the throughput runs, in CPU µs per "+
 		"round trip counted (a message to the backend and its echo back); one 10 ms tick is %s of one core over "+
 		"the %s window. \"x stock\" divides the median by stock `reverse_proxy`'s.\n\n",
@@ -242,13 +248,18 @@ func writeRoundTrips(w io.Writer, r *Results) {
 		}
 		rt := r.rtField(k, func(x RTRound) float64 { return x.PerSec })
 		row := append([]string{label(k), fmtSummary(rt, 0), fmtRatio(Ratio(rt.Median, directRT))}, r.rtCPUCells(k)...)
+		p99 := r.rtField(k, func(x RTRound) float64 { return float64(x.P99) })
+		p99Stock := "-"
+		if k != keyDirect {
+			p99Stock = fmtRatio(Ratio(p99.Median, r.rtField(keyStock, func(x RTRound) float64 { return float64(x.P99) }).Median))
+		}
 		rows = append(rows, append(row,
 			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P50) })),
-			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P99) })),
+			fmtDur(p99), p99Stock,
 			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P999) })),
 		))
 	}
-	table(w, []string{"target", "round trips/s", "x direct", "proxy CPU µs/round trip", "x stock", "p50", "p99", "p99.9"}, rows)
+	table(w, []string{"target", "round trips/s", "x direct", "proxy CPU µs/round trip", "x stock", "p50", "p99", "p99 x stock", "p99.9"}, rows)
 }
 
 func writeIdle(w io.Writer, r *Results) {
