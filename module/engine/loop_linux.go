@@ -44,9 +44,9 @@ import (
 // one the Go scheduler does not manage and, under load, takes a CPU of
 // its own; with one per CPU the loops and the goroutines (TLS legs,
 // handshakes, the rest of Caddy) crowd each other, and a loop preempted
-// by the kernel holds up every relay on it. The package owns them: a loop starts when a
-// relay first needs it, and exits, its thread with it, once it has had no
-// relay for loopIdle.
+// by the kernel holds up every relay on it. The package owns the loops: a
+// loop starts when a relay first needs it, and exits, its thread with it,
+// once it has had no relay for loopIdle.
 
 // evloop is one event loop: its epoll set, the relays on it (by loop id)
 // and the buffer its thread reads into.
@@ -95,11 +95,12 @@ func joinLoop(id uint64, s *Session) *evloop {
 	return lp
 }
 
-// loopCount is how many loops relays spread over: one per two of the
-// runtime's CPUs, at least one, at most len(loopSlots).
-func loopCount() int {
-	return min(max(runtime.GOMAXPROCS(0)/2, 1), len(loopSlots))
-}
+// loopCount is how many loops relays spread over now.
+func loopCount() int { return loopsFor(runtime.GOMAXPROCS(0)) }
+
+// loopsFor is the number of loops for procs CPUs: one per two, at least
+// one, at most len(loopSlots).
+func loopsFor(procs int) int { return min(max(procs/2, 1), len(loopSlots)) }
 
 // loopsRunning counts the loops running now, for tests.
 func loopsRunning() int {
