@@ -219,23 +219,84 @@ func loopbackPair(t testing.TB) (net.Conn, net.Conn) {
 }
 
 // loopbackPairWith is loopbackPair with the first end dialed by d.
+//
+// Every pair comes from one listener, shared by the package's tests: a
+// listener of its own per pair would take an ephemeral port that the
+// accepted end's TIME_WAIT then holds for a minute, and a fuzz target
+// making pairs by the ten thousand ran out of ports ("bind: address
+// already in use"). Accepted ends are matched to their dialers by address.
 func loopbackPairWith(t testing.TB, d *net.Dialer) (net.Conn, net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := pairListener()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
 	c, err := d.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, <-accepted
+	ch := pairAccepted(c.LocalAddr().String())
+	defer pairTaken(c.LocalAddr().String())
+	select {
+	case a := <-ch:
+		return c, a
+	case <-time.After(5 * time.Second):
+		c.Close()
+		t.Fatal("the shared test listener did not accept a dialed connection in 5 s")
+		return nil, nil
+	}
+}
+
+// pairs is loopbackPairWith's listener and the ends it accepted, by the
+// dialer's address, until their dialer takes them.
+var pairs struct {
+	once sync.Once
+	ln   net.Listener
+	err  error
+	mu   sync.Mutex
+	by   map[string]chan net.Conn
+}
+
+// pairListener starts the shared listener and its accepting goroutine
+// (which lives as long as the test binary) once.
+func pairListener() (net.Listener, error) {
+	pairs.once.Do(func() {
+		pairs.by = make(map[string]chan net.Conn)
+		pairs.ln, pairs.err = net.Listen("tcp", "127.0.0.1:0")
+		if pairs.err != nil {
+			return
+		}
+		go func() {
+			for {
+				c, err := pairs.ln.Accept()
+				if err != nil {
+					return
+				}
+				pairAccepted(c.RemoteAddr().String()) <- c
+			}
+		}()
+	})
+	return pairs.ln, pairs.err
+}
+
+// pairAccepted is the channel for the accepted end of the connection
+// dialed from addr, made by whichever of acceptor and dialer comes first.
+func pairAccepted(addr string) chan net.Conn {
+	pairs.mu.Lock()
+	defer pairs.mu.Unlock()
+	ch, ok := pairs.by[addr]
+	if !ok {
+		ch = make(chan net.Conn, 1)
+		pairs.by[addr] = ch
+	}
+	return ch
+}
+
+// pairTaken forgets the channel of a pair its dialer has taken.
+func pairTaken(addr string) {
+	pairs.mu.Lock()
+	delete(pairs.by, addr)
+	pairs.mu.Unlock()
 }
 
 // slowBackendLegs returns the relay's ends of two loopback TCP legs and

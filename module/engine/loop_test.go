@@ -236,6 +236,7 @@ func TestLoopCount(t *testing.T) {
 // their own, and none is left when they end.
 func TestLoopRelayHoldsNoGoroutine(t *testing.T) {
 	thePoller()
+	pairListener() // its accepting goroutine is there for good
 	base := runtime.NumGoroutine() + loopCount() - loopsRunning()
 	var hs []*harness
 	for range 20 {

@@ -74,6 +74,7 @@ func TestIdleRelayParks(t *testing.T) {
 	if thePoller() == nil {
 		t.Skip("no poller on this platform: idle legs keep their goroutine")
 	}
+	pairListener() // its accepting goroutine is there for good
 	base := runtime.NumGoroutine()
 	// The harness adds three goroutines: the two peers' readers and the
 	// one waiting for Run's result. The relay itself must add none.

@@ -70,6 +70,7 @@ func TestIdleTLSRelayParks(t *testing.T) {
 		t.Skip("no poller on this platform")
 	}
 	shortLinger(t, 20*time.Millisecond)
+	pairListener() // its accepting goroutine is there for good
 	base := runtime.NumGoroutine()
 	h, _ := startTLS(t, quickConfig())
 	base += 3 // the two peers' readers and the one waiting for Run
