@@ -245,14 +245,17 @@ func (r *reader) extendDeadline(d time.Duration) {
 	if !r.dl.IsZero() && !r.dl.Before(earliest) && r.dl.Before(earliest.Add(d/16+1)) {
 		return
 	}
-	r.dl = earliest.Add(d / 16)
-	_ = r.conn.SetReadDeadline(r.dl)
+	r.setDeadline(earliest.Add(d / 16))
 }
 
-func (r *reader) clearDeadline() {
-	if !r.dl.IsZero() {
-		r.dl = time.Time{}
-		_ = r.conn.SetReadDeadline(time.Time{})
+func (r *reader) clearDeadline() { r.setDeadline(time.Time{}) }
+
+// setDeadline sets the read deadline to t (zero: none), touching the
+// connection's timer only when t moves.
+func (r *reader) setDeadline(t time.Time) {
+	if !r.dl.Equal(t) {
+		r.dl = t
+		_ = r.conn.SetReadDeadline(t)
 	}
 }
 
@@ -266,10 +269,7 @@ func (r *reader) fillWithin(d time.Duration) error {
 // is touched only when t moves, so a leg that lingers again and again
 // within one step of its grid sets it once.
 func (r *reader) fillUntil(t time.Time) error {
-	if !r.dl.Equal(t) {
-		r.dl = t
-		_ = r.conn.SetReadDeadline(t)
-	}
+	r.setDeadline(t)
 	return r.fillLingering()
 }
 
