@@ -126,9 +126,14 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 	return false
 }
 
-// forwardSmall writes a whole control frame to dst in one write.
+// forwardSmall writes a whole control frame to dst in one write. Like a
+// data frame, a client's ping or pong waiting for a slow backend keeps
+// the client from counting as idle.
 func (s *Session) forwardSmall(dst *leg, h ws.Header, payload []byte) {
-	if _, err := dst.w.whole(s.done, h, payload, false); err != nil {
+	s.writingTo(dst, true)
+	_, err := dst.w.whole(s.done, h, payload, false)
+	s.writingTo(dst, false)
+	if err != nil {
 		s.writeFailed(dst.side, err)
 	}
 }
@@ -138,6 +143,9 @@ func (s *Session) forwardSmall(dst *leg, h ws.Header, payload []byte) {
 // writer lock. It reports whether the pump may go on.
 func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 	w := dst.w
+	// Waiting for the writer is waiting for dst too: its holder writes.
+	s.writingTo(dst, true)
+	defer s.writingTo(dst, false)
 	if !w.lock(s.done) {
 		return false
 	}
@@ -150,8 +158,6 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		}
 		return true
 	}
-	s.writingTo(dst, true)
-	defer s.writingTo(dst, false)
 	hdr := w.encode(w.hdr[:0], h)
 	remaining := h.Length
 	var werr error

@@ -3,8 +3,9 @@ package engine
 import (
 	"bytes"
 	"math/rand"
+	"net"
 	"strconv"
-
+	"sync"
 	"testing"
 	"time"
 
@@ -173,6 +174,48 @@ func TestDeadClient(t *testing.T) {
 				t.Fatalf("result %+v, want relay/ping timeout/1001 after a ping", r)
 			}
 		})
+	}
+}
+
+// TestClientControlBehindSlowBackend: a client's ping that waits for a
+// backend that reads nothing keeps the client from counting as idle, as
+// a data frame does: the relay pings it, its pong waits behind the ping,
+// and the client must not be taken for dead. Once the backend reads, the
+// ping, the pong's effect and a close handshake all go through.
+func TestClientControlBehindSlowBackend(t *testing.T) {
+	cfg := quickConfig()
+	cfg.PingInterval = 50 * time.Millisecond
+	cfg.PongTimeout = 100 * time.Millisecond
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe() // a write to the backend waits until it reads
+	client := newPeer(t, cTest, true, true)
+	backend := newPeer(t, bTest, false, false)
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	own := ws.MaskFrame(ws.NewPingFrame([]byte("client ping")))
+	client.send(own)
+	// Answer relay pings for ten pong timeouts; the answers wait, unread,
+	// behind the client's ping.
+	var pongs sync.WaitGroup
+	for deadline := time.Now().Add(10 * cfg.PongTimeout); time.Now().Before(deadline); {
+		select {
+		case f := <-client.frames:
+			if f.Header.OpCode == ws.OpPing {
+				pongs.Go(func() { client.send(ws.NewPongFrame(f.Payload)) })
+			}
+		case <-client.closed:
+			t.Fatal("the relay dropped the client while its ping waited for the backend")
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	go backend.read()
+	sameFrame(t, backend.nextSkipPings(2*time.Second), own)
+	pongs.Wait() // the relay reads them now
+	closeHandshake(t, client, backend)
+	r := waitResult(t, result)
+	if r.Cause == causePingTimeout {
+		t.Fatalf("result %+v: the client was taken for dead", r)
 	}
 }
 
