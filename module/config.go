@@ -32,6 +32,8 @@ type Handler struct {
 
 	// PingInterval is how long a client may stay silent before the relay
 	// pings it. Default: 25s. A negative value turns relay pings off.
+	// Pings go out on a grid of 1/16 of the interval (at most 250 ms)
+	// shared by all connections, so up to one step late.
 	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
 
 	// PongTimeout is how long after a relay ping is written the client has

@@ -18,7 +18,25 @@ func (s *Session) startKeepalive() {
 	s.tickMu.Lock()
 	defer s.tickMu.Unlock()
 	s.monitor = keepalive.NewMonitor(keepalive.Policy{Interval: s.cfg.PingInterval, Timeout: s.cfg.PongTimeout})
-	s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.tick)
+	now := s.cfg.Now()
+	s.pingTimer = time.AfterFunc(s.tickAt(now.Add(s.cfg.PingInterval)).Sub(now), s.tick)
+}
+
+// tickAt is when the timer fires for something due at t: t rounded up to
+// a grid of 1/16 of the ping interval, at most 250 ms, the same for every
+// relay. Relays' pings then go out together, a few times per interval,
+// and the pongs that answer them come back together, so one wake-up of a
+// loop (or of the runtime's poller) takes many. A ping is at most a grid
+// step late; so is noticing a dead client.
+func (s *Session) tickAt(t time.Time) time.Time {
+	step := int64(min(s.cfg.PingInterval/16, 250*time.Millisecond))
+	if step <= 0 {
+		return t
+	}
+	if r := t.UnixNano() % step; r != 0 {
+		return t.Add(time.Duration(step - r))
+	}
+	return t
 }
 
 // causePingTimeout is the Result.Cause of a client cut for not answering
@@ -43,7 +61,7 @@ func (s *Session) tick() {
 	action, at := s.monitor.Next(now, last)
 	switch action {
 	case keepalive.Wait:
-		s.pingTimer.Reset(at.Sub(now))
+		s.pingTimer.Reset(s.tickAt(at).Sub(now))
 	case keepalive.Dead:
 		// What the client's socket holds tells a client that stopped
 		// taking bytes or never answered from a relay that fell behind.
@@ -70,6 +88,6 @@ func (s *Session) tick() {
 		s.pings.Add(1)
 		s.monitor.PingWritten(written)
 		_, at := s.monitor.Next(written, last)
-		s.pingTimer.Reset(at.Sub(s.cfg.Now()))
+		s.pingTimer.Reset(s.tickAt(at).Sub(s.cfg.Now()))
 	}
 }

@@ -335,3 +335,34 @@ func shutdown(t *testing.T, h *harness, code uint16) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestTickGrid: the keepalive timer fires on a grid of 1/16 of the ping
+// interval (at most 250 ms), the same grid for every relay, never before
+// what is due and less than a step after it.
+func TestTickGrid(t *testing.T) {
+	base := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		interval, step time.Duration
+	}{
+		{160 * time.Millisecond, 10 * time.Millisecond},
+		{time.Second, 62500 * time.Microsecond},
+		{25 * time.Second, 250 * time.Millisecond},
+		{time.Hour, 250 * time.Millisecond},
+		{8 * time.Nanosecond, 0}, // too short for a grid: as due
+	} {
+		s := &Session{cfg: Config{PingInterval: tc.interval}}
+		for _, off := range []time.Duration{0, 1, 3 * time.Millisecond, 61 * time.Millisecond, 249 * time.Millisecond, 7*time.Second + 5} {
+			due := base.Add(off)
+			got := s.tickAt(due)
+			if tc.step == 0 {
+				if !got.Equal(due) {
+					t.Errorf("interval %v: tickAt(+%v) = +%v, want as due", tc.interval, off, got.Sub(base))
+				}
+				continue
+			}
+			if got.Before(due) || got.Sub(due) >= tc.step || got.UnixNano()%int64(tc.step) != 0 {
+				t.Errorf("interval %v: tickAt(+%v) = +%v, want the first multiple of %v at or after it", tc.interval, off, got.Sub(base), tc.step)
+			}
+		}
+	}
+}

@@ -44,7 +44,9 @@ type Leg struct {
 
 // Config tunes one relay. Zero durations turn the matching feature off.
 type Config struct {
-	// PingInterval: ping a client that sent nothing for this long.
+	// PingInterval: ping a client that sent nothing for this long (on
+	// the grid of Session.tickAt, so up to 1/16 of it, at most 250 ms,
+	// later).
 	PingInterval time.Duration
 	// PongTimeout: a client that sends nothing for this long after a
 	// relay ping was written is dead.
