@@ -46,6 +46,8 @@ func fixtureResults() *Results {
 	r.Throughput[TPKey{Target: keyRelay, Size: sizes[0]}][2] = TPRound{MiBps: math.NaN(), CPU: math.NaN()}
 	// Round trips/s, and proxy CPU µs per round trip: 0.5 up each round.
 	rtCPU := map[string]float64{keyRelay: 8, keyStock: 10, keyNginx: 6, keyDirect: math.NaN()}
+	// The whole machine's busy CPU µs per round trip: 2 up each round.
+	rtMachine := map[string]float64{keyRelay: 60, keyStock: 72, keyNginx: 64, keyDirect: 35}
 	// p99 in µs, 100 µs up each round; nginx's p50 under 1 ms, 20 µs up.
 	rtP99 := map[string]time.Duration{keyRelay: 4500, keyStock: 5000, keyNginx: 4000, keyDirect: 6000}
 	for k, rate := range map[string]float64{keyRelay: 30000, keyStock: 25000, keyNginx: 28000, keyDirect: 50000} {
@@ -58,6 +60,7 @@ func fixtureResults() *Results {
 			r.RoundTrips[k] = append(r.RoundTrips[k], RTRound{
 				PerSec: rate + float64(i), P50: p50, P99: (rtP99[k] + 100*time.Duration(i)) * time.Microsecond, P999: 12 * time.Millisecond,
 				CPU: (rtCPU[k] + 0.5*float64(i)) * float64(trips) / 1e6, Trips: trips,
+				Machine: (rtMachine[k] + 2*float64(i)) * float64(trips) / 1e6,
 			})
 		}
 	}

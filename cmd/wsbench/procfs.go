@@ -59,6 +59,37 @@ func readCPU(pid int) (float64, error) {
 	return parseStatCPU(b)
 }
 
+// readMachineBusy returns the CPU seconds the machine's CPUs have spent
+// busy so far, all of them together: every process and the kernel.
+func readMachineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatBusy(b)
+}
+
+// parseProcStatBusy reads the busy time from the contents of /proc/stat:
+// its first line, "cpu user nice system idle iowait irq softirq steal
+// ...", in 10 ms ticks summed over the CPUs; busy is all but idle and
+// iowait (guest time is inside user already).
+func parseProcStatBusy(stat []byte) (float64, error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("malformed first line of /proc/stat: %q", line)
+	}
+	var busy uint64
+	for _, i := range [...]int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed field %d of /proc/stat's cpu line: %q", i, f[i])
+		}
+		busy += v
+	}
+	return float64(busy) / clockTicks, nil
+}
+
 // parseStatCPU reads utime and stime (fields 14 and 15) from the contents
 // of /proc/<pid>/stat. The command name (field 2) may hold spaces and
 // parentheses, so fields are counted from the last ')'.
@@ -116,7 +147,8 @@ func parseGoroutineTotal(line string) (float64, error) {
 	if !ok {
 		return 0, fmt.Errorf("unexpected goroutine profile header %q", line)
 	}
-	return strconv.ParseFloat(rest, 64)
+	n, err := strconv.ParseUint(rest, 10, 64) // a count: not "NaN", "-1" or "1e3"
+	return float64(n), err
 }
 
 // machine describes where the run happened.

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 func TestParseStatCPU(t *testing.T) {
 	tests := []struct {
@@ -28,11 +31,79 @@ func TestParseStatCPU(t *testing.T) {
 	}
 }
 
+func TestParseProcStatBusy(t *testing.T) {
+	tests := []struct {
+		name string
+		stat string
+		want float64
+		ok   bool
+	}{
+		// user nice system idle iowait irq softirq steal guest guest_nice:
+		// busy is 100+5+50+3+7+2 ticks.
+		{"plain", "cpu  100 5 50 9000 40 3 7 2 0 0\ncpu0 50 2 25 4500 20 1 3 1 0 0\nintr 1 2 3\n", 1.67, true},
+		{"no cpu line first", "intr 1 2 3\ncpu 1 2 3 4 5 6 7 8\n", 0, false},
+		{"too short", "cpu 1 2 3 4\n", 0, false},
+		{"not a number", "cpu 1 2 x 4 5 6 7 8\n", 0, false},
+		{"empty", "", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseProcStatBusy([]byte(tt.stat))
+			if (err == nil) != tt.ok {
+				t.Fatalf("parseProcStatBusy error = %v, want ok %v", err, tt.ok)
+			}
+			if tt.ok && !sameFloat(got, tt.want) {
+				t.Errorf("parseProcStatBusy = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseGoroutineTotal(t *testing.T) {
 	if n, err := parseGoroutineTotal("goroutine profile: total 20123\n"); err != nil || n != 20123 {
 		t.Errorf("got %v, %v; want 20123", n, err)
 	}
-	if _, err := parseGoroutineTotal("<html>"); err == nil {
-		t.Error("an unexpected first line should be an error")
+	for _, bad := range []string{"<html>", "goroutine profile: total NaN\n", "goroutine profile: total -1\n"} {
+		if _, err := parseGoroutineTotal(bad); err == nil {
+			t.Errorf("parseGoroutineTotal(%q): no error", bad)
+		}
+	}
+}
+
+// FuzzProcParsers: the /proc and pprof parsers take any input without
+// panicking, and what they accept is a finite count, never negative.
+func FuzzProcParsers(f *testing.F) {
+	f.Add([]byte("1234 (caddy) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 9 0 100 0 0"))
+	f.Add([]byte("cpu  100 5 50 9000 40 3 7 2 0 0\ncpu0 50 2 25 4500 20 1 3 1 0 0\n"))
+	f.Add([]byte("goroutine profile: total 20123\n"))
+	f.Add([]byte("99 (a b) c)) R 1 2 3 4 5 6 7 8 9 10 7 3 0 0"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for name, parse := range map[string]func([]byte) (float64, error){
+			"parseStatCPU":      parseStatCPU,
+			"parseProcStatBusy": parseProcStatBusy,
+		} {
+			if v, err := parse(b); err == nil && (math.IsNaN(v) || math.IsInf(v, 0) || v < 0) {
+				t.Errorf("%s(%q) = %v", name, b, v)
+			}
+		}
+		if n, err := parseGoroutineTotal(string(b)); err == nil && (math.IsNaN(n) || math.IsInf(n, 0) || n < 0) {
+			t.Errorf("parseGoroutineTotal(%q) = %v", b, n)
+		}
+	})
+}
+
+// TestReadMachineBusy reads this machine's /proc/stat: some busy time,
+// and never less on a second read.
+func TestReadMachineBusy(t *testing.T) {
+	a, err := readMachineBusy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := readMachineBusy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a <= 0 || b < a {
+		t.Errorf("busy CPU seconds %v then %v, want > 0 and not falling", a, b)
 	}
 }

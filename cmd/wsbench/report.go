@@ -238,8 +238,12 @@ func writeRoundTrips(w io.Writer, r *Results) {
 		"for %s after %s of warm-up; latency percentiles over all round trips of a round (median over rounds, [min–max]; \"p99 x stock\" divides the p99 median by stock's). "+
 		"Proxy CPU: the proxy's utime+stime over the same window, read as in the throughput runs, in CPU µs per "+
 		"round trip counted (a message to the backend and its echo back); one 10 ms tick is %s of one core over "+
-		"the %s window. \"x stock\" divides the median by stock `reverse_proxy`'s.\n\n",
-		m.RTConns, m.RTSize, m.RTDuration, m.Warmup, tickShare(m.RTDuration), m.RTDuration)
+		"the %s window. \"x stock\" divides the median by stock `reverse_proxy`'s. "+
+		"Machine CPU: the busy time of all %d CPUs together (/proc/stat: all but idle and iowait) over the same window, "+
+		"per round trip: client, proxy, backend and kernel, everything the machine did; \"busy\" is that time "+
+		"as a share of the window times the CPUs. When the machine is close to fully busy, the rate is about "+
+		"the CPUs divided by the machine CPU per round trip, so a proxy can raise it only by what it saves there.\n\n",
+		m.RTConns, m.RTSize, m.RTDuration, m.Warmup, tickShare(m.RTDuration), m.RTDuration, m.Machine.NProc)
 	directRT := r.rtField(keyDirect, func(x RTRound) float64 { return x.PerSec }).Median
 	var rows [][]string
 	for _, k := range r.Targets {
@@ -248,6 +252,9 @@ func writeRoundTrips(w io.Writer, r *Results) {
 		}
 		rt := r.rtField(k, func(x RTRound) float64 { return x.PerSec })
 		row := append([]string{label(k), fmtSummary(rt, 0), fmtRatio(Ratio(rt.Median, directRT))}, r.rtCPUCells(k)...)
+		row = append(row,
+			fmtSummary(r.rtField(k, func(x RTRound) float64 { return x.MachinePerTrip() }), 1),
+			fmtSummary(r.rtField(k, func(x RTRound) float64 { return x.Busy(m.Machine.NProc) }), 0))
 		p99 := r.rtField(k, func(x RTRound) float64 { return float64(x.P99) })
 		p99Stock := "-"
 		if k != keyDirect {
@@ -259,7 +266,8 @@ func writeRoundTrips(w io.Writer, r *Results) {
 			fmtDur(r.rtField(k, func(x RTRound) float64 { return float64(x.P999) })),
 		))
 	}
-	table(w, []string{"target", "round trips/s", "x direct", "proxy CPU µs/round trip", "x stock", "p50", "p99", "p99 x stock", "p99.9"}, rows)
+	table(w, []string{"target", "round trips/s", "x direct", "proxy CPU µs/round trip", "x stock",
+		"machine CPU µs/round trip", "machine busy, %", "p50", "p99", "p99 x stock", "p99.9"}, rows)
 }
 
 func writeIdle(w io.Writer, r *Results) {

@@ -104,14 +104,27 @@ type RTRound struct {
 	P999   time.Duration
 	// CPU is the proxy's CPU seconds (utime+stime) over the measured
 	// window, NaN without a proxy (direct); Trips is the round trips
-	// counted in that window.
-	CPU   float64
-	Trips int64
+	// counted in that window. Machine is the busy CPU seconds of the
+	// whole machine (all CPUs: client, proxy, backend, kernel, anything
+	// else) over the same window.
+	CPU     float64
+	Machine float64
+	Trips   int64
 }
 
 // CPUPerTrip is the proxy's CPU microseconds per round trip, NaN without a
 // proxy or without round trips.
 func (x RTRound) CPUPerTrip() float64 { return cpuPer(x.CPU, x.Trips, 1e6) }
+
+// MachinePerTrip is the whole machine's busy CPU microseconds per round
+// trip.
+func (x RTRound) MachinePerTrip() float64 { return cpuPer(x.Machine, x.Trips, 1e6) }
+
+// Busy is the machine's busy time as a percentage of the window times its
+// cpus CPUs (the window is Trips / PerSec).
+func (x RTRound) Busy(cpus int) float64 {
+	return cpuPer(x.Machine*x.PerSec, x.Trips, 100/float64(cpus))
+}
 
 // PingRound is one round of the ping-cost measurement on the relay.
 type PingRound struct {

@@ -44,6 +44,25 @@ func TestCPUPerTrip(t *testing.T) {
 	}
 }
 
+// TestMachinePerTrip: 3.6 busy CPU s over 2 s of 100,000 round trips/s on
+// 2 CPUs is 18 µs per round trip and 90% busy.
+func TestMachinePerTrip(t *testing.T) {
+	x := RTRound{PerSec: 100000, Machine: 3.6, Trips: 200000}
+	if got := x.MachinePerTrip(); !sameFloat(got, 18) {
+		t.Errorf("MachinePerTrip = %v, want 18", got)
+	}
+	if got := x.Busy(2); !sameFloat(got, 90) {
+		t.Errorf("Busy(2) = %v, want 90", got)
+	}
+	failed := RTRound{PerSec: math.NaN(), Machine: math.NaN()}
+	if got := failed.MachinePerTrip(); !math.IsNaN(got) {
+		t.Errorf("failed round: MachinePerTrip = %v, want NaN", got)
+	}
+	if got := failed.Busy(2); !math.IsNaN(got) {
+		t.Errorf("failed round: Busy = %v, want NaN", got)
+	}
+}
+
 // sameFloat compares to a relative 1e-9, NaN equal to NaN.
 func sameFloat(a, b float64) bool {
 	if math.IsNaN(a) || math.IsNaN(b) {

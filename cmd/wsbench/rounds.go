@@ -248,6 +248,17 @@ func (b *bench) proxyCPU(t *target) float64 {
 	return c
 }
 
+// machineBusy reads the machine's busy CPU seconds so far (see
+// readMachineBusy): NaN, with a note, when /proc/stat cannot be read.
+func (b *bench) machineBusy() float64 {
+	c, err := readMachineBusy()
+	if err != nil {
+		b.notef("reading the machine's CPU time: %v", err)
+		return math.NaN()
+	}
+	return c
+}
+
 // write saves the report and the chart and prints the report.
 func (b *bench) write() error {
 	if err := os.MkdirAll(b.cfg.out, 0o755); err != nil {

@@ -22,8 +22,8 @@ const (
 
 // runRoundTrips measures request/response round trips of small binary
 // messages on many connections at once: each connection sends a message,
-// waits for its echo, and loops. It also reads t's proxy CPU over the
-// measured window.
+// waits for its echo, and loops. It also reads t's proxy CPU, and the
+// whole machine's, over the measured window.
 func (b *bench) runRoundTrips(t *target) (RTRound, error) {
 	conns := make([]*wsConn, b.cfg.rtConns)
 	for i := range conns {
@@ -44,13 +44,13 @@ func (b *bench) runRoundTrips(t *target) (RTRound, error) {
 		wg.Go(func() { samples[i], errs[i] = b.rtLoop(c, i, &phase) })
 	}
 	time.Sleep(b.cfg.warmup)
-	cpu0 := b.proxyCPU(t)
+	cpu0, busy0 := b.proxyCPU(t), b.machineBusy()
 	phase.Store(phaseMeasure)
 	t0 := time.Now()
 	time.Sleep(b.cfg.rtDuration)
 	phase.Store(phaseStop)
 	elapsed := time.Since(t0)
-	cpu1 := b.proxyCPU(t)
+	cpu1, busy1 := b.proxyCPU(t), b.machineBusy()
 	wg.Wait()
 	for _, c := range conns {
 		c.closeAndWait(5 * time.Second)
@@ -61,12 +61,13 @@ func (b *bench) runRoundTrips(t *target) (RTRound, error) {
 	all := slices.Concat(samples...)
 	slices.Sort(all)
 	return RTRound{
-		PerSec: float64(len(all)) / elapsed.Seconds(),
-		P50:    Percentile(all, 50),
-		P99:    Percentile(all, 99),
-		P999:   Percentile(all, 99.9),
-		CPU:    cpu1 - cpu0,
-		Trips:  int64(len(all)),
+		PerSec:  float64(len(all)) / elapsed.Seconds(),
+		P50:     Percentile(all, 50),
+		P99:     Percentile(all, 99),
+		P999:    Percentile(all, 99.9),
+		CPU:     cpu1 - cpu0,
+		Machine: busy1 - busy0,
+		Trips:   int64(len(all)),
 	}, nil
 }
 
