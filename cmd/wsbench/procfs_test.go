@@ -5,55 +5,37 @@ import (
 	"testing"
 )
 
-func TestParseStatCPU(t *testing.T) {
+// TestParseCPUTimes: a process's CPU time from /proc/<pid>/stat and the
+// machine's busy time from /proc/stat, in seconds.
+func TestParseCPUTimes(t *testing.T) {
 	tests := []struct {
-		name string
-		stat string
-		want float64
-		ok   bool
+		name  string
+		parse func([]byte) (float64, error)
+		stat  string
+		want  float64
+		ok    bool
 	}{
-		{"plain", "1234 (caddy) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 9 0 100 0 0", 4, true},
-		{"name with spaces and parentheses", "99 (a b) c)) R 1 2 3 4 5 6 7 8 9 10 7 3 0 0", 0.1, true},
-		{"no closing parenthesis", "99 (caddy S 1", 0, false},
-		{"too short", "99 (caddy) S 1 2 3", 0, false},
-		{"not a number", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 3 0", 0, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseStatCPU([]byte(tt.stat))
-			if (err == nil) != tt.ok {
-				t.Fatalf("parseStatCPU error = %v, want ok %v", err, tt.ok)
-			}
-			if tt.ok && got != tt.want {
-				t.Errorf("parseStatCPU = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestParseProcStatBusy(t *testing.T) {
-	tests := []struct {
-		name string
-		stat string
-		want float64
-		ok   bool
-	}{
+		{"pid: plain", parseStatCPU, "1234 (caddy) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 9 0 100 0 0", 4, true},
+		{"pid: name with spaces and parentheses", parseStatCPU, "99 (a b) c)) R 1 2 3 4 5 6 7 8 9 10 7 3 0 0", 0.1, true},
+		{"pid: no closing parenthesis", parseStatCPU, "99 (caddy S 1", 0, false},
+		{"pid: too short", parseStatCPU, "99 (caddy) S 1 2 3", 0, false},
+		{"pid: not a number", parseStatCPU, "1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 3 0", 0, false},
 		// user nice system idle iowait irq softirq steal guest guest_nice:
 		// busy is 100+5+50+3+7+2 ticks.
-		{"plain", "cpu  100 5 50 9000 40 3 7 2 0 0\ncpu0 50 2 25 4500 20 1 3 1 0 0\nintr 1 2 3\n", 1.67, true},
-		{"no cpu line first", "intr 1 2 3\ncpu 1 2 3 4 5 6 7 8\n", 0, false},
-		{"too short", "cpu 1 2 3 4\n", 0, false},
-		{"not a number", "cpu 1 2 x 4 5 6 7 8\n", 0, false},
-		{"empty", "", 0, false},
+		{"machine: plain", parseProcStatBusy, "cpu  100 5 50 9000 40 3 7 2 0 0\ncpu0 50 2 25 4500 20 1 3 1 0 0\nintr 1 2 3\n", 1.67, true},
+		{"machine: no cpu line first", parseProcStatBusy, "intr 1 2 3\ncpu 1 2 3 4 5 6 7 8\n", 0, false},
+		{"machine: too short", parseProcStatBusy, "cpu 1 2 3 4\n", 0, false},
+		{"machine: not a number", parseProcStatBusy, "cpu 1 2 x 4 5 6 7 8\n", 0, false},
+		{"machine: empty", parseProcStatBusy, "", 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseProcStatBusy([]byte(tt.stat))
+			got, err := tt.parse([]byte(tt.stat))
 			if (err == nil) != tt.ok {
-				t.Fatalf("parseProcStatBusy error = %v, want ok %v", err, tt.ok)
+				t.Fatalf("error = %v, want ok %v", err, tt.ok)
 			}
 			if tt.ok && !sameFloat(got, tt.want) {
-				t.Errorf("parseProcStatBusy = %v, want %v", got, tt.want)
+				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
 	}
