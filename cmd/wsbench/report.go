@@ -208,6 +208,30 @@ func writeThroughput(w io.Writer, r *Results) {
 	for _, s := range sizes {
 		head = append(head, sizeName(s)+": MiB/s", "x direct ws", "proxy CPU s/GiB", "x stock")
 	}
+	table(w, head, r.tpRows(func(k TPKey) []string {
+		v := r.tpSummary(k)
+		d := r.tpSummary(TPKey{Target: keyDirect, Size: k.Size}).Median
+		return append([]string{fmtSummary(v, 0), fmtRatio(Ratio(v.Median, d))}, r.tpCPUCells(k)...)
+	}))
+	fmt.Fprintf(w, "\nMachine CPU in the same windows: the busy time of all %d CPUs together (/proc/stat: all but idle "+
+		"and iowait), in CPU seconds per GiB of echoed payload: client, proxy, backend and kernel, everything the "+
+		"machine did; \"busy\" is that time as a share of the window times the CPUs. When the machine is close to "+
+		"fully busy, the throughput is about the CPUs divided by the machine CPU per GiB.\n\n", m.Machine.NProc)
+	head = []string{"target", "leg"}
+	for _, s := range sizes {
+		head = append(head, sizeName(s)+": machine CPU s/GiB", "busy, %")
+	}
+	table(w, head, r.tpRows(func(k TPKey) []string {
+		return []string{
+			fmtSummary(r.tpField(k, func(x TPRound) float64 { return x.MachinePerGiB() }), 2),
+			fmtSummary(r.tpField(k, func(x TPRound) float64 { return x.Busy(m.Machine.NProc) }), 0),
+		}
+	}))
+}
+
+// tpRows are the throughput tables' rows: a target and leg, then cells's
+// cells for each message size, for every target and leg measured.
+func (r *Results) tpRows(cells func(TPKey) []string) [][]string {
 	var rows [][]string
 	for _, k := range r.Targets {
 		for _, secure := range []bool{false, true} {
@@ -220,15 +244,12 @@ func writeThroughput(w io.Writer, r *Results) {
 			}
 			row := []string{label(k), leg}
 			for _, s := range sizes {
-				v := r.tpSummary(TPKey{Target: k, Size: s, TLS: secure})
-				d := r.tpSummary(TPKey{Target: keyDirect, Size: s}).Median
-				row = append(row, fmtSummary(v, 0), fmtRatio(Ratio(v.Median, d)))
-				row = append(row, r.tpCPUCells(TPKey{Target: k, Size: s, TLS: secure})...)
+				row = append(row, cells(TPKey{Target: k, Size: s, TLS: secure})...)
 			}
 			rows = append(rows, row)
 		}
 	}
-	table(w, head, rows)
+	return rows
 }
 
 func writeRoundTrips(w io.Writer, r *Results) {

@@ -89,6 +89,10 @@ func TestReportFigures(t *testing.T) {
 		{"| caddy reverse_proxy | wss |", "| caddy reverse_proxy | wss | 350 [350–350] | 0.35x | 2.00 [1.90–2.10] | 1.00x | 300 [300–300] | 0.38x | 3.00 [2.90–3.10] | 1.00x |"},
 		{"| nginx | ws |", "| nginx | ws | 450 [440–460] | 0.45x | 0.60 [0.50–0.70] | 0.60x | 300 [290–310] | 0.38x | 0.50 [0.40–0.60] | 0.33x |"},
 		{"| direct (no proxy) | ws |", "| direct (no proxy) | ws | 1000 [990–1010] | 1.00x | - | - | 800 [790–810] | 1.00x | - | - |"},
+		// The machine's CPU in the same windows: 3.6 busy s over each 2 s
+		// window, per GiB echoed (1843.2 / MiB/s); the failed round left out.
+		{"| websocket_relay | ws | 3.72", "| websocket_relay | ws | 3.72 [3.69–3.76] | 90 [90–90] | 4.61 [4.50–4.73] | 90 [90–90] |"},
+		{"| direct (no proxy) | ws | 1.84", "| direct (no proxy) | ws | 1.84 [1.82–1.86] | 90 [90–90] | 2.30 [2.28–2.33] | 90 [90–90] |"},
 		{"| websocket_relay | 30001", "| websocket_relay | 30001 [30000–30002] | 0.60x | 8.5 [8.0–9.0] | 0.81x | 62.0 [60.0–64.0] | 93 [90–96] | 1.50 ms [1.50–1.50] | 4.60 ms [4.50–4.70] | 0.90x | 12.00 ms [12.00–12.00] |"},
 		{"| caddy reverse_proxy | 25001", "| caddy reverse_proxy | 25001 [25000–25002] | 0.50x | 10.5 [10.0–11.0] | 1.00x | 74.0 [72.0–76.0] | 93 [90–95] | 1.50 ms [1.50–1.50] | 5.10 ms [5.00–5.20] | 1.00x | 12.00 ms [12.00–12.00] |"},
 		{"| nginx | 28001", "| nginx | 28001 [28000–28002] | 0.56x | 6.5 [6.0–7.0] | 0.62x | 66.0 [64.0–68.0] | 92 [90–95] | 970 µs [950–990] | 4.10 ms [4.00–4.20] | 0.80x | 12.00 ms [12.00–12.00] |"},
@@ -270,6 +274,8 @@ func TestReportCPUColumns(t *testing.T) {
 		"| target | leg | 64 KiB: MiB/s | x direct ws | proxy CPU s/GiB | x stock | 1 MiB: MiB/s | x direct ws | proxy CPU s/GiB | x stock |",
 		"| target | round trips/s | x direct | proxy CPU µs/round trip | x stock | machine CPU µs/round trip | machine busy, % | p50 | p99 | p99 x stock | p99.9 |",
 		"Machine CPU: the busy time of all 2 CPUs together (/proc/stat: all but idle and iowait)",
+		"| target | leg | 64 KiB: machine CPU s/GiB | busy, % | 1 MiB: machine CPU s/GiB | busy, % |",
+		"Machine CPU in the same windows: the busy time of all 2 CPUs together",
 		"utime+stime of /proc/<pid>/stat; nginx: its one worker",
 		"CPU seconds per GiB (2^30 bytes) of echoed payload, the bytes the MiB/s figure counts: each crossed the proxy twice",
 		"/proc counts in 10 ms ticks, 0.5% of one core over the 2s window",

@@ -82,9 +82,11 @@ type TPRound struct {
 	MiBps float64 // echoed payload per second; NaN for a failed round
 	// CPU is the proxy's CPU seconds (utime+stime) over the measured
 	// window, NaN without a proxy (direct); Bytes is the payload echoed
-	// in that window.
-	CPU   float64
-	Bytes int64
+	// in that window. Machine is the whole machine's busy CPU seconds
+	// over the same window (as RTRound's).
+	CPU     float64
+	Machine float64
+	Bytes   int64
 }
 
 // CPUPerGiB is the proxy's CPU seconds per GiB of echoed payload, NaN
@@ -94,6 +96,18 @@ func (x TPRound) CPUPerGiB() float64 {
 		return math.NaN()
 	}
 	return x.CPU / (float64(x.Bytes) / (1 << 30))
+}
+
+// MachinePerGiB is the whole machine's busy CPU seconds per GiB of echoed
+// payload.
+func (x TPRound) MachinePerGiB() float64 {
+	return TPRound{CPU: x.Machine, Bytes: x.Bytes}.CPUPerGiB()
+}
+
+// Busy is the machine's busy time as a percentage of the window (Bytes
+// at MiBps) times its cpus CPUs.
+func (x TPRound) Busy(cpus int) float64 {
+	return busyPct(x.Machine, float64(x.Bytes)/(1<<20)/x.MiBps, cpus)
 }
 
 // RTRound is one round of the round-trip measurement on one target.
@@ -123,7 +137,16 @@ func (x RTRound) MachinePerTrip() float64 { return cpuPer(x.Machine, x.Trips, 1e
 // Busy is the machine's busy time as a percentage of the window times its
 // cpus CPUs (the window is Trips / PerSec).
 func (x RTRound) Busy(cpus int) float64 {
-	return cpuPer(x.Machine*x.PerSec, x.Trips, 100/float64(cpus))
+	return busyPct(x.Machine, float64(x.Trips)/x.PerSec, cpus)
+}
+
+// busyPct is busy CPU seconds as a percentage of window seconds times cpus
+// CPUs; NaN without a window.
+func busyPct(busy, window float64, cpus int) float64 {
+	if !(window > 0) || cpus <= 0 {
+		return math.NaN()
+	}
+	return busy / window / float64(cpus) * 100
 }
 
 // PingRound is one round of the ping-cost measurement on the relay.

@@ -44,9 +44,20 @@ func TestCPUPerTrip(t *testing.T) {
 	}
 }
 
-// TestMachinePerTrip: 3.6 busy CPU s over 2 s of 100,000 round trips/s on
-// 2 CPUs is 18 µs per round trip and 90% busy.
-func TestMachinePerTrip(t *testing.T) {
+// TestMachineCPU: 3.6 busy CPU s over 2 s of 100,000 round trips/s on 2
+// CPUs is 18 µs per round trip and 90% busy; over 2 s at 1,024 MiB/s it
+// is 1.8 s per GiB.
+func TestMachineCPU(t *testing.T) {
+	tp := TPRound{MiBps: 1024, Machine: 3.6, Bytes: 2 << 30}
+	if got := tp.MachinePerGiB(); !sameFloat(got, 1.8) {
+		t.Errorf("MachinePerGiB = %v, want 1.8", got)
+	}
+	if got := tp.Busy(2); !sameFloat(got, 90) {
+		t.Errorf("throughput Busy(2) = %v, want 90", got)
+	}
+	if got := (TPRound{MiBps: math.NaN(), Machine: math.NaN()}).Busy(2); !math.IsNaN(got) {
+		t.Errorf("failed throughput round: Busy = %v, want NaN", got)
+	}
 	x := RTRound{PerSec: 100000, Machine: 3.6, Trips: 200000}
 	if got := x.MachinePerTrip(); !sameFloat(got, 18) {
 		t.Errorf("MachinePerTrip = %v, want 18", got)

@@ -108,11 +108,11 @@ func (b *bench) runThroughput(t *target, url string, size int, tlsInfo *string) 
 		wg.Go(func() { errs <- tc.read() })
 	}
 	time.Sleep(b.cfg.warmup)
-	cpu0 := b.proxyCPU(t)
+	cpu0, busy0 := b.proxyCPU(t), b.machineBusy()
 	b0, t0 := counted.Load(), time.Now()
 	time.Sleep(b.cfg.tpDuration)
 	b1, elapsed := counted.Load(), time.Since(t0)
-	cpu1 := b.proxyCPU(t)
+	cpu1, busy1 := b.proxyCPU(t), b.machineBusy()
 	close(stop)
 	for _, tc := range conns {
 		// Bounds the wait for the last echoes if a side has failed.
@@ -130,5 +130,5 @@ func (b *bench) runThroughput(t *target, url string, size int, tlsInfo *string) 
 	if err != nil {
 		return TPRound{}, err
 	}
-	return TPRound{MiBps: float64(b1-b0) / elapsed.Seconds() / (1 << 20), CPU: cpu1 - cpu0, Bytes: b1 - b0}, nil
+	return TPRound{MiBps: float64(b1-b0) / elapsed.Seconds() / (1 << 20), CPU: cpu1 - cpu0, Machine: busy1 - busy0, Bytes: b1 - b0}, nil
 }
