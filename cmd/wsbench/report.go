@@ -213,7 +213,7 @@ func writeThroughput(w io.Writer, r *Results) {
 		d := r.tpSummary(TPKey{Target: keyDirect, Size: k.Size}).Median
 		return append([]string{fmtSummary(v, 0), fmtRatio(Ratio(v.Median, d))}, r.tpCPUCells(k)...)
 	}))
-	fmt.Fprintf(w, "\nMachine CPU in the same windows: the busy time of all %d CPUs together (/proc/stat: all but idle "+
+	fmt.Fprintf(w, "Machine CPU in the same windows: the busy time of all %d CPUs together (/proc/stat: all but idle "+
 		"and iowait), in CPU seconds per GiB of echoed payload: client, proxy, backend and kernel, everything the "+
 		"machine did; \"busy\" is that time as a share of the window times the CPUs. When the machine is close to "+
 		"fully busy, the throughput is about the CPUs divided by the machine CPU per GiB.\n\n", m.Machine.NProc)
