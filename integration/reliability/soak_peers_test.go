@@ -65,9 +65,10 @@ type soakConn struct {
 	cSent      int64
 	cPings     *pings
 	relayPings int // pings from the relay that the client got
+	// lastPingAt (UnixNano) is when the client read the last of them.
 	// relayPongs counts the pongs to them that the client wrote, and
-	// lastPongAt (UnixNano) is when the last of those writes returned.
-	relayPongs, lastPongAt atomic.Int64
+	// lastPongAt is when the last of those writes returned.
+	relayPongs, lastPingAt, lastPongAt atomic.Int64
 	backPings  int // pings from the backend that the client answered
 	cClose     int
 	// Backend end.
@@ -83,18 +84,29 @@ type soakConn struct {
 	errs []string
 }
 
+// pingGot records a relay ping that the client read.
+func (sc *soakConn) pingGot() {
+	sc.relayPings++
+	sc.lastPingAt.Store(time.Now().UnixNano())
+}
+
 // pongWritten records a pong to a relay ping that the client wrote.
 func (sc *soakConn) pongWritten() {
 	sc.relayPongs.Add(1)
 	sc.lastPongAt.Store(time.Now().UnixNano())
 }
 
-// lastPong says when the last pong to a relay ping was written.
-func (sc *soakConn) lastPong() string {
-	if at := sc.lastPongAt.Load(); at != 0 {
-		return time.Unix(0, at).UTC().Format("15:04:05.000")
+// relayPingsSeen says how many relay pings the client read and answered,
+// and when it read the last and wrote the last answer.
+func (sc *soakConn) relayPingsSeen() string {
+	at := func(ns int64) string {
+		if ns == 0 {
+			return "never"
+		}
+		return time.Unix(0, ns).UTC().Format("15:04:05.000")
 	}
-	return "never"
+	return fmt.Sprintf("got %d relay pings, the last at %s, and wrote %d pongs to them, the last at %s",
+		sc.relayPings, at(sc.lastPingAt.Load()), sc.relayPongs.Load(), at(sc.lastPongAt.Load()))
 }
 
 func (sc *soakConn) fail(format string, args ...any) {
@@ -158,7 +170,7 @@ func (s *soak) runGorillaClient(sc *soakConn, localIP string) {
 	conn.SetPingHandler(func(p string) error {
 		relay := strings.HasPrefix(p, "wsrelay:")
 		if relay {
-			sc.relayPings++
+			sc.pingGot()
 		} else {
 			sc.backPings++
 		}
@@ -289,7 +301,7 @@ func (s *soak) readRaw(sc *soakConn, c *rt.Client, gotEnd chan struct{}) {
 		switch {
 		case f.Op == rt.OpPing:
 			if strings.HasPrefix(string(f.Payload), "wsrelay:") {
-				sc.relayPings++
+				sc.pingGot()
 			} else {
 				sc.backPings++
 			}

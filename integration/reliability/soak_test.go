@@ -160,8 +160,10 @@ func runSoak(t *testing.T, leg string) {
 		relayPings += e.Num("pings_sent")
 		relayPongs += e.Num("pongs_received")
 		if e.Num("close_code") != 1000 || e.Str("closed_by") != "client" {
-			t.Errorf("connection from %s ended with %v by %q (%s; client socket: %v bytes unread by the relay, %v unacknowledged, %v held by crypto/tls), want 1000 by the client",
-				e.Str("remote_addr"), e.Num("close_code"), e.Str("closed_by"), e.Str("cause"), e["client_unread_bytes"], e["client_unacked_bytes"], e["client_tls_held_bytes"])
+			t.Errorf("connection from %s ended with %v by %q at %s after %.3f s (%s; %v relay pings, %v pongs to them; client socket: %v bytes unread by the relay, %v unacknowledged, %v held by crypto/tls), want 1000 by the client",
+				e.Str("remote_addr"), e.Num("close_code"), e.Str("closed_by"),
+				time.Unix(0, int64(e.Num("ts")*1e9)).UTC().Format("15:04:05.000"), e.Num("duration"), e.Str("cause"),
+				e.Num("pings_sent"), e.Num("pongs_received"), e["client_unread_bytes"], e["client_unacked_bytes"], e["client_tls_held_bytes"])
 		}
 	}
 	if len(lines) != n {
@@ -260,8 +262,8 @@ func (s *soak) check(t *testing.T, caddy *rt.Caddy, d time.Duration) {
 		}
 		if len(problems) > 0 {
 			if failed++; failed <= 10 {
-				t.Errorf("connection %d (%s client from %s, which got %d relay pings and wrote %d pongs to them, the last at %s): %v",
-					sc.id, kind, sc.local, sc.relayPings, sc.relayPongs.Load(), sc.lastPong(), problems)
+				t.Errorf("connection %d (%s client from %s, which %s): %v",
+					sc.id, kind, sc.local, sc.relayPingsSeen(), problems)
 			}
 		}
 		upMsgs += int64(sc.bRecv.next)
