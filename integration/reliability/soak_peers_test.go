@@ -69,8 +69,8 @@ type soakConn struct {
 	// relayPongs counts the pongs to them that the client wrote, and
 	// lastPongAt is when the last of those writes returned.
 	relayPongs, lastPingAt, lastPongAt atomic.Int64
-	backPings  int // pings from the backend that the client answered
-	cClose     int
+	backPings                          int // pings from the backend that the client answered
+	cClose                             int
 	// Backend end.
 	bRecv      receiver
 	bSent      int64
