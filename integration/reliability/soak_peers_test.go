@@ -66,11 +66,12 @@ type soakConn struct {
 	cPings     *pings
 	relayPings int // pings from the relay that the client got
 	// lastPingAt (UnixNano) is when the client read the last of them.
+	lastPingAt atomic.Int64
 	// relayPongs counts the pongs to them that the client wrote, and
 	// lastPongAt is when the last of those writes returned.
-	relayPongs, lastPingAt, lastPongAt atomic.Int64
-	backPings                          int // pings from the backend that the client answered
-	cClose                             int
+	relayPongs, lastPongAt atomic.Int64
+	backPings              int // pings from the backend that the client answered
+	cClose                 int
 	// Backend end.
 	bRecv      receiver
 	bSent      int64
