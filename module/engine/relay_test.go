@@ -184,8 +184,8 @@ func TestDeadClient(t *testing.T) {
 // ping, the pong's effect and a close handshake all go through.
 func TestClientControlBehindSlowBackend(t *testing.T) {
 	cfg := quickConfig()
-	cfg.PingInterval = 50 * time.Millisecond
-	cfg.PongTimeout = 100 * time.Millisecond
+	cfg.PingInterval = 100 * time.Millisecond
+	cfg.PongTimeout = 300 * time.Millisecond // the close handshake below has 400 ms
 	cTest, cRelay := net.Pipe()
 	bTest, bRelay := net.Pipe() // a write to the backend waits until it reads
 	client := newPeer(t, cTest, true, true)
@@ -195,10 +195,10 @@ func TestClientControlBehindSlowBackend(t *testing.T) {
 	go func() { result <- s.Run() }()
 	own := ws.MaskFrame(ws.NewPingFrame([]byte("client ping")))
 	client.send(own)
-	// Answer relay pings for ten pong timeouts; the answers wait, unread,
+	// Answer relay pings for five pong timeouts; the answers wait, unread,
 	// behind the client's ping.
 	var pongs sync.WaitGroup
-	for deadline := time.Now().Add(10 * cfg.PongTimeout); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * cfg.PongTimeout); time.Now().Before(deadline); {
 		select {
 		case f := <-client.frames:
 			if f.Header.OpCode == ws.OpPing {
