@@ -91,18 +91,11 @@ type TPRound struct {
 
 // CPUPerGiB is the proxy's CPU seconds per GiB of echoed payload, NaN
 // without a proxy or without payload.
-func (x TPRound) CPUPerGiB() float64 {
-	if x.Bytes <= 0 {
-		return math.NaN()
-	}
-	return x.CPU / (float64(x.Bytes) / (1 << 30))
-}
+func (x TPRound) CPUPerGiB() float64 { return cpuPer(x.CPU, x.Bytes, 1<<30) }
 
 // MachinePerGiB is the whole machine's busy CPU seconds per GiB of echoed
 // payload.
-func (x TPRound) MachinePerGiB() float64 {
-	return TPRound{CPU: x.Machine, Bytes: x.Bytes}.CPUPerGiB()
-}
+func (x TPRound) MachinePerGiB() float64 { return cpuPer(x.Machine, x.Bytes, 1<<30) }
 
 // Busy is the machine's busy time as a percentage of the window (Bytes
 // at MiBps) times its cpus CPUs.
