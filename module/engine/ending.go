@@ -144,8 +144,26 @@ func (s *Session) violate(side Side, v error) {
 	reason := v.Error()
 	s.setCause("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
 	s.armCloseTimer() // first, as in legGone
-	s.sendClose(side, CodeProtocolError, reason)
+	s.closeAsync(side, CodeProtocolError, reason)
 	s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
+}
+
+// closeAsync writes a relay-made close frame to side from a goroutine of
+// its own, which Run waits for: a close frame may wait behind a frame
+// stuck on a peer that does not read (until the close timer tears the
+// relay down), and must not hold up the other leg's close frame.
+func (s *Session) closeAsync(side Side, code uint16, reason string) {
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.sendClose(side, code, reason)
+	}()
 }
 
 // Shutdown closes both legs with code and reason, each between whole
@@ -159,12 +177,8 @@ func (s *Session) Shutdown(code uint16, reason string) {
 		return
 	}
 	s.setCauseLocked("relay", code, reason, "shutdown")
-	s.wg.Add(1)
 	s.mu.Unlock()
 	s.armCloseTimer()
-	go func() {
-		defer s.wg.Done()
-		s.sendClose(Client, code, reason)
-		s.sendClose(Backend, code, reason)
-	}()
+	s.closeAsync(Client, code, reason)
+	s.closeAsync(Backend, code, reason)
 }

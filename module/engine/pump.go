@@ -204,14 +204,19 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 			} else {
 				werr = w.writeFrameStart(hdr, chunk)
 			}
+			if werr != nil {
+				// dst is dead or gone now, not once the rest of the frame
+				// has come (a huge frame trickling in could take hours):
+				// src gets its close frame through its own writer at once.
+				// The rest of the frame is still read, and dropped, so
+				// that src's stream stays aligned for its close answer.
+				s.writeFailed(dst.side, werr)
+			}
 		}
 		headerSent = true
 		src.rd.discard(len(chunk))
 	}
 	w.unlock()
-	if werr != nil {
-		s.writeFailed(dst.side, werr)
-	}
 	return true
 }
 

@@ -132,18 +132,20 @@ func TestClosePayloadTrimsAtRuneBoundary(t *testing.T) {
 // TestViolationWhileBackendDoesNotRead: the backend breaks the protocol
 // while the client's frame is stuck on it (it reads nothing, so the
 // writer lock stays held and the relay's 1002 to it cannot go out). The
-// close timer still ends the relay within CloseTimeout: it is armed
-// before the close frames are written, not after.
+// client still gets its 1001 at once, and the close timer still ends the
+// relay within CloseTimeout: it is armed before the close frames are
+// written, not after.
 func TestViolationWhileBackendDoesNotRead(t *testing.T) {
 	client, backend, cRelay, bRelay := slowBackendLegs(t) // the backend reads nothing
 	cfg := quickConfig()
-	cfg.CloseTimeout = 500 * time.Millisecond
+	cfg.CloseTimeout = 1500 * time.Millisecond
 	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
 	result := make(chan Result, 1)
 	go func() { result <- s.Run() }()
 	go client.send(ws.MaskFrame(ws.NewBinaryFrame(payloadOf(4 << 20))))
 	time.Sleep(200 * time.Millisecond)           // the relay is now stuck writing it
 	backend.writeRaw(rawFrame(0x83, false, nil)) // reserved opcode
+	client.expectClose(CodeGoingAway, time.Second)
 	select {
 	case r := <-result:
 		if r.CloseCode != CodeProtocolError {
