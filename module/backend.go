@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -97,9 +98,11 @@ func backendRequest(r *http.Request, up Upstream) *http.Request {
 	u := *r.URL
 	u.Scheme, u.Host = "", ""
 	if up.Path != "" {
-		u.Path = up.Path + u.Path
-		if u.RawPath != "" {
-			u.RawPath = up.Path + u.RawPath
+		// Both are escaped forms: join those, so that an escape in either
+		// (%20, %2F) reaches the backend as it was written.
+		escaped := up.Path + u.EscapedPath()
+		if p, err := url.PathUnescape(escaped); err == nil {
+			u.Path, u.RawPath = p, escaped
 		}
 	}
 	out.URL = &u
@@ -147,14 +150,14 @@ func (h *Handler) handshake(conn net.Conn, up Upstream, r *http.Request) (*diale
 	}
 	br := answerReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
-	resp, err := http.ReadResponse(br, req)
+	resp, err := readAnswer(br, req)
 	if err != nil {
 		putAnswerReader(br)
-		return nil, fmt.Errorf("reading upgrade response: %w", err)
+		return nil, err
 	}
 	d := &dialed{conn: conn, upstream: up, resp: resp, br: br}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return d, nil // the body is read through br; it is not pooled again
+		return d, nil // the body is read through br; passAnswer pools it again
 	}
 	// A 101 has no body: nothing but d.br refers to br from here on.
 	if err := checkBackendAnswer(resp, r.Header.Get("Sec-WebSocket-Key")); err != nil {
@@ -163,6 +166,27 @@ func (h *Handler) handshake(conn net.Conn, up Upstream, r *http.Request) (*diale
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return d, nil
+}
+
+// max1xx is how many informational answers (103 Early Hints, ...) a
+// backend may send before its real one, as in net/http's client.
+const max1xx = 5
+
+// readAnswer reads the backend's answer to the upgrade request, past any
+// informational (1xx) answers other than 101, which are dropped.
+func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for n := 0; ; n++ {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, fmt.Errorf("reading upgrade response: %w", err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if n == max1xx {
+			return nil, fmt.Errorf("%w: more than %d informational answers", errBadHandshake, max1xx)
+		}
+	}
 }
 
 // writeRequest writes the request line and headers; an upgrade request

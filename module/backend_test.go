@@ -85,3 +85,34 @@ func TestHandshakeBufferedBytes(t *testing.T) {
 		t.Fatalf("bytes behind the 101 after the failures %q", got)
 	}
 }
+
+// TestHandshakeSkipsInformational: informational answers (103 Early
+// Hints, 100 Continue) before the backend's real answer are dropped, so
+// its 403 or 101 is what counts; more than max1xx of them fail the
+// handshake.
+func TestHandshakeSkipsInformational(t *testing.T) {
+	const key = "dGhlIHNhbXBsZSBub25jZQ=="
+	const hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+	const ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+	h := &Handler{HandshakeTimeout: caddy.Duration(5 * time.Second)}
+	r := upgradeRequest(func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", key) })
+	d, err := h.handshake(answerOnce(t, hints+"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!"), Upstream{Raw: "test"}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(d.resp.Body)
+	if err != nil || d.resp.StatusCode != http.StatusForbidden || string(body) != "nope!" {
+		t.Fatalf("after a 103: status %d, body %q, %v; want the 403 behind it", d.resp.StatusCode, body, err)
+	}
+	d, err = h.handshake(answerOnce(t, "HTTP/1.1 100 Continue\r\n\r\n"+hints+ok+"\x82\x01z"), Upstream{Raw: "test"}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.takeBuffered(); d.resp.StatusCode != http.StatusSwitchingProtocols || string(got) != "\x82\x01z" {
+		t.Fatalf("after a 100 and a 103: status %d, bytes behind %q", d.resp.StatusCode, got)
+	}
+	_, err = h.handshake(answerOnce(t, strings.Repeat(hints, max1xx+1)+ok), Upstream{Raw: "test"}, r)
+	if err == nil || !strings.Contains(err.Error(), "informational") {
+		t.Fatalf("%d informational answers: %v, want an error saying so", max1xx+1, err)
+	}
+}

@@ -3,6 +3,7 @@ package wsrelay
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 )
 
@@ -128,6 +129,28 @@ func TestBackendRequest(t *testing.T) {
 	out := backendRequest(r, up)
 	if got := out.URL.RequestURI(); got != "/base/chat?room=1" {
 		t.Errorf("request URI %q", got)
+	}
+	// Escapes in the upstream's path and in the request's both reach the
+	// backend as they were written, once.
+	for _, tc := range []struct{ upstream, path, want string }{
+		{"ws://b:1/a%20b", "/chat", "/a%20b/chat?room=1"},
+		{"ws://b:1/p", "/a%2Fb", "/p/a%2Fb?room=1"},
+		{"ws://b:1/a%2Fb", "/c%20d", "/a%2Fb/c%20d?room=1"},
+		{"ws://b:1", "/a%2Fb", "/a%2Fb?room=1"},
+	} {
+		u, err := ParseUpstream(tc.upstream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr := upgradeRequest(func(r *http.Request) {
+			var err error
+			if r.URL, err = url.Parse("http://example.com" + tc.path + "?room=1"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if got := backendRequest(rr, u).URL.RequestURI(); got != tc.want {
+			t.Errorf("upstream %s, request path %s: request URI %q, want %q", tc.upstream, tc.path, got, tc.want)
+		}
 	}
 	checks := map[string]string{
 		"X-Forwarded-For":        "192.0.2.7", // untrusted: replaced

@@ -66,7 +66,11 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 // passAnswer copies a backend's non-101 answer (403, 404, ...) to the
 // client unchanged, hop-by-hop headers aside.
 func (h *Handler) passAnswer(w http.ResponseWriter, d *dialed) error {
-	defer d.resp.Body.Close()
+	defer func() {
+		d.resp.Body.Close()
+		putAnswerReader(d.br) // the body was read through it
+		d.br = nil
+	}()
 	hdr := d.resp.Header.Clone()
 	removeHopHeaders(hdr)
 	for k, v := range hdr {
