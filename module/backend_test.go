@@ -1,15 +1,19 @@
 package wsrelay
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/gobwas/ws"
+	"go.uber.org/zap"
 )
 
 // answerOnce serves one upgrade request on a pipe with answer, written
@@ -114,5 +118,42 @@ func TestHandshakeSkipsInformational(t *testing.T) {
 	_, err = h.handshake(answerOnce(t, strings.Repeat(hints, max1xx+1)+ok), Upstream{Raw: "test"}, r)
 	if err == nil || !strings.Contains(err.Error(), "informational") {
 		t.Fatalf("%d informational answers: %v, want an error saying so", max1xx+1, err)
+	}
+}
+
+// TestRelayAbandonsBackend: when the client's connection cannot be taken
+// over after the backend said 101, the backend gets close 1001 (masked,
+// as from any client) and the handshake's pooled reader goes back.
+func TestRelayAbandonsBackend(t *testing.T) {
+	relaySide, backendSide := net.Pipe()
+	defer backendSide.Close()
+	br := answerReaders.Get().(*bufio.Reader)
+	br.Reset(relaySide)
+	d := &dialed{conn: relaySide, upstream: Upstream{Raw: "test"}, br: br,
+		resp: &http.Response{StatusCode: http.StatusSwitchingProtocols, Header: http.Header{}}}
+	got := make(chan ws.Frame, 1)
+	go func() {
+		_ = backendSide.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f, err := ws.ReadFrame(backendSide)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- f
+	}()
+	h := &Handler{logger: zap.NewNop()}
+	// A ResponseRecorder cannot be hijacked.
+	if err := h.relay(httptest.NewRecorder(), upgradeRequest(nil), d); err == nil {
+		t.Fatal("relay reported no error for a connection it could not take over")
+	}
+	f := <-got
+	if !f.Header.Masked || f.Header.OpCode != ws.OpClose {
+		t.Fatalf("backend got %+v, want a masked close frame", f.Header)
+	}
+	f = ws.UnmaskFrameInPlace(f)
+	if code, reason := ws.ParseCloseFrameData(f.Payload); code != ws.StatusGoingAway || reason != "client went away" {
+		t.Fatalf("close %d %q, want 1001 \"client went away\"", code, reason)
+	}
+	if d.br != nil {
+		t.Fatal("the handshake's reader was not given back")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gobwas/ws"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -97,12 +98,15 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 	w.WriteHeader(http.StatusSwitchingProtocols)
 	clientConn, brw, err := hijackInnermost(w)
 	if err != nil {
-		d.conn.Close()
+		d.abandon()
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("hijacking client connection: %w", err))
 	}
 	if err := brw.Flush(); err != nil {
-		d.conn.Close()
 		clientConn.Close()
+		d.abandon()
+		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the upgrade"); c != nil {
+			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw), zap.Error(err))
+		}
 		return nil
 	}
 	client := engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}
@@ -177,4 +181,15 @@ func (h *Handler) logEnd(remote string, up Upstream, res engine.Result) {
 			zap.Int("client_tls_held_bytes", q.TLSHeld))
 	}
 	h.logger.Info("connection closed", fields...)
+}
+
+// abandon ends a backend connection that answered 101 when its client
+// cannot be relayed after all (it went away during the upgrade): the
+// backend gets close 1001, as for any client that goes away.
+func (d *dialed) abandon() {
+	d.takeBuffered()
+	_ = d.conn.SetWriteDeadline(now().Add(time.Second))
+	body := ws.NewCloseFrameBody(ws.StatusGoingAway, "client went away")
+	_ = ws.WriteFrame(d.conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body)))
+	d.conn.Close()
 }
