@@ -110,7 +110,7 @@ func (s *Session) readFailed(side Side, err error) {
 }
 
 // handBackError is why a leg's socket could not be taken back from an
-// event loop (loop_linux.go, e.g. out of descriptors): every read and
+// event loop (loop_relay_linux.go, e.g. out of descriptors): every read and
 // write of the leg then fails with it, and the relay ends as its call.
 type handBackError struct{ err error }
 
