@@ -169,7 +169,9 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		if broken {
 			w.broken = true
 		}
-		w.unlock()
+		if werr == nil { // else the writer was let go when the write failed
+			w.unlock()
+		}
 		s.readFailed(src.side, err)
 		if broken {
 			s.closeLeg(dst)
@@ -208,15 +210,22 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 				// dst is dead or gone now, not once the rest of the frame
 				// has come (a huge frame trickling in could take hours):
 				// src gets its close frame through its own writer at once.
-				// The rest of the frame is still read, and dropped, so
-				// that src's stream stays aligned for its close answer.
+				// The failed write left the writer broken, so it is let
+				// go first: ending the relay may need it (a close frame
+				// to src that fails ends dst through it, and the other
+				// pump may be waiting for it). The rest of the frame is
+				// still read, and dropped, so that src's stream stays
+				// aligned for its close answer.
+				w.unlock()
 				s.writeFailed(dst.side, werr)
 			}
 		}
 		headerSent = true
 		src.rd.discard(len(chunk))
 	}
-	w.unlock()
+	if werr == nil {
+		w.unlock()
+	}
 	return true
 }
 

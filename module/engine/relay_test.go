@@ -234,48 +234,6 @@ func TestClientWriteTimeout(t *testing.T) {
 	}
 }
 
-// TestClientWriteTimeoutMidFrame: a client that stops reading while a
-// large frame trickles in from the backend is dropped after the write
-// timeout, not once the whole frame has come: the backend gets 1001 at
-// once, between its own frame's chunks.
-func TestClientWriteTimeoutMidFrame(t *testing.T) {
-	cfg := quickConfig()
-	cfg.WriteTimeout = 100 * time.Millisecond
-	cfg.CloseTimeout = 500 * time.Millisecond
-	h := startOpts(t, cfg, false) // the client never reads
-	const size = 8 << 20          // 64 KiB every 50 ms: 6.4 s to send it all
-	stop := make(chan struct{})
-	trickled := make(chan struct{})
-	go func() {
-		defer close(trickled)
-		var hdr sliceWriter
-		hdr.buf = make([]byte, 0, ws.MaxHeaderSize)
-		_ = ws.WriteHeader(&hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: size})
-		h.backend.writeRaw(hdr.buf)
-		chunk := payloadOf(64 << 10)
-		for sent := 0; sent < size; sent += len(chunk) {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			h.backend.writeRaw(chunk)
-		}
-	}()
-	began := time.Now()
-	h.backend.expectClose(CodeGoingAway, 10*time.Second)
-	took := time.Since(began)
-	close(stop)
-	<-trickled
-	if limit := cfg.WriteTimeout + time.Second; took > limit {
-		t.Fatalf("the backend got 1001 %v after the client stopped reading, want within %v", took, limit)
-	}
-	r := h.wait(t, cfg.CloseTimeout+2*time.Second)
-	if r.Cause != "write timeout" || r.ClosedBy != "relay" || r.CloseCode != CodeGoingAway {
-		t.Fatalf("result %+v, want relay/write timeout/1001", r)
-	}
-}
-
 // TestCloseForwarded: close frames travel both ways with code and reason
 // intact, and the relay ends when the handshake is done.
 func TestCloseForwarded(t *testing.T) {
@@ -359,17 +317,6 @@ func TestShutdown(t *testing.T) {
 			shutdown(t, start(t, quickConfig()), code)
 		})
 	}
-}
-
-// TestShutdownWhileClientDoesNotRead: a frame from the backend is stuck
-// on a client that reads nothing, so the client's close frame waits; the
-// backend's does not wait for it.
-func TestShutdownWhileClientDoesNotRead(t *testing.T) {
-	h := startOpts(t, quickConfig(), false) // the client never reads
-	go h.backend.send(ws.NewBinaryFrame(payloadOf(1 << 20)))
-	time.Sleep(100 * time.Millisecond) // the relay is now stuck writing it
-	h.session.Shutdown(CodeServiceRestart, "service restart")
-	h.backend.expectClose(CodeServiceRestart, time.Second)
 }
 
 // shutdown shuts h's relay down with code and checks that both peers get

@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"net"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Tests of how a relay ends when a leg fails while frames are stuck in
+// flight: the close frames must not wait for each other, and a relay must
+// end even when writes fail on both legs.
+
+// TestClientWriteTimeoutMidFrame: a client that stops reading while a
+// large frame trickles in from the backend is dropped after the write
+// timeout, not once the whole frame has come: the backend gets 1001 at
+// once, between its own frame's chunks.
+func TestClientWriteTimeoutMidFrame(t *testing.T) {
+	cfg := quickConfig()
+	cfg.WriteTimeout = 100 * time.Millisecond
+	cfg.CloseTimeout = 500 * time.Millisecond
+	h := startOpts(t, cfg, false) // the client never reads
+	const size = 8 << 20          // 64 KiB every 50 ms: 6.4 s to send it all
+	stop := make(chan struct{})
+	trickled := make(chan struct{})
+	go func() {
+		defer close(trickled)
+		var hdr sliceWriter
+		hdr.buf = make([]byte, 0, ws.MaxHeaderSize)
+		_ = ws.WriteHeader(&hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: size})
+		h.backend.writeRaw(hdr.buf)
+		chunk := payloadOf(64 << 10)
+		for sent := 0; sent < size; sent += len(chunk) {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			h.backend.writeRaw(chunk)
+		}
+	}()
+	began := time.Now()
+	h.backend.expectClose(CodeGoingAway, 10*time.Second)
+	took := time.Since(began)
+	close(stop)
+	<-trickled
+	if limit := cfg.WriteTimeout + time.Second; took > limit {
+		t.Fatalf("the backend got 1001 %v after the client stopped reading, want within %v", took, limit)
+	}
+	r := h.wait(t, cfg.CloseTimeout+2*time.Second)
+	if r.Cause != "write timeout" || r.ClosedBy != "relay" || r.CloseCode != CodeGoingAway {
+		t.Fatalf("result %+v, want relay/write timeout/1001", r)
+	}
+}
+
+// TestShutdownWhileClientDoesNotRead: a frame from the backend is stuck
+// on a client that reads nothing, so the client's close frame waits; the
+// backend's does not wait for it.
+func TestShutdownWhileClientDoesNotRead(t *testing.T) {
+	h := startOpts(t, quickConfig(), false) // the client never reads
+	go h.backend.send(ws.NewBinaryFrame(payloadOf(1 << 20)))
+	time.Sleep(100 * time.Millisecond) // the relay is now stuck writing it
+	h.session.Shutdown(CodeServiceRestart, "service restart")
+	h.backend.expectClose(CodeServiceRestart, time.Second)
+}
+
+// failWriteConn is a connection whose writes all fail with a reset.
+type failWriteConn struct{ net.Conn }
+
+func (failWriteConn) Write([]byte) (int, error) { return 0, syscall.ECONNRESET }
+
+// endsWithin waits for the relay's result, failing with every goroutine's
+// stack (where a deadlock shows) when it does not come.
+func endsWithin(t *testing.T, result <-chan Result, d time.Duration) Result {
+	t.Helper()
+	select {
+	case r := <-result:
+		return r
+	case <-time.After(d):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("the relay did not end within %v\n%s", d, buf[:runtime.Stack(buf, true)])
+	}
+	return Result{}
+}
+
+// TestWriteFailsOnBothLegs: a client frame's write to the backend fails
+// (reset), and the 1001 to the client then fails too (it reads nothing,
+// so its write times out). Ending the client leg goes back to the
+// backend's writer, which the failed frame's pump must not still hold.
+func TestWriteFailsOnBothLegs(t *testing.T) {
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	t.Cleanup(func() { cTest.Close(); bTest.Close() })
+	cfg := Config{WriteTimeout: 200 * time.Millisecond, CloseTimeout: time.Second}
+	s := New(Leg{Conn: cRelay}, Leg{Conn: failWriteConn{bRelay}}, cfg)
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	go cTest.Write(mustCompile(t, ws.MaskFrame(ws.NewBinaryFrame([]byte("hello"))))) // the client never reads
+	r := endsWithin(t, result, cfg.CloseTimeout+3*time.Second)
+	if r.ClosedBy != "backend" || r.Cause != "backend went away" {
+		t.Fatalf("result %+v, want the backend gone", r)
+	}
+}
+
+// TestWritesFailCrossed: each pump holds the other leg's writer when its
+// write fails: one is stuck writing a large backend frame to a client
+// that reads nothing (until its write timeout), the other fails writing a
+// client frame to a backend that went away. Neither may wait for the
+// writer the other holds.
+func TestWritesFailCrossed(t *testing.T) {
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	t.Cleanup(func() { cTest.Close(); bTest.Close() })
+	cfg := Config{WriteTimeout: 300 * time.Millisecond, CloseTimeout: 3 * time.Second}
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	go func() { // the start of a 1 MiB frame for a client that never reads
+		var hdr sliceWriter
+		hdr.buf = make([]byte, 0, ws.MaxHeaderSize)
+		_ = ws.WriteHeader(&hdr, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: 1 << 20})
+		_, _ = bTest.Write(hdr.buf)
+		_, _ = bTest.Write(payloadOf(4 << 10))
+	}()
+	time.Sleep(50 * time.Millisecond)
+	go cTest.Write(mustCompile(t, ws.MaskFrame(ws.NewBinaryFrame([]byte("hello")))))
+	time.Sleep(50 * time.Millisecond) // its pump now waits for the backend to read
+	bTest.Close()                     // and that write fails
+	endsWithin(t, result, cfg.CloseTimeout+3*time.Second)
+}
