@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math/rand"
 	"net"
@@ -164,8 +165,12 @@ func (p *chaosPeer) run(conn net.Conn, rng *rand.Rand, wg *sync.WaitGroup) {
 		case endFIN:
 			conn.Close()
 		case endReset:
-			_ = conn.(*net.TCPConn).SetLinger(0)
-			conn.Close()
+			tcp := conn
+			if tc, ok := conn.(*tls.Conn); ok {
+				tcp = tc.NetConn()
+			}
+			_ = tcp.(*net.TCPConn).SetLinger(0)
+			tcp.Close()
 		case endMidFrame:
 			var w sliceWriter
 			w.buf = make([]byte, 0, ws.MaxHeaderSize)
@@ -197,6 +202,21 @@ func chaosRun(seed int64) error {
 		cRelay.Close()
 		return err
 	}
+	// A third of the legs are TLS (wss): the relay is the client's TLS
+	// server and the backend's TLS client.
+	clientTLS, backendTLS := rng.Intn(3) == 0, rng.Intn(3) == 0
+	if clientTLS {
+		cRelay, cTest, err = chaosTLS(cRelay, cTest)
+	}
+	if err == nil && backendTLS {
+		bTest, bRelay, err = chaosTLS(bTest, bRelay)
+	}
+	if err != nil {
+		for _, c := range []net.Conn{cTest, cRelay, bTest, bRelay} {
+			c.Close()
+		}
+		return err
+	}
 	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
 	result := make(chan Result, 1)
 	go func() { result <- s.Run() }()
@@ -212,8 +232,8 @@ func chaosRun(seed int64) error {
 	select {
 	case <-result:
 	case <-time.After(limit):
-		runErr = fmt.Errorf("the relay did not end within %v (client %+v, backend %+v, loops %v)",
-			limit, chaosSummary(client), chaosSummary(backend), cfg.Loops)
+		runErr = fmt.Errorf("the relay did not end within %v (client %+v, backend %+v, loops %v, TLS client %v backend %v)",
+			limit, chaosSummary(client), chaosSummary(backend), cfg.Loops, clientTLS, backendTLS)
 	}
 	cTest.Close()
 	bTest.Close()
@@ -246,4 +266,23 @@ func chaosPair() (net.Conn, net.Conn, error) {
 		c.Close()
 		return nil, nil, fmt.Errorf("the shared test listener did not accept a dialed connection in 5 s")
 	}
+}
+
+// chaosTLS puts TLS on a loopback pair, server on the first end, and
+// finishes the handshake.
+func chaosTLS(serverEnd, clientEnd net.Conn) (*tls.Conn, *tls.Conn, error) {
+	server, client := tls.Server(serverEnd, serverTLS()), tls.Client(clientEnd, clientTLS())
+	for _, c := range []*tls.Conn{server, client} {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- server.Handshake() }()
+	err := client.Handshake()
+	if serr := <-errc; err == nil {
+		err = serr
+	}
+	for _, c := range []*tls.Conn{server, client} {
+		_ = c.SetDeadline(time.Time{})
+	}
+	return server, client, err
 }
