@@ -192,11 +192,11 @@ func chaosRun(seed int64) error {
 	rng := rand.New(rand.NewSource(seed))
 	cfg := chaosConfig(rng)
 	client, backend := newChaosPeer(rng, true), newChaosPeer(rng, false)
-	cTest, cRelay, err := chaosPair()
+	cTest, cRelay, err := dialPair(&net.Dialer{})
 	if err != nil {
 		return err
 	}
-	bTest, bRelay, err := chaosPair()
+	bTest, bRelay, err := dialPair(&net.Dialer{})
 	if err != nil {
 		cTest.Close()
 		cRelay.Close()
@@ -244,28 +244,6 @@ func chaosRun(seed int64) error {
 // chaosSummary describes a plan in a failure message.
 func chaosSummary(p *chaosPeer) string {
 	return fmt.Sprintf("{reads:%v frames:%d end:%d after:%v}", p.reads, len(p.frames), p.end, p.endAfter)
-}
-
-// chaosPair is loopbackPair for goroutines other than the test's: it
-// reports errors instead of failing the test.
-func chaosPair() (net.Conn, net.Conn, error) {
-	ln, err := pairListener()
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		return nil, nil, err
-	}
-	ch := pairAccepted(c.LocalAddr().String())
-	defer pairTaken(c.LocalAddr().String())
-	select {
-	case a := <-ch:
-		return c, a, nil
-	case <-time.After(5 * time.Second):
-		c.Close()
-		return nil, nil, fmt.Errorf("the shared test listener did not accept a dialed connection in 5 s")
-	}
 }
 
 // chaosTLS puts TLS on a loopback pair, server on the first end, and

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -227,23 +228,32 @@ func loopbackPair(t testing.TB) (net.Conn, net.Conn) {
 // already in use"). Accepted ends are matched to their dialers by address.
 func loopbackPairWith(t testing.TB, d *net.Dialer) (net.Conn, net.Conn) {
 	t.Helper()
-	ln, err := pairListener()
+	c, a, err := dialPair(d)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, a
+}
+
+// dialPair is loopbackPairWith for goroutines other than the test's: it
+// reports errors instead of failing the test.
+func dialPair(d *net.Dialer) (net.Conn, net.Conn, error) {
+	ln, err := pairListener()
+	if err != nil {
+		return nil, nil, err
+	}
 	c, err := d.Dial("tcp", ln.Addr().String())
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	ch := pairAccepted(c.LocalAddr().String())
 	defer pairTaken(c.LocalAddr().String())
 	select {
 	case a := <-ch:
-		return c, a
+		return c, a, nil
 	case <-time.After(5 * time.Second):
 		c.Close()
-		t.Fatal("the shared test listener did not accept a dialed connection in 5 s")
-		return nil, nil
+		return nil, nil, errors.New("the shared test listener did not accept a dialed connection in 5 s")
 	}
 }
 
