@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -48,7 +49,11 @@ func (s *Session) writeControl(side Side, op ws.OpCode, payload []byte) (time.Ti
 	w.waiting.Add(1)
 	defer w.waiting.Add(-1)
 	s.recall()
-	return w.control(s.done, op, payload)
+	var own *atomic.Bool
+	if op == ws.OpClose {
+		own = &s.ownClose[side]
+	}
+	return w.control(s.done, op, payload, own)
 }
 
 // goneCode is the close code the relay sends to the surviving leg when

@@ -131,3 +131,38 @@ func TestWritesFailCrossed(t *testing.T) {
 	bTest.Close()                     // and that write fails
 	endsWithin(t, result, cfg.CloseTimeout+3*time.Second)
 }
+
+// TestRelayCloseAnswerNotForwarded: a peer's answer to the relay's own
+// close frame ends that handshake and goes no further, so the other peer
+// gets the relay's close frame, never the answer in its place: the
+// offender of a protocol error gets 1002 even when the other peer answers
+// its 1001 at once, and a shutdown's 1012 reaches both peers however fast
+// each answers it.
+func TestRelayCloseAnswerNotForwarded(t *testing.T) {
+	answer := func(p *peer, code uint16) {
+		go func() {
+			for f := range p.frames {
+				if f.Header.OpCode == ws.OpClose {
+					p.send(closeFrame(code, "answer"))
+					return
+				}
+			}
+		}()
+	}
+	for i := range 120 {
+		h := startTCP(t, quickConfig()) // writes that do not wait for the reader
+
+		answer(h.backend, 1000)
+		h.client.writeRaw(rawFrame(0x83, true, nil)) // reserved opcode
+		if got := h.client.expectClose(CodeProtocolError, 2*time.Second); got == "answer" {
+			t.Fatalf("run %d: the offender got the backend's answer", i)
+		}
+		h.wait(t, 3*time.Second)
+
+		h = startTCP(t, quickConfig())
+		answer(h.client, 1000)
+		answer(h.backend, 1000)
+		h.session.Shutdown(CodeServiceRestart, "service restart")
+		h.wait(t, 3*time.Second)
+	}
+}

@@ -119,7 +119,12 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 		return true
 	case h.OpCode == ws.OpClose:
 		s.setCause(src.side.String(), code, reason, src.side.String()+" closed")
-		s.forwardSmall(dst, h, raw)
+		if !s.ownClose[src.side].Load() {
+			s.forwardSmall(dst, h, raw)
+		}
+		// Else it answers the relay's own close (a shutdown, a protocol
+		// error, the other peer gone) and ends that handshake: the other
+		// peer has, or gets, the relay's close frame, not this one.
 		return true
 	}
 	s.forwardSmall(dst, h, raw)
@@ -131,7 +136,7 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 // the client from counting as idle.
 func (s *Session) forwardSmall(dst *leg, h ws.Header, payload []byte) {
 	s.writingTo(dst, true)
-	_, err := dst.w.whole(s.done, h, payload, false)
+	_, err := dst.w.whole(s.done, h, payload, false, nil)
 	s.writingTo(dst, false)
 	if err != nil {
 		s.writeFailed(dst.side, err)

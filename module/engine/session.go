@@ -174,10 +174,13 @@ type Session struct {
 	// backendBlocked is set while a client frame waits for the backend
 	// to take it: the client is not idle then, the backend is slow.
 	backendBlocked atomic.Bool
-	pings, pongs   atomic.Int64
-	running        atomic.Int32 // pumps not finished (running or parked)
-	onEnd          func(Result)
-	realClock      bool // cfg.Now is time.Now (see since)
+	// ownClose[side] is set as the relay's own close frame (not a peer's,
+	// forwarded) goes to side: side's close frame then answers it.
+	ownClose     [2]atomic.Bool
+	pings, pongs atomic.Int64
+	running      atomic.Int32 // pumps not finished (running or parked)
+	onEnd        func(Result)
+	realClock    bool // cfg.Now is time.Now (see since)
 
 	closeTimer *time.Timer // guarded by mu
 	finished   bool        // guarded by mu: Run is returning
@@ -247,11 +250,14 @@ func (s *Session) drive(src *leg) {
 	if s.running.Add(-1) > 0 {
 		return
 	}
-	s.teardown()
 	s.mu.Lock()
 	s.finished = true
 	s.mu.Unlock()
+	// The close frames still being written (closeAsync) go out before the
+	// connections close; one stuck behind a frame on a peer that does not
+	// read is freed by the close timer's teardown, armed before it began.
 	s.wg.Wait()
+	s.teardown()
 	s.onEnd(s.outcome())
 }
 
