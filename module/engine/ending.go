@@ -149,26 +149,31 @@ func (s *Session) violate(side Side, v error) {
 	reason := v.Error()
 	s.setCause("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
 	s.armCloseTimer() // first, as in legGone
-	s.closeAsync(side, CodeProtocolError, reason)
+	s.closeAsync(CodeProtocolError, reason, side)
 	s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
 }
 
-// closeAsync writes a relay-made close frame to side from a goroutine of
-// its own, which Run waits for: a close frame may wait behind a frame
-// stuck on a peer that does not read (until the close timer tears the
-// relay down), and must not hold up the other leg's close frame.
-func (s *Session) closeAsync(side Side, code uint16, reason string) {
+// closeAsync writes a relay-made close frame to each of sides from a
+// goroutine of its own, which Run waits for: a close frame may wait behind
+// a frame stuck on a peer that does not read (until the close timer tears
+// the relay down), and must not hold up the other leg's close frame. The
+// frames are all registered at once or, when the relay is already
+// ending, none is: a peer's answer to one is not forwarded (control), so
+// the other peer must be sure of its own.
+func (s *Session) closeAsync(code uint16, reason string, sides ...Side) {
 	s.mu.Lock()
 	if s.finished {
 		s.mu.Unlock()
 		return
 	}
-	s.wg.Add(1)
+	s.wg.Add(len(sides))
 	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		s.sendClose(side, code, reason)
-	}()
+	for _, side := range sides {
+		go func() {
+			defer s.wg.Done()
+			s.sendClose(side, code, reason)
+		}()
+	}
 }
 
 // Shutdown closes both legs with code and reason, each between whole
@@ -184,6 +189,5 @@ func (s *Session) Shutdown(code uint16, reason string) {
 	s.setCauseLocked("relay", code, reason, "shutdown")
 	s.mu.Unlock()
 	s.armCloseTimer()
-	s.closeAsync(Client, code, reason)
-	s.closeAsync(Backend, code, reason)
+	s.closeAsync(code, reason, Client, Backend)
 }

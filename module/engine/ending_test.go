@@ -139,20 +139,28 @@ func TestWritesFailCrossed(t *testing.T) {
 // its 1001 at once, and a shutdown's 1012 reaches both peers however fast
 // each answers it.
 func TestRelayCloseAnswerNotForwarded(t *testing.T) {
-	answer := func(p *peer, code uint16) {
+	// answer answers p's first close frame at once and reports its code.
+	answer := func(p *peer) <-chan uint16 {
+		got := make(chan uint16, 1)
 		go func() {
+			defer close(got)
 			for f := range p.frames {
 				if f.Header.OpCode == ws.OpClose {
-					p.send(closeFrame(code, "answer"))
+					p.send(closeFrame(1000, "answer"))
+					if f.Header.Masked {
+						f = ws.UnmaskFrame(f)
+					}
+					code, _, _ := ParseClose(f.Payload)
+					got <- code
 					return
 				}
 			}
 		}()
+		return got
 	}
 	for i := range 120 {
 		h := startTCP(t, quickConfig()) // writes that do not wait for the reader
-
-		answer(h.backend, 1000)
+		answer(h.backend)
 		h.client.writeRaw(rawFrame(0x83, true, nil)) // reserved opcode
 		if got := h.client.expectClose(CodeProtocolError, 2*time.Second); got == "answer" {
 			t.Fatalf("run %d: the offender got the backend's answer", i)
@@ -160,9 +168,18 @@ func TestRelayCloseAnswerNotForwarded(t *testing.T) {
 		h.wait(t, 3*time.Second)
 
 		h = startTCP(t, quickConfig())
-		answer(h.client, 1000)
-		answer(h.backend, 1000)
+		client, backend := answer(h.client), answer(h.backend)
 		h.session.Shutdown(CodeServiceRestart, "service restart")
 		h.wait(t, 3*time.Second)
+		for side, got := range map[string]<-chan uint16{"client": client, "backend": backend} {
+			select {
+			case code := <-got:
+				if code != CodeServiceRestart {
+					t.Fatalf("run %d: the %s got close %d, want the relay's 1012", i, side, code)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatalf("run %d: the %s got no close frame", i, side)
+			}
+		}
 	}
 }
