@@ -81,11 +81,17 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 		cause = reason
 	}
 	s.setCauseLocked(closedBy, goneCode(side), reason, cause)
+	// A close frame of the relay's own already on its way to the other
+	// leg (a protocol error's, a shutdown's) says why the relay ends.
+	pending := s.closing[side.other()]
 	s.mu.Unlock()
 	// The timer first: the close frame may wait behind a frame stuck on
 	// a peer that does not read, and only the timer's teardown frees it.
 	s.armCloseTimer()
-	s.closeLeg(s.legs[side])
+	s.closeLeg(s.legs[side], false)
+	if pending {
+		return
+	}
 	if !s.sendClose(side.other(), goneCode(side), reason) {
 		// No close frame could go (the other leg's frame was torn, or it
 		// is gone too): the log must not claim one did.
@@ -149,6 +155,9 @@ func (s *Session) violate(side Side, v error) {
 	reason := v.Error()
 	s.setCause("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
 	s.armCloseTimer() // first, as in legGone
+	s.mu.Lock()
+	s.closing[side.other()] = true
+	s.mu.Unlock()
 	s.closeAsync(CodeProtocolError, reason, side)
 	s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
 }
@@ -167,6 +176,9 @@ func (s *Session) closeAsync(code uint16, reason string, sides ...Side) {
 		return
 	}
 	s.wg.Add(len(sides))
+	for _, side := range sides {
+		s.closing[side] = true
+	}
 	s.mu.Unlock()
 	for _, side := range sides {
 		go func() {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"net"
 	"runtime"
 	"syscall"
@@ -181,5 +182,60 @@ func TestRelayCloseAnswerNotForwarded(t *testing.T) {
 				t.Fatalf("run %d: the %s got no close frame", i, side)
 			}
 		}
+	}
+}
+
+// TestViolationWhileOtherLegFails: the client breaks the protocol and the
+// 1001 to the backend fails (every write to it resets). The backend's
+// going must not put its own close frame (1014) in place of the 1002 the
+// relay already owes the offender.
+func TestViolationWhileOtherLegFails(t *testing.T) {
+	for i := range 50 {
+		cTest, cRelay := net.Pipe()
+		bTest, bRelay := net.Pipe()
+		client := newPeer(t, cTest, true, true)
+		t.Cleanup(func() { bTest.Close() })
+		s := New(Leg{Conn: cRelay}, Leg{Conn: failWriteConn{bRelay}}, quickConfig())
+		result := make(chan Result, 1)
+		go func() { result <- s.Run() }()
+		client.writeRaw(rawFrame(0x83, true, nil)) // reserved opcode
+		client.expectClose(CodeProtocolError, 2*time.Second)
+		r := endsWithin(t, result, 5*time.Second)
+		if r.CloseCode != CodeProtocolError {
+			t.Fatalf("run %d: result %+v, want 1002", i, r)
+		}
+	}
+}
+
+// TestTLSClientWriteTimeout: a TLS client that stops reading, its socket
+// full, is given up on at the write timeout, and the backend gets its
+// 1001 at once: the client's connection is closed beneath crypto/tls,
+// whose close_notify alert would wait 5 s for the full socket first.
+func TestTLSClientWriteTimeout(t *testing.T) {
+	cTest, cRelay := loopbackPair(t)
+	for _, c := range []net.Conn{cTest, cRelay} {
+		c.(*net.TCPConn).SetReadBuffer(16 << 10)
+		c.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	}
+	client, server := tls.Client(cTest, clientTLS()), tls.Server(cRelay, serverTLS())
+	handshakeBoth(t, server, client)
+	t.Cleanup(func() { client.Close() })
+	bTest, bRelay := net.Pipe()
+	backend := newPeer(t, bTest, false, true)
+	cfg := quickConfig()
+	cfg.WriteTimeout = 100 * time.Millisecond
+	s := New(Leg{Conn: server}, Leg{Conn: bRelay}, cfg)
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	go backend.send(ws.NewBinaryFrame(payloadOf(4 << 20))) // the client reads none of it
+	began := time.Now()
+	backend.expectClose(CodeGoingAway, 10*time.Second)
+	if took := time.Since(began); took > 2*time.Second {
+		t.Fatalf("the backend got 1001 %v after the relay began writing to a client that reads nothing (write timeout 100ms)", took)
+	}
+	backend.send(closeFrame(CodeGoingAway, ""))
+	r := endsWithin(t, result, 3*time.Second)
+	if r.Cause != "write timeout" || r.CloseCode != CodeGoingAway {
+		t.Fatalf("result %+v, want write timeout/1001", r)
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -92,8 +93,12 @@ func (s *Session) wake(src *leg, id uint64) {
 
 // closeLeg closes a leg's connection. A parked leg is woken, so that its
 // pump sees the closed connection and finishes; no leg stays parked on a
-// closed socket.
-func (s *Session) closeLeg(l *leg) {
+// closed socket. A TLS leg closed gracefully first sends crypto/tls's
+// close_notify alert; one the relay gives up on is closed beneath
+// crypto/tls, since that alert waits up to 5 s for a peer that may have
+// stopped reading, and so would everything behind it (the other peer's
+// close frame).
+func (s *Session) closeLeg(l *leg, graceful bool) {
 	pk := &l.park
 	pk.mu.Lock()
 	pk.closing = true // never parked, nor moved onto a loop, again
@@ -106,7 +111,11 @@ func (s *Session) closeLeg(l *leg) {
 	}
 	id := pk.id
 	pk.mu.Unlock()
-	l.rd.conn.Close()
+	if tc, ok := l.rd.conn.(*tls.Conn); ok && !graceful {
+		tc.NetConn().Close()
+	} else {
+		l.rd.conn.Close()
+	}
 	if parked {
 		if p := thePoller(); p != nil {
 			p.forget(id)

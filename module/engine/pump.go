@@ -179,7 +179,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		}
 		s.readFailed(src.side, err)
 		if broken {
-			s.closeLeg(dst)
+			s.closeLeg(dst, false)
 		}
 		return false
 	}

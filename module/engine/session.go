@@ -167,6 +167,9 @@ type Session struct {
 	// was declared (Result.ClientQueues if that timeout ended the relay).
 	timeoutQueues *SocketQueues
 	gone          [2]bool
+	// closing[side]: a close frame of the relay's own is on its way to
+	// side (violate, closeAsync); a leg gone meanwhile sends none of its own.
+	closing [2]bool
 
 	// lastSeen is when the client last sent anything, as nanoseconds
 	// since start (see since).
@@ -257,7 +260,7 @@ func (s *Session) drive(src *leg) {
 	// connections close; one stuck behind a frame on a peer that does not
 	// read is freed by the close timer's teardown, armed before it began.
 	s.wg.Wait()
-	s.teardown()
+	s.teardown(true)
 	s.onEnd(s.outcome())
 }
 
@@ -292,16 +295,17 @@ func (s *Session) armCloseTimer() {
 	if d <= 0 {
 		d = 5 * time.Second
 	}
-	s.closeTimer = time.AfterFunc(d, s.teardown)
+	s.closeTimer = time.AfterFunc(d, func() { s.teardown(false) })
 }
 
 // teardown closes both connections, which ends both pumps, and stops the
-// timers. It is idempotent.
-func (s *Session) teardown() {
+// timers; gracefully (TLS's close_notify, see closeLeg) when the relay has
+// ended, not when the close timer gives up on it. It is idempotent.
+func (s *Session) teardown(graceful bool) {
 	s.doneOnce.Do(func() {
 		close(s.done)
-		s.closeLeg(s.legs[Client])
-		s.closeLeg(s.legs[Backend])
+		s.closeLeg(s.legs[Client], graceful)
+		s.closeLeg(s.legs[Backend], graceful)
 	})
 	s.mu.Lock()
 	if s.closeTimer != nil {

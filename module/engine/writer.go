@@ -169,7 +169,9 @@ func (w *writer) control(done <-chan struct{}, op ws.OpCode, payload []byte, own
 // masking a copy of the payload when cipher is set (only the relay's own
 // close frames to the backend: rare enough to allocate). A frame is
 // skipped (started is zero) when the leg is broken or already had its
-// close frame; started is when the write began.
+// close frame; started is when the write began. own, for the relay's own
+// close frames, is set just before such a frame is written (see
+// Session.ownClose).
 func (w *writer) whole(done <-chan struct{}, h ws.Header, payload []byte, cipher bool, own *atomic.Bool) (started time.Time, err error) {
 	w.waiting.Add(1) // a batch does not go on into the next read meanwhile
 	locked := w.lock(done)
