@@ -222,6 +222,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 				// still read, and dropped, so that src's stream stays
 				// aligned for its close answer.
 				w.unlock()
+				s.writingTo(dst, false) // no longer waiting for dst
 				s.writeFailed(dst.side, werr)
 			}
 		}
