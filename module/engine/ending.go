@@ -153,11 +153,13 @@ func (s *Session) writeFailed(side Side, err error) {
 // the offender, 1001 to the other leg (RFC 6455 7.1.7).
 func (s *Session) violate(side Side, v error) {
 	reason := v.Error()
-	s.setCause("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
-	s.armCloseTimer() // first, as in legGone
 	s.mu.Lock()
-	s.closing[side.other()] = true
+	s.setCauseLocked("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
+	// With the cause, at once: a leg gone from here on must not put a
+	// close frame of its own in place of either of these.
+	s.closing = [2]bool{true, true}
 	s.mu.Unlock()
+	s.armCloseTimer() // first, as in legGone
 	s.closeAsync(CodeProtocolError, reason, side)
 	s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
 }
@@ -199,6 +201,7 @@ func (s *Session) Shutdown(code uint16, reason string) {
 		return
 	}
 	s.setCauseLocked("relay", code, reason, "shutdown")
+	s.closing = [2]bool{true, true} // with the cause, as in violate
 	s.mu.Unlock()
 	s.armCloseTimer()
 	s.closeAsync(code, reason, Client, Backend)
