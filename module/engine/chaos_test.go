@@ -250,17 +250,5 @@ func chaosSummary(p *chaosPeer) string {
 // finishes the handshake.
 func chaosTLS(serverEnd, clientEnd net.Conn) (*tls.Conn, *tls.Conn, error) {
 	server, client := tls.Server(serverEnd, serverTLS()), tls.Client(clientEnd, clientTLS())
-	for _, c := range []*tls.Conn{server, client} {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- server.Handshake() }()
-	err := client.Handshake()
-	if serr := <-errc; err == nil {
-		err = serr
-	}
-	for _, c := range []*tls.Conn{server, client} {
-		_ = c.SetDeadline(time.Time{})
-	}
-	return server, client, err
+	return server, client, handshakeTLS(server, client)
 }

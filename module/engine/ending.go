@@ -170,7 +170,8 @@ func (s *Session) violate(side Side, v error) {
 // the relay down), and must not hold up the other leg's close frame. The
 // frames are all registered at once or, when the relay is already
 // ending, none is: a peer's answer to one is not forwarded (control), so
-// the other peer must be sure of its own.
+// the other peer must be sure of its own. The callers have marked the
+// legs closing, with their cause.
 func (s *Session) closeAsync(code uint16, reason string, sides ...Side) {
 	s.mu.Lock()
 	if s.finished {
@@ -178,9 +179,6 @@ func (s *Session) closeAsync(code uint16, reason string, sides ...Side) {
 		return
 	}
 	s.wg.Add(len(sides))
-	for _, side := range sides {
-		s.closing[side] = true
-	}
 	s.mu.Unlock()
 	for _, side := range sides {
 		go func() {

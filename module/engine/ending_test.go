@@ -3,7 +3,6 @@ package engine
 import (
 	"crypto/tls"
 	"net"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -72,20 +71,6 @@ func TestShutdownWhileClientDoesNotRead(t *testing.T) {
 type failWriteConn struct{ net.Conn }
 
 func (failWriteConn) Write([]byte) (int, error) { return 0, syscall.ECONNRESET }
-
-// endsWithin waits for the relay's result, failing with every goroutine's
-// stack (where a deadlock shows) when it does not come.
-func endsWithin(t *testing.T, result <-chan Result, d time.Duration) Result {
-	t.Helper()
-	select {
-	case r := <-result:
-		return r
-	case <-time.After(d):
-		buf := make([]byte, 1<<20)
-		t.Fatalf("the relay did not end within %v\n%s", d, buf[:runtime.Stack(buf, true)])
-	}
-	return Result{}
-}
 
 // TestWriteFailsOnBothLegs: a client frame's write to the backend fails
 // (reset), and the 1001 to the client then fails too (it reads nothing,

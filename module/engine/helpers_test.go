@@ -391,11 +391,19 @@ func closeHandshake(t *testing.T, client, backend *peer) {
 // waitResult waits for a relay's result.
 func waitResult(t *testing.T, result <-chan Result) Result {
 	t.Helper()
+	return endsWithin(t, result, 5*time.Second)
+}
+
+// endsWithin waits for the relay's result, failing with every goroutine's
+// stack (where a deadlock shows) when it does not come.
+func endsWithin(t *testing.T, result <-chan Result, d time.Duration) Result {
+	t.Helper()
 	select {
 	case r := <-result:
 		return r
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
+	case <-time.After(d):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("the relay did not end within %v\n%s", d, buf[:runtime.Stack(buf, true)])
 	}
 	return Result{}
 }

@@ -168,8 +168,8 @@ type Session struct {
 	timeoutQueues *SocketQueues
 	gone          [2]bool
 	// closing[side]: a close frame of the relay's own is on its way to
-	// side (set by violate and Shutdown together with their cause, and by
-	// closeAsync); a leg gone meanwhile sends none of its own.
+	// side (set by violate and Shutdown together with their cause); a leg
+	// gone meanwhile sends none of its own.
 	closing [2]bool
 
 	// lastSeen is when the client last sent anything, as nanoseconds

@@ -95,14 +95,26 @@ func tlsLegPairVersion(t *testing.T, vers uint16) (*tls.Conn, *tls.Conn) {
 
 func handshakeBoth(t *testing.T, a, b *tls.Conn) {
 	t.Helper()
+	if err := handshakeTLS(a, b); err != nil {
+		t.Fatalf("TLS handshake: %v", err)
+	}
+}
+
+// handshakeTLS runs both ends' handshakes at once, within 5 s.
+func handshakeTLS(a, b *tls.Conn) error {
+	for _, c := range []*tls.Conn{a, b} {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.Handshake() }()
-	if err := b.Handshake(); err != nil {
-		t.Fatalf("TLS handshake: %v", err)
+	err := b.Handshake()
+	if aerr := <-errc; err == nil {
+		err = aerr
 	}
-	if err := <-errc; err != nil {
-		t.Fatalf("TLS handshake: %v", err)
+	for _, c := range []*tls.Conn{a, b} {
+		_ = c.SetDeadline(time.Time{})
 	}
+	return err
 }
 
 func readFull(t *testing.T, c *tls.Conn, p []byte) {
