@@ -56,6 +56,10 @@ func (s *Session) writeControl(side Side, op ws.OpCode, payload []byte) (time.Ti
 	return w.control(s.done, op, payload, own)
 }
 
+// testHookLegGone, when set, runs in legGone just before the surviving
+// leg's close frame is sent (tests race other endings against it).
+var testHookLegGone atomic.Pointer[func(*Session, Side)]
+
 // goneCode is the close code the relay sends to the surviving leg when
 // side disappears: 1001 (going away) to the backend for a lost client,
 // 1014 (bad gateway) to the client for a lost backend.
@@ -81,9 +85,11 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 		cause = reason
 	}
 	s.setCauseLocked(closedBy, goneCode(side), reason, cause)
-	// A close frame of the relay's own already on its way to the other
-	// leg (a protocol error's, a shutdown's) says why the relay ends.
+	// The other leg's close frame is claimed with the cause: one of the
+	// relay's own already on its way there (a protocol error's, a
+	// shutdown's) says why the relay ends, and otherwise this one does.
 	pending := s.closing[side.other()]
+	s.closing[side.other()] = true
 	s.mu.Unlock()
 	// The timer first: the close frame may wait behind a frame stuck on
 	// a peer that does not read, and only the timer's teardown frees it.
@@ -91,6 +97,9 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	s.closeLeg(s.legs[side], false)
 	if pending {
 		return
+	}
+	if h := testHookLegGone.Load(); h != nil {
+		(*h)(s, side)
 	}
 	if !s.sendClose(side.other(), goneCode(side), reason) {
 		// No close frame could go (the other leg's frame was torn, or it
@@ -156,12 +165,27 @@ func (s *Session) violate(side Side, v error) {
 	s.mu.Lock()
 	s.setCauseLocked("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
 	// With the cause, at once: a leg gone from here on must not put a
-	// close frame of its own in place of either of these.
-	s.closing = [2]bool{true, true}
+	// close frame of its own in place of either of these, and a leg
+	// already gone has claimed the other's close frame for its own code.
+	claimed := s.claimCloses()
 	s.mu.Unlock()
 	s.armCloseTimer() // first, as in legGone
-	s.closeAsync(CodeProtocolError, reason, side)
-	s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
+	if claimed[side] {
+		s.closeAsync(CodeProtocolError, reason, side)
+	}
+	if claimed[side.other()] {
+		s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
+	}
+}
+
+// claimCloses claims the relay's close frame to each leg that has none
+// claimed yet and reports which it claimed. Call with s.mu held.
+func (s *Session) claimCloses() (claimed [2]bool) {
+	for side := range s.closing {
+		claimed[side] = !s.closing[side]
+		s.closing[side] = true
+	}
+	return claimed
 }
 
 // closeAsync writes a relay-made close frame to each of sides from a
@@ -199,8 +223,14 @@ func (s *Session) Shutdown(code uint16, reason string) {
 		return
 	}
 	s.setCauseLocked("relay", code, reason, "shutdown")
-	s.closing = [2]bool{true, true} // with the cause, as in violate
+	claimed := s.claimCloses() // with the cause, as in violate
 	s.mu.Unlock()
 	s.armCloseTimer()
-	s.closeAsync(code, reason, Client, Backend)
+	var sides []Side
+	for side, c := range claimed {
+		if c {
+			sides = append(sides, Side(side))
+		}
+	}
+	s.closeAsync(code, reason, sides...)
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"crypto/tls"
 	"net"
 	"syscall"
@@ -219,5 +220,82 @@ func TestTLSClientWriteTimeout(t *testing.T) {
 	r := endsWithin(t, result, 3*time.Second)
 	if r.Cause != "write timeout" || r.CloseCode != CodeGoingAway {
 		t.Fatalf("result %+v, want write timeout/1001", r)
+	}
+}
+
+// TestViolationWhileLegGone: the backend goes away and the client breaks
+// the protocol in the same instant. Whichever ending came first says why
+// the relay ended, and the close frame the client gets says the same: the
+// relay must not send the violation's 1002 while its log line says the
+// backend went away (1014), nor the other way round.
+func TestViolationWhileLegGone(t *testing.T) {
+	t.Cleanup(func() { testHookLegGone.Store(nil) })
+	for range 10 {
+		cTest, cRelay := net.Pipe()
+		bTest, bRelay := net.Pipe()
+		client := newPeer(t, cTest, true, true)
+		s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, quickConfig())
+		hook := func(hs *Session, side Side) {
+			if hs != s || side != Backend {
+				return
+			}
+			// The client's violation arrives while the backend's going is
+			// on its way to its close frame.
+			client.writeRaw(rawFrame(0x83, true, nil)) // reserved opcode
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				s.mu.Lock()
+				violated := s.closing[Backend]
+				s.mu.Unlock()
+				if violated || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond) // the violation's frames are on their way
+		}
+		testHookLegGone.Store(&hook)
+		result := make(chan Result, 1)
+		go func() { result <- s.Run() }()
+		bTest.Close()
+		reason := client.expectClose(CodeBadGateway, 3*time.Second)
+		r := endsWithin(t, result, 5*time.Second)
+		testHookLegGone.Store(nil)
+		if r.Cause != "backend went away" || r.CloseCode != CodeBadGateway || r.CloseReason != reason {
+			t.Fatalf("result %+v; the client got 1014 %q", r, reason)
+		}
+	}
+}
+
+// TestTLSCloseNotifyBounded: a wss client that took the close handshake's
+// last frame and then reads nothing more (its socket full, or gone) does
+// not hold the relay's end for crypto/tls's fixed 5 s wait on the
+// close_notify alert that closing a TLS connection sends.
+func TestTLSCloseNotifyBounded(t *testing.T) {
+	cTest, cRelay := net.Pipe() // writes wait for a reader: the alert cannot go
+	srv := serverTLS()
+	srv.SessionTicketsDisabled = true // nothing written after the handshake
+	client, server := tls.Client(cTest, clientTLS()), tls.Server(cRelay, srv)
+	handshakeBoth(t, server, client)
+	peer := newPeer(t, client, true, false)
+	bTest, bRelay := net.Pipe()
+	backend := newPeer(t, bTest, false, true)
+	s := New(Leg{Conn: server}, Leg{Conn: bRelay}, quickConfig())
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	backend.send(closeFrame(CodeNormal, "bye"))
+	f, err := readFrame(bufio.NewReader(client)) // and nothing after it
+	if err != nil || f.Header.OpCode != ws.OpClose {
+		t.Fatalf("client read %+v, %v; want the backend's close frame", f.Header, err)
+	}
+	began := time.Now()
+	peer.send(closeFrame(CodeNormal, "bye"))
+	backend.expectClose(CodeNormal, 2*time.Second)
+	r := endsWithin(t, result, 8*time.Second)
+	if took := time.Since(began); took > 2*time.Second {
+		t.Fatalf("the relay ended %v after the close handshake, waiting on a close_notify the client does not read", took)
+	}
+	if r.Cause != "backend closed" || r.CloseCode != CodeNormal {
+		t.Fatalf("result %+v, want backend closed/1000", r)
 	}
 }

@@ -111,9 +111,17 @@ func (s *Session) closeLeg(l *leg, graceful bool) {
 	}
 	id := pk.id
 	pk.mu.Unlock()
-	if tc, ok := l.rd.conn.(*tls.Conn); ok && !graceful {
+	switch tc, ok := l.rd.conn.(*tls.Conn); {
+	case ok && !graceful:
 		tc.NetConn().Close()
-	} else {
+	case ok:
+		// crypto/tls gives its close_notify alert 5 s to be written; a
+		// peer that took the last close frame but reads no more (its
+		// socket full) gets tlsCloseNotifyWait, then the socket closes.
+		cut := time.AfterFunc(tlsCloseNotifyWait, func() { tc.NetConn().Close() })
+		tc.Close()
+		cut.Stop()
+	default:
 		l.rd.conn.Close()
 	}
 	if parked {
@@ -123,6 +131,11 @@ func (s *Session) closeLeg(l *leg, graceful bool) {
 		go s.drive(l)
 	}
 }
+
+// tlsCloseNotifyWait bounds a graceful TLS close's close_notify alert.
+// The WebSocket close handshake is over by then; the alert only tells the
+// peer that no bytes were cut off, which the close frame already did.
+const tlsCloseNotifyWait = time.Second
 
 // lingerTime is how long an idle leg waits in the runtime's poller before
 // it parks. A busy connection's next frame usually comes sooner, and

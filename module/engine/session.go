@@ -167,9 +167,10 @@ type Session struct {
 	// was declared (Result.ClientQueues if that timeout ended the relay).
 	timeoutQueues *SocketQueues
 	gone          [2]bool
-	// closing[side]: a close frame of the relay's own is on its way to
-	// side (set by violate and Shutdown together with their cause); a leg
-	// gone meanwhile sends none of its own.
+	// closing[side]: the relay's own close frame to side is claimed,
+	// together with the cause it tells (by violate, Shutdown, or legGone
+	// for the other leg): the first claim is the one sent, so the peer
+	// hears what the log line says.
 	closing [2]bool
 
 	// lastSeen is when the client last sent anything, as nanoseconds
