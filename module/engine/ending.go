@@ -49,16 +49,18 @@ func (s *Session) writeControl(side Side, op ws.OpCode, payload []byte) (time.Ti
 	w.waiting.Add(1)
 	defer w.waiting.Add(-1)
 	s.recall()
-	var own *atomic.Bool
-	if op == ws.OpClose {
-		own = &s.ownClose[side]
-	}
-	return w.control(s.done, op, payload, own)
+	return w.control(s.done, op, payload)
 }
 
-// testHookLegGone, when set, runs in legGone just before the surviving
-// leg's close frame is sent (tests race other endings against it).
-var testHookLegGone atomic.Pointer[func(*Session, Side)]
+// testHook, when set, is called at a few points of a relay's ending
+// (named by at) so that tests can race other endings against them.
+var testHook atomic.Pointer[func(s *Session, at string, side Side)]
+
+func (s *Session) hook(at string, side Side) {
+	if h := testHook.Load(); h != nil {
+		(*h)(s, at, side)
+	}
+}
 
 // goneCode is the close code the relay sends to the surviving leg when
 // side disappears: 1001 (going away) to the backend for a lost client,
@@ -85,12 +87,14 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 		cause = reason
 	}
 	s.setCauseLocked(closedBy, goneCode(side), reason, cause)
-	// The other leg's close frame is claimed with the cause: one of the
-	// relay's own already on its way there (a protocol error's, a
-	// shutdown's) says why the relay ends, and otherwise this one does.
+	// The other leg's close frame is claimed with the cause: one already
+	// on its way there (a protocol error's, a shutdown's, the peer's own)
+	// says why the relay ends, and otherwise this one does. This leg gets
+	// none any more.
 	pending := s.closing[side.other()]
-	s.closing[side.other()] = true
+	s.closing = [2]bool{true, true}
 	s.mu.Unlock()
+	s.hook("legGone claimed", side)
 	// The timer first: the close frame may wait behind a frame stuck on
 	// a peer that does not read, and only the timer's teardown frees it.
 	s.armCloseTimer()
@@ -98,9 +102,7 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	if pending {
 		return
 	}
-	if h := testHookLegGone.Load(); h != nil {
-		(*h)(s, side)
-	}
+	s.hook("legGone sends", side)
 	if !s.sendClose(side.other(), goneCode(side), reason) {
 		// No close frame could go (the other leg's frame was torn, or it
 		// is gone too): the log must not claim one did.
@@ -193,9 +195,8 @@ func (s *Session) claimCloses() (claimed [2]bool) {
 // a frame stuck on a peer that does not read (until the close timer tears
 // the relay down), and must not hold up the other leg's close frame. The
 // frames are all registered at once or, when the relay is already
-// ending, none is: a peer's answer to one is not forwarded (control), so
-// the other peer must be sure of its own. The callers have marked the
-// legs closing, with their cause.
+// ending, none is. The callers have claimed the legs' close frames, with
+// their cause.
 func (s *Session) closeAsync(code uint16, reason string, sides ...Side) {
 	s.mu.Lock()
 	if s.finished {
@@ -225,6 +226,7 @@ func (s *Session) Shutdown(code uint16, reason string) {
 	s.setCauseLocked("relay", code, reason, "shutdown")
 	claimed := s.claimCloses() // with the cause, as in violate
 	s.mu.Unlock()
+	s.hook("Shutdown claimed", Client)
 	s.armCloseTimer()
 	var sides []Side
 	for side, c := range claimed {

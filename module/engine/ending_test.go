@@ -3,7 +3,9 @@ package engine
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/binary"
 	"net"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -229,14 +231,14 @@ func TestTLSClientWriteTimeout(t *testing.T) {
 // relay must not send the violation's 1002 while its log line says the
 // backend went away (1014), nor the other way round.
 func TestViolationWhileLegGone(t *testing.T) {
-	t.Cleanup(func() { testHookLegGone.Store(nil) })
+	t.Cleanup(func() { testHook.Store(nil) })
 	for range 10 {
 		cTest, cRelay := net.Pipe()
 		bTest, bRelay := net.Pipe()
 		client := newPeer(t, cTest, true, true)
 		s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, quickConfig())
-		hook := func(hs *Session, side Side) {
-			if hs != s || side != Backend {
+		hook := func(hs *Session, at string, side Side) {
+			if hs != s || at != "legGone sends" || side != Backend {
 				return
 			}
 			// The client's violation arrives while the backend's going is
@@ -254,13 +256,13 @@ func TestViolationWhileLegGone(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond) // the violation's frames are on their way
 		}
-		testHookLegGone.Store(&hook)
+		testHook.Store(&hook)
 		result := make(chan Result, 1)
 		go func() { result <- s.Run() }()
 		bTest.Close()
 		reason := client.expectClose(CodeBadGateway, 3*time.Second)
 		r := endsWithin(t, result, 5*time.Second)
-		testHookLegGone.Store(nil)
+		testHook.Store(nil)
 		if r.Cause != "backend went away" || r.CloseCode != CodeBadGateway || r.CloseReason != reason {
 			t.Fatalf("result %+v; the client got 1014 %q", r, reason)
 		}
@@ -297,5 +299,100 @@ func TestTLSCloseNotifyBounded(t *testing.T) {
 	}
 	if r.Cause != "backend closed" || r.CloseCode != CodeNormal {
 		t.Fatalf("result %+v, want backend closed/1000", r)
+	}
+}
+
+// raceHook sets testHook to run f once, at the point at of s's ending.
+func raceHook(t *testing.T, s *Session, at string, f func()) {
+	var once sync.Once
+	hook := func(hs *Session, hat string, _ Side) {
+		if hs == s && hat == at {
+			once.Do(f)
+		}
+	}
+	testHook.Store(&hook)
+	t.Cleanup(func() { testHook.Store(nil) })
+}
+
+// TestBothLegsStall: the client stalls mid-frame and the backend gets
+// 1001; then the backend stalls too. The result keeps the 1001 that went
+// out: the second leg given up on sends nothing (its peer is gone) and
+// must not wipe the first one's close code, the cause being the same.
+func TestBothLegsStall(t *testing.T) {
+	cfg := quickConfig()
+	cfg.StallTimeout = 100 * time.Millisecond
+	h := start(t, cfg)
+	h.client.writeRaw([]byte{0x82}) // a frame's first byte, then nothing
+	reason := h.backend.expectClose(CodeGoingAway, 2*time.Second)
+	h.backend.writeRaw([]byte{0x82})
+	r := h.wait(t, 5*time.Second)
+	if r.Cause != "stalled mid-frame" || r.CloseCode != CodeGoingAway || r.CloseReason != reason {
+		t.Fatalf("result %+v; the backend got 1001 %q", r, reason)
+	}
+}
+
+// TestGoneLegGetsNoClose: a client cut for ping timeout gets no close
+// frame, not even from a reload that comes in as it is cut; the backend
+// gets the ping timeout's 1001, which the result gives.
+func TestGoneLegGetsNoClose(t *testing.T) {
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	client := newPeer(t, cTest, true, true) // reads, never answers pings
+	backend := newPeer(t, bTest, false, true)
+	cfg := quickConfig()
+	cfg.PingInterval = 50 * time.Millisecond
+	cfg.PongTimeout = 50 * time.Millisecond
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	raceHook(t, s, "legGone claimed", func() {
+		s.Shutdown(CodeServiceRestart, "reload")
+		time.Sleep(50 * time.Millisecond) // the reload's frames would be out
+	})
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	backend.expectClose(CodeGoingAway, 3*time.Second)
+	backend.send(closeFrame(CodeGoingAway, ""))
+	r := endsWithin(t, result, 5*time.Second)
+	client.expectEnd(time.Second)
+	for len(client.frames) > 0 {
+		if f := <-client.frames; f.Header.OpCode == ws.OpClose {
+			t.Fatalf("the client, cut for ping timeout, got a close frame %q", ws.UnmaskFrame(f).Payload)
+		}
+	}
+	if r.Cause != causePingTimeout || r.CloseCode != CodeGoingAway {
+		t.Fatalf("result %+v, want ping timeout/1001", r)
+	}
+}
+
+// TestPeerCloseVsShutdown: a client's close frame and a reload in the
+// same instant, either one first. The backend gets the close frame of the
+// first, and the result says the same.
+func TestPeerCloseVsShutdown(t *testing.T) {
+	for _, first := range []string{"client", "reload"} {
+		t.Run(first, func(t *testing.T) {
+			h := start(t, quickConfig())
+			if first == "client" {
+				raceHook(t, h.session, "peer close claimed", func() {
+					h.session.Shutdown(CodeServiceRestart, "reload")
+					time.Sleep(50 * time.Millisecond)
+				})
+				h.client.send(closeFrame(CodeNormal, "bye"))
+			} else {
+				raceHook(t, h.session, "Shutdown claimed", func() {
+					h.client.send(closeFrame(CodeNormal, "bye")) // the client pump reads it now
+					time.Sleep(50 * time.Millisecond)
+				})
+				h.session.Shutdown(CodeServiceRestart, "reload")
+			}
+			f := ws.UnmaskFrame(h.backend.nextSkipPings(2 * time.Second))
+			h.backend.send(closeFrame(CodeNormal, ""))
+			r := h.wait(t, 5*time.Second)
+			if f.Header.OpCode != ws.OpClose || len(f.Payload) < 2 {
+				t.Fatalf("backend got %+v, want a close frame", f.Header)
+			}
+			want := map[string]uint16{"client": CodeNormal, "reload": CodeServiceRestart}[first]
+			if got := binary.BigEndian.Uint16(f.Payload); got != want || r.CloseCode != want {
+				t.Fatalf("backend got close %d %q, result %+v; want %d for both", got, f.Payload[2:], r, want)
+			}
+		})
 	}
 }

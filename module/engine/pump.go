@@ -118,13 +118,20 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 		s.violate(src.side, err)
 		return true
 	case h.OpCode == ws.OpClose:
-		s.setCause(src.side.String(), code, reason, src.side.String()+" closed")
-		if !s.ownClose[src.side].Load() {
+		// A peer's close frame claims the other leg's, with its cause, as
+		// the relay's own close frames do (Session.closing).
+		s.mu.Lock()
+		s.setCauseLocked(src.side.String(), code, reason, src.side.String()+" closed")
+		forward := !s.closing[dst.side]
+		s.closing[dst.side] = true
+		s.mu.Unlock()
+		s.hook("peer close claimed", src.side)
+		if forward {
 			s.forwardSmall(dst, h, raw)
 		}
-		// Else it answers the relay's own close (a shutdown, a protocol
-		// error, the other peer gone) and ends that handshake: the other
-		// peer has, or gets, the relay's close frame, not this one.
+		// Else the other peer has, or gets, the relay's close frame, and
+		// this one answers it (a shutdown's, a protocol error's, the
+		// other peer gone's) or crossed it.
 		return true
 	}
 	s.forwardSmall(dst, h, raw)
@@ -136,7 +143,7 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 // the client from counting as idle.
 func (s *Session) forwardSmall(dst *leg, h ws.Header, payload []byte) {
 	s.writingTo(dst, true)
-	_, err := dst.w.whole(s.done, h, payload, false, nil)
+	_, err := dst.w.whole(s.done, h, payload, false)
 	s.writingTo(dst, false)
 	if err != nil {
 		s.writeFailed(dst.side, err)

@@ -167,10 +167,12 @@ type Session struct {
 	// was declared (Result.ClientQueues if that timeout ended the relay).
 	timeoutQueues *SocketQueues
 	gone          [2]bool
-	// closing[side]: the relay's own close frame to side is claimed,
-	// together with the cause it tells (by violate, Shutdown, or legGone
-	// for the other leg): the first claim is the one sent, so the peer
-	// hears what the log line says.
+	// closing[side]: the close frame side gets is claimed, together with
+	// the cause it tells, by the first of: the other peer's close frame
+	// (forwarded), violate, Shutdown, legGone of the other leg. Only that
+	// one is sent, so a peer hears what the log line says, and a peer's
+	// close frame that answers or crosses the relay's own is not
+	// forwarded. A leg gone or given up on gets none.
 	closing [2]bool
 
 	// lastSeen is when the client last sent anything, as nanoseconds
@@ -179,9 +181,6 @@ type Session struct {
 	// backendBlocked is set while a client frame waits for the backend
 	// to take it: the client is not idle then, the backend is slow.
 	backendBlocked atomic.Bool
-	// ownClose[side] is set as the relay's own close frame (not a peer's,
-	// forwarded) goes to side: side's close frame then answers it.
-	ownClose     [2]atomic.Bool
 	pings, pongs atomic.Int64
 	running      atomic.Int32 // pumps not finished (running or parked)
 	onEnd        func(Result)

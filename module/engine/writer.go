@@ -156,23 +156,21 @@ func (w *writer) encode(dst []byte, h ws.Header) []byte {
 //
 // started is when the write began, after any frame in flight: a peer's
 // answer can only come after it.
-func (w *writer) control(done <-chan struct{}, op ws.OpCode, payload []byte, own *atomic.Bool) (started time.Time, err error) {
+func (w *writer) control(done <-chan struct{}, op ws.OpCode, payload []byte) (started time.Time, err error) {
 	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
 	if w.mask {
 		h.Masked = true
 		h.Mask = ws.NewMask()
 	}
-	return w.whole(done, h, payload, w.mask, own)
+	return w.whole(done, h, payload, w.mask)
 }
 
 // whole writes a frame of at most a control frame's size between frames,
 // masking a copy of the payload when cipher is set (only the relay's own
 // close frames to the backend: rare enough to allocate). A frame is
 // skipped (started is zero) when the leg is broken or already had its
-// close frame; started is when the write began. own, for the relay's own
-// close frames, is set just before such a frame is written (see
-// Session.ownClose).
-func (w *writer) whole(done <-chan struct{}, h ws.Header, payload []byte, cipher bool, own *atomic.Bool) (started time.Time, err error) {
+// close frame; started is when the write began.
+func (w *writer) whole(done <-chan struct{}, h ws.Header, payload []byte, cipher bool) (started time.Time, err error) {
 	w.waiting.Add(1) // a batch does not go on into the next read meanwhile
 	locked := w.lock(done)
 	w.waiting.Add(-1)
@@ -190,9 +188,6 @@ func (w *writer) whole(done <-chan struct{}, h ws.Header, payload []byte, cipher
 	}
 	if h.OpCode == ws.OpClose {
 		w.closeSent = true
-		if own != nil {
-			own.Store(true) // before the write: the answer may come at once
-		}
 	}
 	return started, w.writeFrameStart(w.encode(w.hdr[:0], h), payload)
 }
