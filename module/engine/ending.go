@@ -168,13 +168,13 @@ func (s *Session) violate(side Side, v error) {
 	s.setCauseLocked("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
 	// With the cause, at once: a leg gone from here on must not put a
 	// close frame of its own in place of either of these, and a leg
-	// already gone has claimed the other's close frame for its own code.
+	// already gone, or a peer's close frame, has claimed the other's.
 	claimed := s.claimCloses()
-	s.mu.Unlock()
-	s.armCloseTimer() // first, as in legGone
 	if claimed[side] {
-		s.closeAsync(CodeProtocolError, reason, side)
+		s.closeAsyncLocked(CodeProtocolError, reason, side)
 	}
+	s.mu.Unlock()
+	s.armCloseTimer()
 	if claimed[side.other()] {
 		s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
 	}
@@ -190,21 +190,15 @@ func (s *Session) claimCloses() (claimed [2]bool) {
 	return claimed
 }
 
-// closeAsync writes a relay-made close frame to each of sides from a
-// goroutine of its own, which Run waits for: a close frame may wait behind
-// a frame stuck on a peer that does not read (until the close timer tears
-// the relay down), and must not hold up the other leg's close frame. The
-// frames are all registered at once or, when the relay is already
-// ending, none is. The callers have claimed the legs' close frames, with
-// their cause.
-func (s *Session) closeAsync(code uint16, reason string, sides ...Side) {
-	s.mu.Lock()
-	if s.finished {
-		s.mu.Unlock()
-		return
-	}
+// closeAsyncLocked writes a relay-made close frame to each of sides from
+// a goroutine of its own, which Run waits for: a close frame may wait
+// behind a frame stuck on a peer that does not read (until the close
+// timer tears the relay down), and must not hold up the other leg's close
+// frame. Call with s.mu held, in the critical section that claimed sides
+// (and before the relay finished): the relay must not finish in between,
+// and so drop frames for which it did not forward the peers' own.
+func (s *Session) closeAsyncLocked(code uint16, reason string, sides ...Side) {
 	s.wg.Add(len(sides))
-	s.mu.Unlock()
 	for _, side := range sides {
 		go func() {
 			defer s.wg.Done()
@@ -216,23 +210,25 @@ func (s *Session) closeAsync(code uint16, reason string, sides ...Side) {
 // Shutdown closes both legs with code and reason, each between whole
 // frames, and lets the peers answer within CloseTimeout. It returns at
 // once; Run returns when the relay is over. Use 1001 when the server goes
-// down and 1012 when the configuration is reloaded.
+// down and 1012 when the configuration is reloaded. A relay already
+// ending (a peer's close frame, a protocol error, a leg gone) is left to
+// end that way, within CloseTimeout: a close handshake a peer began gets
+// the other peer's answer, not the relay's close frame.
 func (s *Session) Shutdown(code uint16, reason string) {
 	s.mu.Lock()
 	if s.finished {
 		s.mu.Unlock()
 		return
 	}
+	if s.result.ClosedBy != "" {
+		s.mu.Unlock()
+		s.armCloseTimer()
+		return
+	}
 	s.setCauseLocked("relay", code, reason, "shutdown")
-	claimed := s.claimCloses() // with the cause, as in violate
+	s.closing = [2]bool{true, true} // with the cause, as in violate
+	s.closeAsyncLocked(code, reason, Client, Backend)
 	s.mu.Unlock()
 	s.hook("Shutdown claimed", Client)
 	s.armCloseTimer()
-	var sides []Side
-	for side, c := range claimed {
-		if c {
-			sides = append(sides, Side(side))
-		}
-	}
-	s.closeAsync(code, reason, sides...)
 }

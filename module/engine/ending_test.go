@@ -385,6 +385,9 @@ func TestPeerCloseVsShutdown(t *testing.T) {
 			}
 			f := ws.UnmaskFrame(h.backend.nextSkipPings(2 * time.Second))
 			h.backend.send(closeFrame(CodeNormal, ""))
+			// The client's handshake, begun first, ends with the
+			// backend's answer; else the client has the reload's.
+			h.client.expectClose(map[string]uint16{"client": CodeNormal, "reload": CodeServiceRestart}[first], 2*time.Second)
 			r := h.wait(t, 5*time.Second)
 			if f.Header.OpCode != ws.OpClose || len(f.Payload) < 2 {
 				t.Fatalf("backend got %+v, want a close frame", f.Header)
@@ -394,5 +397,42 @@ func TestPeerCloseVsShutdown(t *testing.T) {
 				t.Fatalf("backend got close %d %q, result %+v; want %d for both", got, f.Payload[2:], r, want)
 			}
 		})
+	}
+}
+
+// TestShutdownAsPeersClose: both peers send their close frames just as a
+// reload has claimed both legs' close frames. The peers' frames then go
+// unforwarded, so the relay must not end before its own are out: each
+// peer gets the reload's 1012, which the result gives.
+func TestShutdownAsPeersClose(t *testing.T) {
+	h := start(t, quickConfig())
+	raceHook(t, h.session, "Shutdown claimed", func() {
+		h.client.send(closeFrame(CodeNormal, "client bye"))
+		h.backend.send(closeFrame(CodeNormal, "backend bye"))
+		time.Sleep(50 * time.Millisecond)
+	})
+	h.session.Shutdown(CodeServiceRestart, "reload")
+	h.client.expectClose(CodeServiceRestart, 2*time.Second)
+	h.backend.expectClose(CodeServiceRestart, 2*time.Second)
+	if r := h.wait(t, 5*time.Second); r.Cause != "shutdown" || r.CloseCode != CodeServiceRestart {
+		t.Fatalf("result %+v, want shutdown/1012", r)
+	}
+}
+
+// TestShutdownDuringPeerHandshake: a reload while a close handshake the
+// client began waits for the backend's answer leaves it to finish: the
+// client gets the backend's answer, not 1012.
+func TestShutdownDuringPeerHandshake(t *testing.T) {
+	h := start(t, quickConfig())
+	h.client.send(closeFrame(CodeNormal, "client bye"))
+	h.backend.expectClose(CodeNormal, 2*time.Second)
+	h.session.Shutdown(CodeServiceRestart, "reload")
+	time.Sleep(50 * time.Millisecond)
+	h.backend.send(closeFrame(CodeNormal, "backend answer"))
+	if reason := h.client.expectClose(CodeNormal, 2*time.Second); reason != "backend answer" {
+		t.Fatalf("client got 1000 %q, want the backend's answer", reason)
+	}
+	if r := h.wait(t, 5*time.Second); r.Cause != "client closed" || r.CloseCode != CodeNormal {
+		t.Fatalf("result %+v, want client closed/1000", r)
 	}
 }

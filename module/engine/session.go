@@ -167,10 +167,11 @@ type Session struct {
 	// was declared (Result.ClientQueues if that timeout ended the relay).
 	timeoutQueues *SocketQueues
 	gone          [2]bool
-	// closing[side]: the close frame side gets is claimed, together with
-	// the cause it tells, by the first of: the other peer's close frame
-	// (forwarded), violate, Shutdown, legGone of the other leg. Only that
-	// one is sent, so a peer hears what the log line says, and a peer's
+	// closing[side]: the close frame side gets is claimed, in the same
+	// critical section as the cause it goes with, by the first of: the
+	// other peer's close frame (forwarded), violate, Shutdown, legGone of
+	// the other leg. Only that one is sent, so a peer that did not begin
+	// the close handshake hears what the log line says, and a peer's
 	// close frame that answers or crosses the relay's own is not
 	// forwarded. A leg gone or given up on gets none.
 	closing [2]bool
