@@ -57,8 +57,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Cleanup closes every live relay when this configuration goes away.
 // When Caddy exits, every relay (this configuration's and those of earlier
 // ones still draining) gets 1001 (going away) at once, and Cleanup waits
-// until the peers answered or CloseTimeout passed, so the process does not
-// exit before the close frames left. When a new configuration replaces
+// until the relays ended, or for CloseTimeout + WriteTimeout + 1 s (a
+// close frame may wait behind a frame to a slow client, then for the
+// answer), so the process does not exit before the close frames left. When a new configuration replaces
 // this one, the relays get 1012 (service restart) spread over DrainPeriod
 // and Cleanup returns at once. Each close goes between whole frames.
 func (h *Handler) Cleanup() error {
@@ -66,10 +67,18 @@ func (h *Handler) Cleanup() error {
 		return nil
 	}
 	if caddy.Exiting() {
+		// All at once, then one wait: the close frames of every
+		// registry's relays go out together.
 		wait := time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second
-		for _, r := range append(drainingRegistries(), h.live) {
-			if !r.shutdown(engine.CodeGoingAway, "server shutting down", wait) {
+		deadline := time.Now().Add(wait)
+		all := append(drainingRegistries(), h.live)
+		for _, r := range all {
+			r.shutdown(engine.CodeGoingAway, "server shutting down")
+		}
+		for _, r := range all {
+			if !r.wait(deadline) {
 				h.logger.Warn("relays still open after shutdown wait", zap.Duration("waited", wait))
+				break
 			}
 		}
 		return nil

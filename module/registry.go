@@ -55,22 +55,26 @@ func (r *registry) snapshot() []*engine.Session {
 	return list
 }
 
-// shutdown closes every live relay with code at once and waits up to wait
-// for them to end. It reports whether all ended.
-func (r *registry) shutdown(code uint16, reason string, wait time.Duration) bool {
+// shutdown closes every live relay with code at once (ending a drain
+// early); wait then waits for them to end.
+func (r *registry) shutdown(code uint16, reason string) {
 	r.stopDrainOnce.Do(func() { close(r.stopDrain) })
 	for _, s := range r.snapshot() {
 		s.Shutdown(code, reason)
 	}
+}
+
+// wait waits until every relay ended or the deadline passed, and reports
+// whether all ended.
+func (r *registry) wait(deadline time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	timer := time.AfterFunc(wait, func() {
+	timer := time.AfterFunc(time.Until(deadline), func() {
 		r.mu.Lock()
 		r.empty.Broadcast()
 		r.mu.Unlock()
 	})
 	defer timer.Stop()
-	deadline := time.Now().Add(wait)
 	for len(r.sessions) > 0 && time.Now().Before(deadline) {
 		r.empty.Wait()
 	}

@@ -93,6 +93,15 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	// none any more.
 	pending := s.closing[side.other()]
 	s.closing = [2]bool{true, true}
+	// The close frame this claims is registered with the claim, as
+	// closeAsyncLocked's are: legGone may run off the pumps (the
+	// keepalive's timer: a ping timeout, a ping's failed write), and the
+	// relay must not finish between claim and send, once the other
+	// peer's own close frame, not forwarded now, ended its pump.
+	if !pending && !s.finished {
+		s.wg.Add(1)
+		defer s.wg.Done()
+	}
 	s.mu.Unlock()
 	s.hook("legGone claimed", side)
 	// The timer first: the close frame may wait behind a frame stuck on

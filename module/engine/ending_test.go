@@ -436,3 +436,48 @@ func TestShutdownDuringPeerHandshake(t *testing.T) {
 		t.Fatalf("result %+v, want client closed/1000", r)
 	}
 }
+
+// TestPingTimeoutAsBackendCloses: the client is cut for ping timeout (off
+// the pumps, from the keepalive's timer) and the backend's own close
+// frame comes in before the relay's 1001 to it is written. That close
+// frame, which the 1001 crosses, is not forwarded and ends the backend's
+// pump; the relay must still write the 1001 before it ends.
+func TestPingTimeoutAsBackendCloses(t *testing.T) {
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	newPeer(t, cTest, true, true) // reads, never answers pings
+	backend := newPeer(t, bTest, false, true)
+	cfg := quickConfig()
+	cfg.PingInterval = 50 * time.Millisecond
+	cfg.PongTimeout = 50 * time.Millisecond
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	raceHook(t, s, "legGone sends", func() {
+		backend.send(closeFrame(CodeNormal, "app bye"))
+		time.Sleep(100 * time.Millisecond) // its pump ends meanwhile
+	})
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	backend.expectClose(CodeGoingAway, 3*time.Second)
+	if r := endsWithin(t, result, 5*time.Second); r.Cause != causePingTimeout || r.CloseCode != CodeGoingAway {
+		t.Fatalf("result %+v, want ping timeout/1001", r)
+	}
+}
+
+// TestClientCloseBackendNotReading: the client's close frame cannot be
+// forwarded to a backend that reads nothing (writes to the backend have
+// no timeout); the close handshake still ends within CloseTimeout.
+func TestClientCloseBackendNotReading(t *testing.T) {
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	client := newPeer(t, cTest, true, true)
+	newPeer(t, bTest, false, false) // never reads
+	cfg := quickConfig()
+	cfg.CloseTimeout = 300 * time.Millisecond
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	client.send(closeFrame(CodeNormal, "bye"))
+	if r := endsWithin(t, result, 2*time.Second); r.Cause != "client closed" || r.CloseCode != CodeNormal {
+		t.Fatalf("result %+v, want client closed/1000", r)
+	}
+}

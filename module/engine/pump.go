@@ -126,6 +126,10 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 		s.closing[dst.side] = true
 		s.mu.Unlock()
 		s.hook("peer close claimed", src.side)
+		// The handshake the peer began has CloseTimeout from here,
+		// forwarding its close frame included (a backend that reads
+		// nothing holds that write for good: it has no write timeout).
+		s.armCloseTimer()
 		if forward {
 			s.forwardSmall(dst, h, raw)
 		}

@@ -182,10 +182,10 @@ type Session struct {
 	// backendBlocked is set while a client frame waits for the backend
 	// to take it: the client is not idle then, the backend is slow.
 	backendBlocked atomic.Bool
-	pings, pongs atomic.Int64
-	running      atomic.Int32 // pumps not finished (running or parked)
-	onEnd        func(Result)
-	realClock    bool // cfg.Now is time.Now (see since)
+	pings, pongs   atomic.Int64
+	running        atomic.Int32 // pumps not finished (running or parked)
+	onEnd          func(Result)
+	realClock      bool // cfg.Now is time.Now (see since)
 
 	closeTimer *time.Timer // guarded by mu
 	finished   bool        // guarded by mu: Run is returning
