@@ -54,24 +54,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// exiting reports whether the process is exiting (a variable for tests).
+var exiting = caddy.Exiting
+
 // Cleanup closes every live relay when this configuration goes away.
-// When Caddy exits, every relay (this configuration's and those of earlier
-// ones still draining) gets 1001 (going away) at once, and Cleanup waits
-// until the relays ended, or for CloseTimeout + WriteTimeout + 1 s (a
-// close frame may wait behind a frame to a slow client, then for the
-// answer), so the process does not exit before the close frames left. When a new configuration replaces
-// this one, the relays get 1012 (service restart) spread over DrainPeriod
-// and Cleanup returns at once. Each close goes between whole frames.
+// When Caddy exits, the first Cleanup gives every relay of the process
+// (every handler's, and those of earlier configurations still closing)
+// 1001 (going away) at once, and waits until they ended, or for
+// CloseTimeout + WriteTimeout + 1 s (a close frame may wait behind a frame
+// to a slow client, then for the answer), so the process does not exit
+// before the close frames left. When a new configuration replaces this
+// one, the relays get 1012 (service restart) spread over DrainPeriod and
+// Cleanup returns at once. Each close goes between whole frames.
 func (h *Handler) Cleanup() error {
 	if h.live == nil {
 		return nil
 	}
-	if caddy.Exiting() {
+	if exiting() {
 		// All at once, then one wait: the close frames of every
 		// registry's relays go out together.
 		wait := time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second
 		deadline := time.Now().Add(wait)
-		all := append(drainingRegistries(), h.live)
+		all := append(openRegistries(), h.live) // h.live again is harmless
 		for _, r := range all {
 			r.shutdown(engine.CodeGoingAway, "server shutting down")
 		}
@@ -83,11 +87,7 @@ func (h *Handler) Cleanup() error {
 		}
 		return nil
 	}
-	live := h.live
-	addDraining(live)
-	live.drain(engine.CodeServiceRestart, "service restart", time.Duration(h.DrainPeriod), func() {
-		removeDraining(live)
-	})
+	h.live.drain(engine.CodeServiceRestart, "service restart", time.Duration(h.DrainPeriod))
 	return nil
 }
 

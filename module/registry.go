@@ -22,7 +22,23 @@ type registry struct {
 func newRegistry() *registry {
 	r := &registry{sessions: make(map[*engine.Session]struct{}), stopDrain: make(chan struct{})}
 	r.empty = sync.NewCond(&r.mu)
+	r.mu.Lock()
+	r.trackLocked()
+	r.mu.Unlock()
 	return r
+}
+
+// trackLocked keeps r in the set an exiting Caddy closes and waits for
+// while it may hold a relay: until it is closing and empty. Call with
+// r.mu held.
+func (r *registry) trackLocked() {
+	open.Lock()
+	defer open.Unlock()
+	if r.closing && len(r.sessions) == 0 {
+		delete(open.set, r)
+	} else {
+		open.set[r] = struct{}{}
+	}
 }
 
 // add registers s. It returns false when the registry is closing; s is
@@ -31,6 +47,7 @@ func (r *registry) add(s *engine.Session) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sessions[s] = struct{}{}
+	r.trackLocked()
 	return !r.closing
 }
 
@@ -41,6 +58,7 @@ func (r *registry) remove(s *engine.Session) {
 	if len(r.sessions) == 0 {
 		r.empty.Broadcast()
 	}
+	r.trackLocked()
 }
 
 // snapshot marks the registry closing and returns its live relays.
@@ -48,6 +66,7 @@ func (r *registry) snapshot() []*engine.Session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closing = true
+	r.trackLocked()
 	list := make([]*engine.Session, 0, len(r.sessions))
 	for s := range r.sessions {
 		list = append(list, s)
@@ -83,20 +102,18 @@ func (r *registry) wait(deadline time.Time) bool {
 
 // drain closes the live relays with code one after another, spread evenly
 // over period, so that clients do not all reconnect in the same instant.
-// It returns at once; done is called when the last close was started.
-// shutdown ends a drain early and closes the rest at once.
-func (r *registry) drain(code uint16, reason string, period time.Duration, done func()) {
+// It returns at once. shutdown ends a drain early and closes the rest at
+// once.
+func (r *registry) drain(code uint16, reason string, period time.Duration) {
 	list := r.snapshot()
 	if period <= 0 || len(list) <= 1 {
 		for _, s := range list {
 			s.Shutdown(code, reason)
 		}
-		done()
 		return
 	}
 	step := period / time.Duration(len(list))
 	go func() {
-		defer done()
 		t := time.NewTimer(0)
 		defer t.Stop()
 		for _, s := range list {
@@ -111,30 +128,20 @@ func (r *registry) drain(code uint16, reason string, period time.Duration, done 
 	}()
 }
 
-// draining holds the registries of unloaded configurations whose relays
-// are still being closed, so that an exiting Caddy closes them too.
-var draining = struct {
+// open holds every registry that may still hold a relay: those of the
+// configurations loaded now (every handler's) and those of unloaded ones
+// whose relays are still closing, so that an exiting Caddy closes them all
+// at once and waits for all of them, whichever handler's Cleanup runs first.
+var open = struct {
 	sync.Mutex
 	set map[*registry]struct{}
 }{set: make(map[*registry]struct{})}
 
-func addDraining(r *registry) {
-	draining.Lock()
-	draining.set[r] = struct{}{}
-	draining.Unlock()
-}
-
-func removeDraining(r *registry) {
-	draining.Lock()
-	delete(draining.set, r)
-	draining.Unlock()
-}
-
-func drainingRegistries() []*registry {
-	draining.Lock()
-	defer draining.Unlock()
-	out := make([]*registry, 0, len(draining.set))
-	for r := range draining.set {
+func openRegistries() []*registry {
+	open.Lock()
+	defer open.Unlock()
+	out := make([]*registry, 0, len(open.set))
+	for r := range open.set {
 		out = append(out, r)
 	}
 	return out

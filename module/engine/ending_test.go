@@ -481,3 +481,29 @@ func TestClientCloseBackendNotReading(t *testing.T) {
 		t.Fatalf("result %+v, want client closed/1000", r)
 	}
 }
+
+// TestBackendCloseToSlowClient: a client that reads nothing for a while,
+// less than WriteTimeout but more than CloseTimeout, still gets the
+// backend's close frame, and then CloseTimeout to answer it: the close
+// timer starts once the frame went out, not when it came in.
+func TestBackendCloseToSlowClient(t *testing.T) {
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	client := newPeer(t, cTest, true, false) // starts reading after 1 s
+	backend := newPeer(t, bTest, false, true)
+	cfg := quickConfig()
+	cfg.WriteTimeout = 3 * time.Second
+	cfg.CloseTimeout = 500 * time.Millisecond
+	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	backend.send(closeFrame(CodeNormal, "done"))
+	time.Sleep(time.Second)
+	go client.read()
+	client.expectClose(CodeNormal, 2*time.Second)
+	client.send(closeFrame(CodeNormal, "done"))
+	backend.expectClose(CodeNormal, 2*time.Second)
+	if r := endsWithin(t, result, 3*time.Second); r.Cause != "backend closed" || r.CloseCode != CodeNormal {
+		t.Fatalf("result %+v, want backend closed/1000", r)
+	}
+}

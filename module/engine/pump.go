@@ -126,10 +126,14 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 		s.closing[dst.side] = true
 		s.mu.Unlock()
 		s.hook("peer close claimed", src.side)
-		// The handshake the peer began has CloseTimeout from here,
-		// forwarding its close frame included (a backend that reads
-		// nothing holds that write for good: it has no write timeout).
-		s.armCloseTimer()
+		// A close frame forwarded to the backend has CloseTimeout from
+		// here, its forwarding included: a backend that reads nothing
+		// holds that write for good (it has no write timeout). One to the
+		// client is bounded by WriteTimeout, and its answer's
+		// CloseTimeout starts once it went out (drive), as the docs say.
+		if dst.side == Backend {
+			s.armCloseTimer()
+		}
 		if forward {
 			s.forwardSmall(dst, h, raw)
 		}

@@ -193,7 +193,7 @@ type Session struct {
 	tickMu    sync.Mutex
 	pingTimer *time.Timer
 	monitor   *keepalive.Monitor // owned by tick
-	wg        sync.WaitGroup     // Shutdown's close writers
+	wg        sync.WaitGroup     // relay-made close frames on their way (closeAsyncLocked, legGone): drive waits for them
 
 	loopOK bool // the relay may move onto an event loop (canLoop)
 	loopState

@@ -1,0 +1,185 @@
+package wsrelay
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/coder/websocket"
+
+	"github.com/websocket-relay/websocket_relay/module/engine"
+)
+
+// asExiting makes the handlers' Cleanup act as on the process's exit.
+func asExiting(t *testing.T) {
+	exiting = func() bool { return true }
+	t.Cleanup(func() { exiting = caddy.Exiting })
+}
+
+// stuckBackend accepts upgrades and then reads forever without answering
+// anything (no close frame). ended gets a value when a connection closes.
+func stuckBackend(t *testing.T) (string, chan time.Time) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ended := make(chan time.Time, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+				_, _ = io.Copy(io.Discard, br)
+				ended <- time.Now()
+			}()
+		}
+	}()
+	return ln.Addr().String(), ended
+}
+
+func relayRoute(path, upstream string) map[string]any {
+	return map[string]any{
+		"match":  []any{map[string]any{"path": []string{path}}},
+		"handle": []any{map[string]any{"handler": "websocket_relay", "upstreams": []string{upstream}, "close_timeout": "1s"}},
+	}
+}
+
+func loadRoutes(t *testing.T, port int, routes ...any) {
+	cfg := map[string]any{
+		"admin":   map[string]any{"disabled": true},
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
+		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"relay": map[string]any{
+			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
+			"routes": routes,
+		}}}},
+	}
+	raw, _ := json.Marshal(cfg)
+	if err := caddy.Load(raw, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+}
+
+type closeSeen struct {
+	at     time.Time
+	status websocket.StatusCode
+}
+
+func dialWatch(t *testing.T, ctx context.Context, url string) chan closeSeen {
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan closeSeen, 1)
+	go func() {
+		_, _, err := c.Read(ctx)
+		ch <- closeSeen{time.Now(), websocket.CloseStatus(err)}
+	}()
+	return ch
+}
+
+// TestExitClosesAllHandlersAtOnce: two websocket_relay handlers in one
+// config (two routes), one with a backend that never answers a close
+// frame. On exit the relays of both get their 1001 at once: not the
+// second's only once the first handler's Cleanup waited for its own.
+func TestExitClosesAllHandlersAtOnce(t *testing.T) {
+	stuck, _ := stuckBackend(t)
+	echo := newEchoBackend(t)
+	port := freePort(t)
+	loadRoutes(t, port, relayRoute("/a", stuck), relayRoute("/b", echo.Listener.Addr().String()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := dialWatch(t, ctx, fmt.Sprintf("ws://127.0.0.1:%d/a", port))
+	b := dialWatch(t, ctx, fmt.Sprintf("ws://127.0.0.1:%d/b", port))
+	time.Sleep(200 * time.Millisecond)
+	asExiting(t)
+	t0 := time.Now()
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopTook := time.Since(t0)
+	ra, rb := <-a, <-b
+	t.Logf("Stop took %v; client a got %d after %v; client b got %d after %v",
+		stopTook, ra.status, ra.at.Sub(t0), rb.status, rb.at.Sub(t0))
+	if d := max(ra.at.Sub(t0), rb.at.Sub(t0)); d > 500*time.Millisecond {
+		t.Errorf("a client got its 1001 only %v after exit began: handlers shut down in turn", d)
+	}
+}
+
+// TestExitWaitsForDrainedRelays: a reload whose drain ends at once (one
+// relay) leaves that relay finishing its close handshake with a backend
+// that never answers. An exit right after waits for it too.
+func TestExitWaitsForDrainedRelays(t *testing.T) {
+	stuck, ended := stuckBackend(t)
+	port := freePort(t)
+	loadRoutes(t, port, relayRoute("/a", stuck))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := dialWatch(t, ctx, fmt.Sprintf("ws://127.0.0.1:%d/a", port))
+	time.Sleep(200 * time.Millisecond)
+	// Reload: the old handler drains its one relay (1012) and is
+	// removed from draining at once.
+	r2 := relayRoute("/a", stuck)
+	r2["handle"].([]any)[0].(map[string]any)["close_timeout"] = "2s"
+	loadRoutes(t, port, r2)
+	ra := <-a
+	asExiting(t)
+	t0 := time.Now()
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopTook := time.Since(t0)
+	var relayEnd time.Duration
+	select {
+	case e := <-ended:
+		relayEnd = e.Sub(t0)
+	case <-time.After(5 * time.Second):
+	}
+	t.Logf("client got %d; exit Cleanup returned after %v; the old relay (backend never answers) ended %v after exit began",
+		ra.status, stopTook, relayEnd)
+	// The backend sees the end a moment after the relay's teardown,
+	// which may come just after the wait saw the relay go.
+	if relayEnd == 0 || relayEnd > stopTook+200*time.Millisecond {
+		t.Errorf("exit returned after %v, the old configuration's relay ended after %v", stopTook, relayEnd)
+	}
+}
+
+// TestRegistryWait: a deadline already passed, one that passes while a
+// relay is live, and a relay ending before the deadline.
+func TestRegistryWait(t *testing.T) {
+	r := newRegistry()
+	if !r.wait(time.Now().Add(-time.Second)) {
+		t.Fatal("empty registry, past deadline: want true")
+	}
+	s := new(engine.Session) // only a map key here
+	r.add(s)
+	t0 := time.Now()
+	if r.wait(time.Now().Add(-time.Second)) || time.Since(t0) > 50*time.Millisecond {
+		t.Fatalf("live relay, past deadline: want false at once (took %v)", time.Since(t0))
+	}
+	t0 = time.Now()
+	if r.wait(time.Now().Add(100*time.Millisecond)) || time.Since(t0) < 100*time.Millisecond || time.Since(t0) > 300*time.Millisecond {
+		t.Fatalf("live relay, 100ms deadline: took %v", time.Since(t0))
+	}
+	time.AfterFunc(50*time.Millisecond, func() { r.remove(s) })
+	t0 = time.Now()
+	if !r.wait(time.Now().Add(2*time.Second)) || time.Since(t0) > 500*time.Millisecond {
+		t.Fatalf("relay ending at 50ms: took %v", time.Since(t0))
+	}
+}
