@@ -124,19 +124,25 @@ func TestExitClosesAllHandlersAtOnce(t *testing.T) {
 
 // TestExitWaitsForDrainedRelays: a reload whose drain ends at once (one
 // relay) leaves that relay finishing its close handshake with a backend
-// that never answers. An exit right after waits for it too.
+// that never answers. An exit right after waits for it too, for as long
+// as its own configuration says.
 func TestExitWaitsForDrainedRelays(t *testing.T) {
 	stuck, ended := stuckBackend(t)
 	port := freePort(t)
-	loadRoutes(t, port, relayRoute("/a", stuck))
+	r1 := relayRoute("/a", stuck)
+	r1["handle"].([]any)[0].(map[string]any)["close_timeout"] = "3s"
+	loadRoutes(t, port, r1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	a := dialWatch(t, ctx, fmt.Sprintf("ws://127.0.0.1:%d/a", port))
 	time.Sleep(200 * time.Millisecond)
-	// Reload: the old handler drains its one relay (1012) and is
-	// removed from draining at once.
+	// Reload: the old handler's one relay gets its 1012 at once and
+	// waits 3 s for the backend's answer. The new handler's own exit
+	// bound (close_timeout + write_timeout + 1 s) is shorter: the exit
+	// must wait for the old relay by its own handler's bound.
 	r2 := relayRoute("/a", stuck)
-	r2["handle"].([]any)[0].(map[string]any)["close_timeout"] = "2s"
+	r2["handle"].([]any)[0].(map[string]any)["close_timeout"] = "100ms"
+	r2["handle"].([]any)[0].(map[string]any)["write_timeout"] = "100ms"
 	loadRoutes(t, port, r2)
 	ra := <-a
 	asExiting(t)
@@ -155,7 +161,7 @@ func TestExitWaitsForDrainedRelays(t *testing.T) {
 		ra.status, stopTook, relayEnd)
 	// The backend sees the end a moment after the relay's teardown,
 	// which may come just after the wait saw the relay go.
-	if relayEnd == 0 || relayEnd > stopTook+200*time.Millisecond {
+	if relayEnd == 0 || relayEnd > stopTook+200*time.Millisecond || relayEnd < 2*time.Second {
 		t.Errorf("exit returned after %v, the old configuration's relay ended after %v", stopTook, relayEnd)
 	}
 }
@@ -163,12 +169,12 @@ func TestExitWaitsForDrainedRelays(t *testing.T) {
 // TestRegistryWait: a deadline already passed, one that passes while a
 // relay is live, and a relay ending before the deadline.
 func TestRegistryWait(t *testing.T) {
-	r := newRegistry()
+	r := newRegistry(0)
 	if !r.wait(time.Now().Add(-time.Second)) {
 		t.Fatal("empty registry, past deadline: want true")
 	}
 	s := new(engine.Session) // only a map key here
-	r.add(s)
+	_, _, _ = r.add(s)
 	t0 := time.Now()
 	if r.wait(time.Now().Add(-time.Second)) || time.Since(t0) > 50*time.Millisecond {
 		t.Fatalf("live relay, past deadline: want false at once (took %v)", time.Since(t0))
@@ -182,4 +188,74 @@ func TestRegistryWait(t *testing.T) {
 	if !r.wait(time.Now().Add(2*time.Second)) || time.Since(t0) > 500*time.Millisecond {
 		t.Fatalf("relay ending at 50ms: took %v", time.Since(t0))
 	}
+}
+
+// TestLateRelayOnExit: an upgrade whose backend answers only after the
+// server's grace period on exit becomes a relay once Cleanup ran: it
+// gets 1001 (going away), as every relay on exit, not a reload's 1012.
+func TestLateRelayOnExit(t *testing.T) {
+	up := slowBackend(t, 700*time.Millisecond)
+	port := freePort(t)
+	cfg := map[string]any{
+		"admin":   map[string]any{"disabled": true},
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
+		"apps": map[string]any{"http": map[string]any{"grace_period": "100ms", "servers": map[string]any{"relay": map[string]any{
+			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
+			"routes": []any{relayRoute("/a", up)},
+		}}}},
+	}
+	raw, _ := json.Marshal(cfg)
+	if err := caddy.Load(raw, true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := make(chan websocket.StatusCode, 1)
+	go func() {
+		c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/a", port), nil)
+		if err != nil {
+			t.Error(err)
+			got <- -1
+			return
+		}
+		_, _, err = c.Read(ctx)
+		got <- websocket.CloseStatus(err)
+	}()
+	time.Sleep(200 * time.Millisecond) // the upgrade waits for the backend
+	asExiting(t)
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-got; code != websocket.StatusGoingAway {
+		t.Errorf("a relay set up after the exit began got close %d, want 1001", code)
+	}
+}
+
+// slowBackend answers the upgrade after delay, then reads forever.
+func slowBackend(t *testing.T, delay time.Duration) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				time.Sleep(delay)
+				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+				_, _ = io.Copy(io.Discard, br)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

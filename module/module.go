@@ -47,7 +47,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(list) > 0 {
 		h.pool = newUpstreamPool(list)
 	}
-	h.live = newRegistry()
+	h.live = newRegistry(time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second)
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("websocket_relay: registering metrics: %w", err)
 	}
@@ -60,9 +60,10 @@ var exiting = caddy.Exiting
 // Cleanup closes every live relay when this configuration goes away.
 // When Caddy exits, the first Cleanup gives every relay of the process
 // (every handler's, and those of earlier configurations still closing)
-// 1001 (going away) at once, and waits until they ended, or for
-// CloseTimeout + WriteTimeout + 1 s (a close frame may wait behind a frame
-// to a slow client, then for the answer), so the process does not exit
+// 1001 (going away) at once, and waits until they ended, or for the
+// CloseTimeout + WriteTimeout + 1 s of the handler each relay belongs to,
+// counted once from that first Cleanup (a close frame may wait behind a
+// frame to a slow client, then for the answer), so the process does not exit
 // before the close frames left. When a new configuration replaces this
 // one, the relays get 1012 (service restart) spread over DrainPeriod and
 // Cleanup returns at once. Each close goes between whole frames.
@@ -72,17 +73,16 @@ func (h *Handler) Cleanup() error {
 	}
 	if exiting() {
 		// All at once, then one wait: the close frames of every
-		// registry's relays go out together.
-		wait := time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second
-		deadline := time.Now().Add(wait)
+		// registry's relays go out together, and every registry is
+		// waited for until the one deadline its first shutdown set
+		// (from its own handler's timeouts), whichever Cleanup runs.
 		all := append(openRegistries(), h.live) // h.live again is harmless
 		for _, r := range all {
 			r.shutdown(engine.CodeGoingAway, "server shutting down")
 		}
 		for _, r := range all {
-			if !r.wait(deadline) {
-				h.logger.Warn("relays still open after shutdown wait", zap.Duration("waited", wait))
-				break
+			if ended, first := r.waitShutdown(); !ended && first {
+				h.logger.Warn("relays still open after shutdown wait", zap.Duration("waited", r.bound))
 			}
 		}
 		return nil

@@ -13,14 +13,24 @@ type registry struct {
 	mu       sync.Mutex
 	sessions map[*engine.Session]struct{}
 	closing  bool
-	empty    *sync.Cond
+	// code and reason a relay added while closing gets: the drain's, or
+	// the exit's once shutdown ran.
+	code   uint16
+	reason string
+	empty  *sync.Cond
+	// bound is how long an exit waits for the relays (their handler's
+	// CloseTimeout + WriteTimeout + 1 s); deadline is set by the first
+	// shutdown, so that every exiting Cleanup waits for the same instant.
+	bound    time.Duration
+	deadline time.Time
+	warned   bool
 	// stopDrain ends a drain early (when Caddy exits during one).
 	stopDrain     chan struct{}
 	stopDrainOnce sync.Once
 }
 
-func newRegistry() *registry {
-	r := &registry{sessions: make(map[*engine.Session]struct{}), stopDrain: make(chan struct{})}
+func newRegistry(bound time.Duration) *registry {
+	r := &registry{sessions: make(map[*engine.Session]struct{}), stopDrain: make(chan struct{}), bound: bound}
 	r.empty = sync.NewCond(&r.mu)
 	r.mu.Lock()
 	r.trackLocked()
@@ -41,14 +51,15 @@ func (r *registry) trackLocked() {
 	}
 }
 
-// add registers s. It returns false when the registry is closing; s is
-// registered anyway so that shutdown waits for it.
-func (r *registry) add(s *engine.Session) bool {
+// add registers s. It returns false when the registry is closing, with
+// the close code and reason s must get; s is registered anyway so that
+// shutdown waits for it.
+func (r *registry) add(s *engine.Session) (ok bool, code uint16, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sessions[s] = struct{}{}
 	r.trackLocked()
-	return !r.closing
+	return !r.closing, r.code, r.reason
 }
 
 func (r *registry) remove(s *engine.Session) {
@@ -61,10 +72,14 @@ func (r *registry) remove(s *engine.Session) {
 	r.trackLocked()
 }
 
-// snapshot marks the registry closing and returns its live relays.
-func (r *registry) snapshot() []*engine.Session {
+// snapshot marks the registry closing with code and returns its live
+// relays. An exit's code (override) replaces a drain's.
+func (r *registry) snapshot(code uint16, reason string, override bool) []*engine.Session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.closing || override {
+		r.code, r.reason = code, reason
+	}
 	r.closing = true
 	r.trackLocked()
 	list := make([]*engine.Session, 0, len(r.sessions))
@@ -78,7 +93,12 @@ func (r *registry) snapshot() []*engine.Session {
 // early); wait then waits for them to end.
 func (r *registry) shutdown(code uint16, reason string) {
 	r.stopDrainOnce.Do(func() { close(r.stopDrain) })
-	for _, s := range r.snapshot() {
+	r.mu.Lock()
+	if r.deadline.IsZero() {
+		r.deadline = time.Now().Add(r.bound)
+	}
+	r.mu.Unlock()
+	for _, s := range r.snapshot(code, reason, true) {
 		s.Shutdown(code, reason)
 	}
 }
@@ -100,12 +120,29 @@ func (r *registry) wait(deadline time.Time) bool {
 	return len(r.sessions) == 0
 }
 
+// waitShutdown waits for the relays until the deadline the first shutdown
+// set. It reports whether they all ended, and whether this is the first
+// report that they did not (to warn once).
+func (r *registry) waitShutdown() (ended, firstMiss bool) {
+	r.mu.Lock()
+	deadline := r.deadline
+	r.mu.Unlock()
+	if r.wait(deadline) {
+		return true, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	firstMiss = !r.warned
+	r.warned = true
+	return false, firstMiss
+}
+
 // drain closes the live relays with code one after another, spread evenly
 // over period, so that clients do not all reconnect in the same instant.
 // It returns at once. shutdown ends a drain early and closes the rest at
 // once.
 func (r *registry) drain(code uint16, reason string, period time.Duration) {
-	list := r.snapshot()
+	list := r.snapshot(code, reason, false)
 	if period <= 0 || len(list) <= 1 {
 		for _, s := range list {
 			s.Shutdown(code, reason)

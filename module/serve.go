@@ -112,9 +112,10 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 	client := engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}
 	backend := engine.Leg{Conn: d.conn, Prefix: d.takeBuffered()}
 	s := engine.New(client, backend, h.engineConfig(allowedRSV(d.resp.Header.Values("Sec-WebSocket-Extensions"))))
-	if !h.live.add(s) {
-		// This configuration is already shutting down.
-		s.Shutdown(engine.CodeServiceRestart, "service restart")
+	if ok, code, reason := h.live.add(s); !ok {
+		// This configuration is already shutting down (1012 on a
+		// reload, 1001 on exit).
+		s.Shutdown(code, reason)
 	}
 	activeConnections.Inc()
 	remote, up := r.RemoteAddr, d.upstream
