@@ -142,8 +142,8 @@ func TestRelayAbandonsBackend(t *testing.T) {
 	}()
 	h := &Handler{logger: zap.NewNop()}
 	// A ResponseRecorder cannot be hijacked.
-	if err := h.relay(httptest.NewRecorder(), upgradeRequest(nil), d); err == nil {
-		t.Fatal("relay reported no error for a connection it could not take over")
+	if started, err := h.relay(httptest.NewRecorder(), upgradeRequest(nil), d); started || err == nil {
+		t.Fatalf("relay reported %v, %v for a connection it could not take over", started, err)
 	}
 	f := <-got
 	if !f.Header.Masked || f.Header.OpCode != ws.OpClose {

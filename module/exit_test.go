@@ -173,7 +173,16 @@ func TestRegistryWait(t *testing.T) {
 	if !r.wait(time.Now().Add(-time.Second)) {
 		t.Fatal("empty registry, past deadline: want true")
 	}
+	r.begin()
+	time.AfterFunc(50*time.Millisecond, r.abort)
+	if t0 := time.Now(); !r.wait(time.Now().Add(2*time.Second)) || time.Since(t0) < 50*time.Millisecond {
+		t.Fatalf("an upgrade under way that failed at 50ms: took %v", time.Since(t0))
+	}
 	s := new(engine.Session) // only a map key here
+	r.begin()
+	if r.wait(time.Now().Add(-time.Second)) {
+		t.Fatal("an upgrade under way, past deadline: want false")
+	}
 	_, _, _ = r.add(s)
 	t0 := time.Now()
 	if r.wait(time.Now().Add(-time.Second)) || time.Since(t0) > 50*time.Millisecond {
@@ -191,8 +200,9 @@ func TestRegistryWait(t *testing.T) {
 }
 
 // TestLateRelayOnExit: an upgrade whose backend answers only after the
-// server's grace period on exit becomes a relay once Cleanup ran: it
-// gets 1001 (going away), as every relay on exit, not a reload's 1012.
+// server's grace period on exit becomes a relay once the exit's Cleanup
+// began: it gets 1001 (going away), as every relay on exit, not a
+// reload's 1012, and the exit waits for it as for every relay.
 func TestLateRelayOnExit(t *testing.T) {
 	up := slowBackend(t, 700*time.Millisecond)
 	port := freePort(t)
@@ -210,24 +220,30 @@ func TestLateRelayOnExit(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got := make(chan websocket.StatusCode, 1)
+	got := make(chan closeSeen, 1)
 	go func() {
 		c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/a", port), nil)
 		if err != nil {
 			t.Error(err)
-			got <- -1
+			got <- closeSeen{status: -1}
 			return
 		}
 		_, _, err = c.Read(ctx)
-		got <- websocket.CloseStatus(err)
+		got <- closeSeen{time.Now(), websocket.CloseStatus(err)}
 	}()
 	time.Sleep(200 * time.Millisecond) // the upgrade waits for the backend
 	asExiting(t)
+	t0 := time.Now()
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if code := <-got; code != websocket.StatusGoingAway {
-		t.Errorf("a relay set up after the exit began got close %d, want 1001", code)
+	stopTook := time.Since(t0)
+	r := <-got
+	if r.status != websocket.StatusGoingAway {
+		t.Errorf("a relay set up after the exit began got close %d, want 1001", r.status)
+	}
+	if seen := r.at.Sub(t0); seen > stopTook {
+		t.Errorf("the exit returned after %v, before its last relay's client got its close frame (%v)", stopTook, seen)
 	}
 }
 

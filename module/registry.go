@@ -12,7 +12,10 @@ import (
 type registry struct {
 	mu       sync.Mutex
 	sessions map[*engine.Session]struct{}
-	closing  bool
+	// upgrading counts upgrades under way (begin to add or abort): an
+	// exit waits for them too, as they become relays it must close.
+	upgrading int
+	closing   bool
 	// code and reason a relay added while closing gets: the drain's, or
 	// the exit's once shutdown ran.
 	code   uint16
@@ -38,25 +41,45 @@ func newRegistry(bound time.Duration) *registry {
 	return r
 }
 
+// idleLocked reports whether r holds no relay and no upgrade under way.
+func (r *registry) idleLocked() bool { return len(r.sessions) == 0 && r.upgrading == 0 }
+
 // trackLocked keeps r in the set an exiting Caddy closes and waits for
-// while it may hold a relay: until it is closing and empty. Call with
-// r.mu held.
+// while it may hold a relay: until it is closing and idle. Call with r.mu
+// held.
 func (r *registry) trackLocked() {
 	open.Lock()
 	defer open.Unlock()
-	if r.closing && len(r.sessions) == 0 {
+	if r.closing && r.idleLocked() {
 		delete(open.set, r)
 	} else {
 		open.set[r] = struct{}{}
 	}
 }
 
-// add registers s. It returns false when the registry is closing, with
-// the close code and reason s must get; s is registered anyway so that
-// shutdown waits for it.
+// begin counts an upgrade under way; add or abort ends it.
+func (r *registry) begin() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.upgrading++
+	r.trackLocked()
+}
+
+// abort ends an upgrade that did not become a relay.
+func (r *registry) abort() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.upgrading--
+	r.changedLocked()
+}
+
+// add registers s, the relay an upgrade (begin) became. It returns false
+// when the registry is closing, with the close code and reason s must get;
+// s is registered anyway so that shutdown waits for it.
 func (r *registry) add(s *engine.Session) (ok bool, code uint16, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.upgrading--
 	r.sessions[s] = struct{}{}
 	r.trackLocked()
 	return !r.closing, r.code, r.reason
@@ -66,7 +89,13 @@ func (r *registry) remove(s *engine.Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.sessions, s)
-	if len(r.sessions) == 0 {
+	r.changedLocked()
+}
+
+// changedLocked wakes the waits once r is idle and updates its place in
+// the set of open registries.
+func (r *registry) changedLocked() {
+	if r.idleLocked() {
 		r.empty.Broadcast()
 	}
 	r.trackLocked()
@@ -103,7 +132,8 @@ func (r *registry) shutdown(code uint16, reason string) {
 	}
 }
 
-// wait waits until every relay ended or the deadline passed, and reports
+// wait waits until every relay ended, and every upgrade under way ended
+// too (as a relay that ended, or none), or the deadline passed; it reports
 // whether all ended.
 func (r *registry) wait(deadline time.Time) bool {
 	r.mu.Lock()
@@ -114,10 +144,10 @@ func (r *registry) wait(deadline time.Time) bool {
 		r.mu.Unlock()
 	})
 	defer timer.Stop()
-	for len(r.sessions) > 0 && time.Now().Before(deadline) {
+	for !r.idleLocked() && time.Now().Before(deadline) {
 		r.empty.Wait()
 	}
-	return len(r.sessions) == 0
+	return r.idleLocked()
 }
 
 // waitShutdown waits for the relays until the deadline the first shutdown

@@ -30,6 +30,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		handshakeFailures.WithLabelValues("bad_request").Inc()
 		return h.refuse(w, r, status, reason)
 	}
+	// Counted from here until it is a relay (add) or is not (abort): an
+	// exit waits for it, as it waits for relays.
+	h.live.begin()
+	relayed := false
+	defer func() {
+		if !relayed {
+			h.live.abort()
+		}
+	}()
 	conn, up, err := h.dialUpstream(r.Context())
 	if err != nil {
 		handshakeFailures.WithLabelValues("dial").Inc()
@@ -49,7 +58,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		handshakeFailures.WithLabelValues("rejected").Inc()
 		return h.passAnswer(w, d)
 	}
-	return h.relay(w, r, d)
+	relayed, err = h.relay(w, r, d)
+	return err
 }
 
 // refuse answers a failed upgrade with status and a one-line reason.
@@ -86,8 +96,9 @@ func (h *Handler) passAnswer(w http.ResponseWriter, d *dialed) error {
 }
 
 // relay sends the backend's 101 to the client, takes over the client's
-// connection and runs the engine until both legs are closed.
-func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error {
+// connection and runs the engine until both legs are closed. It reports
+// whether the relay started (and was added to h.live).
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) (bool, error) {
 	hdr := d.resp.Header.Clone()
 	removeHopHeaders(hdr)
 	for k, v := range hdr {
@@ -99,7 +110,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 	clientConn, brw, err := hijackInnermost(w)
 	if err != nil {
 		d.abandon()
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("hijacking client connection: %w", err))
+		return false, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("hijacking client connection: %w", err))
 	}
 	if err := brw.Flush(); err != nil {
 		clientConn.Close()
@@ -107,7 +118,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the upgrade"); c != nil {
 			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw), zap.Error(err))
 		}
-		return nil
+		return false, nil
 	}
 	client := engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}
 	backend := engine.Leg{Conn: d.conn, Prefix: d.takeBuffered()}
@@ -127,7 +138,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) error
 	})
 	// Return now: the handler chain's goroutine and the request do not stay
 	// parked for the life of the connection; the session owns both sockets.
-	return nil
+	return true, nil
 }
 
 // hijackInnermost takes the client connection from net/http's own
