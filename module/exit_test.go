@@ -166,25 +166,28 @@ func TestExitWaitsForDrainedRelays(t *testing.T) {
 	}
 }
 
-// TestRegistryWait: a deadline already passed, one that passes while a
-// relay is live, and a relay ending before the deadline.
+// TestRegistryWait: an upgrade under way that fails, a deadline already
+// passed, one that passes while a relay is live, and a relay ending
+// before the deadline.
 func TestRegistryWait(t *testing.T) {
 	r := newRegistry(0)
 	if !r.wait(time.Now().Add(-time.Second)) {
 		t.Fatal("empty registry, past deadline: want true")
 	}
-	r.begin()
-	time.AfterFunc(50*time.Millisecond, r.abort)
-	if t0 := time.Now(); !r.wait(time.Now().Add(2*time.Second)) || time.Since(t0) < 50*time.Millisecond {
+	u := r.begin()
+	t0 := time.Now()
+	time.AfterFunc(50*time.Millisecond, func() { r.abort(u) })
+	if !r.wait(time.Now().Add(2*time.Second)) || time.Since(t0) < 50*time.Millisecond {
 		t.Fatalf("an upgrade under way that failed at 50ms: took %v", time.Since(t0))
 	}
 	s := new(engine.Session) // only a map key here
-	r.begin()
+	u = r.begin()
 	if r.wait(time.Now().Add(-time.Second)) {
 		t.Fatal("an upgrade under way, past deadline: want false")
 	}
-	_, _, _ = r.add(s)
-	t0 := time.Now()
+	_, _, _ = r.add(u, s)
+	r.abort(u) // after add: a no-op (as ServeHTTP's deferred abort)
+	t0 = time.Now()
 	if r.wait(time.Now().Add(-time.Second)) || time.Since(t0) > 50*time.Millisecond {
 		t.Fatalf("live relay, past deadline: want false at once (took %v)", time.Since(t0))
 	}
@@ -270,6 +273,71 @@ func slowBackend(t *testing.T, delay time.Duration) string {
 				time.Sleep(delay)
 				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
 				_, _ = io.Copy(io.Discard, br)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestRejectedAnswerDoesNotHoldExit: a backend's 403 copied to a client
+// that does not read it is no upgrade under way (it can never become a
+// relay), so the exit does not wait for it past the server's grace
+// period (it waited until the registry's deadline, 3 s here).
+func TestRejectedAnswerDoesNotHoldExit(t *testing.T) {
+	up := bigRejectBackend(t, 32<<20)
+	port := freePort(t)
+	cfg := map[string]any{
+		"admin":   map[string]any{"disabled": true},
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
+		"apps": map[string]any{"http": map[string]any{"grace_period": "100ms", "servers": map[string]any{"relay": map[string]any{
+			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
+			"routes": []any{map[string]any{"handle": []any{map[string]any{"handler": "websocket_relay", "upstreams": []string{up},
+				"close_timeout": "1s", "write_timeout": "1s"}}}},
+		}}}},
+	}
+	raw, _ := json.Marshal(cfg)
+	if err := caddy.Load(raw, true); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	time.Sleep(500 * time.Millisecond) // the 403's body fills the socket buffers
+	asExiting(t)
+	t0 := time.Now()
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(t0)
+	t.Logf("exit took %v", took)
+	if took > time.Second {
+		t.Errorf("the exit waited %v for a rejected upgrade's answer to a client that does not read", took)
+	}
+}
+
+// bigRejectBackend answers every upgrade with a 403 and a body of size bytes.
+func bigRejectBackend(t *testing.T, size int) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n", size)
+				_, _ = c.Write(make([]byte, size))
 			}()
 		}
 	}()

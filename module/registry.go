@@ -7,13 +7,15 @@ import (
 	"github.com/websocket-relay/websocket_relay/module/engine"
 )
 
-// registry holds the live relays of one configuration so that Cleanup
-// can close them.
+// registry holds the live relays of one configuration, and counts its
+// upgrades under way, so that Cleanup can close them and an exit wait for
+// them.
 type registry struct {
 	mu       sync.Mutex
 	sessions map[*engine.Session]struct{}
-	// upgrading counts upgrades under way (begin to add or abort): an
-	// exit waits for them too, as they become relays it must close.
+	// upgrading counts upgrades under way, from begin until the backend's
+	// 101 became a relay (add) or the upgrade ended without one (abort):
+	// an exit waits for them too, as they may become relays it must close.
 	upgrading int
 	closing   bool
 	// code and reason a relay added while closing gets: the drain's, or
@@ -57,29 +59,46 @@ func (r *registry) trackLocked() {
 	}
 }
 
+// upgrade is one upgrade under way, counted in its registry from begin
+// until the first of add and abort (done is guarded by the registry's mu).
+type upgrade struct{ done bool }
+
 // begin counts an upgrade under way; add or abort ends it.
-func (r *registry) begin() {
+func (r *registry) begin() *upgrade {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.upgrading++
 	r.trackLocked()
+	return new(upgrade)
 }
 
-// abort ends an upgrade that did not become a relay.
-func (r *registry) abort() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// endLocked ends u's count once, whichever of add and abort comes first.
+func (r *registry) endLocked(u *upgrade) bool {
+	if u == nil || u.done {
+		return false
+	}
+	u.done = true
 	r.upgrading--
-	r.changedLocked()
+	return true
 }
 
-// add registers s, the relay an upgrade (begin) became. It returns false
-// when the registry is closing, with the close code and reason s must get;
-// s is registered anyway so that shutdown waits for it.
-func (r *registry) add(s *engine.Session) (ok bool, code uint16, reason string) {
+// abort ends u if it did not become a relay (add); it may be called more
+// than once, and after add (a deferred abort, panics included).
+func (r *registry) abort(u *upgrade) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.upgrading--
+	if r.endLocked(u) {
+		r.changedLocked()
+	}
+}
+
+// add registers s, the relay upgrade u became. It returns false when the
+// registry is closing, with the close code and reason s must get; s is
+// registered anyway so that an exit waits for it.
+func (r *registry) add(u *upgrade, s *engine.Session) (ok bool, code uint16, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.endLocked(u)
 	r.sessions[s] = struct{}{}
 	r.trackLocked()
 	return !r.closing, r.code, r.reason
@@ -119,7 +138,8 @@ func (r *registry) snapshot(code uint16, reason string, override bool) []*engine
 }
 
 // shutdown closes every live relay with code at once (ending a drain
-// early); wait then waits for them to end.
+// early), and so does add for relays that come later; the first call
+// sets the deadline an exit waits until (waitShutdown).
 func (r *registry) shutdown(code uint16, reason string) {
 	r.stopDrainOnce.Do(func() { close(r.stopDrain) })
 	r.mu.Lock()
@@ -150,8 +170,8 @@ func (r *registry) wait(deadline time.Time) bool {
 	return r.idleLocked()
 }
 
-// waitShutdown waits for the relays until the deadline the first shutdown
-// set. It reports whether they all ended, and whether this is the first
+// waitShutdown waits for the relays, and the upgrades under way, until
+// the deadline the first shutdown set. It reports whether they all ended, and whether this is the first
 // report that they did not (to warn once).
 func (r *registry) waitShutdown() (ended, firstMiss bool) {
 	r.mu.Lock()
@@ -195,9 +215,10 @@ func (r *registry) drain(code uint16, reason string, period time.Duration) {
 	}()
 }
 
-// open holds every registry that may still hold a relay: those of the
-// configurations loaded now (every handler's) and those of unloaded ones
-// whose relays are still closing, so that an exiting Caddy closes them all
+// open holds every registry that may still hold a relay, or get one from
+// an upgrade under way: those of the configurations loaded now (every
+// handler's) and those of unloaded ones whose relays are still closing, so
+// that an exiting Caddy closes them all
 // at once and waits for all of them, whichever handler's Cleanup runs first.
 var open = struct {
 	sync.Mutex

@@ -32,13 +32,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// Counted from here until it is a relay (add) or is not (abort): an
 	// exit waits for it, as it waits for relays.
-	h.live.begin()
-	relayed := false
-	defer func() {
-		if !relayed {
-			h.live.abort()
-		}
-	}()
+	u := h.live.begin()
+	defer h.live.abort(u) // a no-op once it became a relay
 	conn, up, err := h.dialUpstream(r.Context())
 	if err != nil {
 		handshakeFailures.WithLabelValues("dial").Inc()
@@ -54,12 +49,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
 	}
 	if d.resp.StatusCode != http.StatusSwitchingProtocols {
+		// An answer to pass on, never a relay: an exit need not wait
+		// for a client that reads it slowly.
+		h.live.abort(u)
 		defer conn.Close()
 		handshakeFailures.WithLabelValues("rejected").Inc()
 		return h.passAnswer(w, d)
 	}
-	relayed, err = h.relay(w, r, d)
-	return err
+	return h.relay(w, r, d, u)
 }
 
 // refuse answers a failed upgrade with status and a one-line reason.
@@ -96,9 +93,9 @@ func (h *Handler) passAnswer(w http.ResponseWriter, d *dialed) error {
 }
 
 // relay sends the backend's 101 to the client, takes over the client's
-// connection and runs the engine until both legs are closed. It reports
-// whether the relay started (and was added to h.live).
-func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) (bool, error) {
+// connection and starts the engine on both legs, as the relay upgrade u
+// of h.live became; it returns at once.
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *upgrade) error {
 	hdr := d.resp.Header.Clone()
 	removeHopHeaders(hdr)
 	for k, v := range hdr {
@@ -110,7 +107,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) (bool
 	clientConn, brw, err := hijackInnermost(w)
 	if err != nil {
 		d.abandon()
-		return false, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("hijacking client connection: %w", err))
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("hijacking client connection: %w", err))
 	}
 	if err := brw.Flush(); err != nil {
 		clientConn.Close()
@@ -118,12 +115,12 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) (bool
 		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the upgrade"); c != nil {
 			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw), zap.Error(err))
 		}
-		return false, nil
+		return nil
 	}
 	client := engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}
 	backend := engine.Leg{Conn: d.conn, Prefix: d.takeBuffered()}
 	s := engine.New(client, backend, h.engineConfig(allowedRSV(d.resp.Header.Values("Sec-WebSocket-Extensions"))))
-	if ok, code, reason := h.live.add(s); !ok {
+	if ok, code, reason := h.live.add(u, s); !ok {
 		// This configuration is already shutting down (1012 on a
 		// reload, 1001 on exit).
 		s.Shutdown(code, reason)
@@ -138,7 +135,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed) (bool
 	})
 	// Return now: the handler chain's goroutine and the request do not stay
 	// parked for the life of the connection; the session owns both sockets.
-	return true, nil
+	return nil
 }
 
 // hijackInnermost takes the client connection from net/http's own
