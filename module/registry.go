@@ -28,7 +28,7 @@ type registry struct {
 	// shutdown, so that every exiting Cleanup waits for the same instant.
 	bound    time.Duration
 	deadline time.Time
-	warned   bool
+	warned   bool // a miss was reported already (waitShutdown)
 	// stopDrain ends a drain early (when Caddy exits during one).
 	stopDrain     chan struct{}
 	stopDrainOnce sync.Once
@@ -138,8 +138,9 @@ func (r *registry) snapshot(code uint16, reason string, override bool) []*engine
 }
 
 // shutdown closes every live relay with code at once (ending a drain
-// early), and so does add for relays that come later; the first call
-// sets the deadline an exit waits until (waitShutdown).
+// early); relays added later get the same code from add, which their
+// caller passes to Shutdown. The first call sets the deadline an exit
+// waits until (waitShutdown).
 func (r *registry) shutdown(code uint16, reason string) {
 	r.stopDrainOnce.Do(func() { close(r.stopDrain) })
 	r.mu.Lock()
@@ -171,8 +172,9 @@ func (r *registry) wait(deadline time.Time) bool {
 }
 
 // waitShutdown waits for the relays, and the upgrades under way, until
-// the deadline the first shutdown set. It reports whether they all ended, and whether this is the first
-// report that they did not (to warn once).
+// the deadline the first shutdown set. It reports whether they all
+// ended, and whether this is the first report that they did not (to warn
+// once).
 func (r *registry) waitShutdown() (ended, firstMiss bool) {
 	r.mu.Lock()
 	deadline := r.deadline
@@ -217,9 +219,9 @@ func (r *registry) drain(code uint16, reason string, period time.Duration) {
 
 // open holds every registry that may still hold a relay, or get one from
 // an upgrade under way: those of the configurations loaded now (every
-// handler's) and those of unloaded ones whose relays are still closing, so
-// that an exiting Caddy closes them all
-// at once and waits for all of them, whichever handler's Cleanup runs first.
+// handler's) and those of unloaded ones whose relays are still closing,
+// so that an exiting Caddy closes them all at once and waits for all of
+// them, whichever handler's Cleanup runs first.
 var open = struct {
 	sync.Mutex
 	set map[*registry]struct{}

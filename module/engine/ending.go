@@ -9,8 +9,8 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// setCause records how the session ended; the first call wins. Call with
-// s.mu held.
+// setCauseLocked records how the session ended; the first call wins.
+// Call with s.mu held.
 func (s *Session) setCauseLocked(closedBy string, code uint16, reason, cause string) {
 	if s.result.ClosedBy != "" {
 		return
@@ -19,12 +19,6 @@ func (s *Session) setCauseLocked(closedBy string, code uint16, reason, cause str
 	s.result.CloseCode = code
 	s.result.CloseReason = reason
 	s.result.Cause = cause
-}
-
-func (s *Session) setCause(closedBy string, code uint16, reason, cause string) {
-	s.mu.Lock()
-	s.setCauseLocked(closedBy, code, reason, cause)
-	s.mu.Unlock()
 }
 
 // sendClose writes a relay-made close frame to side, between frames. It

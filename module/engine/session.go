@@ -258,8 +258,8 @@ func (s *Session) drive(src *leg) {
 	s.mu.Lock()
 	s.finished = true
 	s.mu.Unlock()
-	// The close frames still being written (closeAsync) go out before the
-	// connections close; one stuck behind a frame on a peer that does not
+	// The close frames still being written (closeAsyncLocked's, and one
+	// legGone claimed off the pumps) go out before the connections close; one stuck behind a frame on a peer that does not
 	// read is freed by the close timer's teardown, armed before it began.
 	s.wg.Wait()
 	s.teardown(true)
