@@ -23,35 +23,45 @@ func asExiting(t *testing.T) {
 	t.Cleanup(func() { exiting = caddy.Exiting })
 }
 
-// stuckBackend accepts upgrades and then reads forever without answering
-// anything (no close frame). ended gets a value when a connection closes.
-func stuckBackend(t *testing.T) (string, chan time.Time) {
+// stubServe listens on 127.0.0.1 and hands every accepted connection to
+// serve, on a goroutine of its own; cleanup closes the listener.
+func stubServe(t *testing.T, serve func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	ended := make(chan time.Time, 16)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
-				_, _ = io.Copy(io.Discard, br)
-				ended <- time.Now()
-			}()
+			go serve(c)
 		}
 	}()
-	return ln.Addr().String(), ended
+	return ln.Addr().String()
+}
+
+// lateBackend answers each upgrade with 101 after delay, then reads
+// forever and never answers a close frame. asked gets a value as each
+// upgrade request comes in, ended as each connection closes.
+func lateBackend(t *testing.T, delay time.Duration) (addr string, asked chan struct{}, ended chan time.Time) {
+	asked, ended = make(chan struct{}, 16), make(chan time.Time, 16)
+	addr = stubServe(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		asked <- struct{}{}
+		time.Sleep(delay)
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+		_, _ = io.Copy(io.Discard, br)
+		ended <- time.Now()
+	})
+	return addr, asked, ended
 }
 
 func relayRoute(path, upstream string) map[string]any {
@@ -61,14 +71,22 @@ func relayRoute(path, upstream string) map[string]any {
 	}
 }
 
+// loadRoutes loads a config of one server on port with routes.
 func loadRoutes(t *testing.T, port int, routes ...any) {
+	loadServer(t, port, map[string]any{}, routes...)
+}
+
+// loadServer loads a config of one server on port with routes, and app
+// as the http app's settings (e.g. grace_period).
+func loadServer(t *testing.T, port int, app map[string]any, routes ...any) {
+	app["servers"] = map[string]any{"relay": map[string]any{
+		"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
+		"routes": routes,
+	}}
 	cfg := map[string]any{
 		"admin":   map[string]any{"disabled": true},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"relay": map[string]any{
-			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
-			"routes": routes,
-		}}}},
+		"apps":    map[string]any{"http": app},
 	}
 	raw, _ := json.Marshal(cfg)
 	if err := caddy.Load(raw, true); err != nil {
@@ -99,7 +117,7 @@ func dialWatch(t *testing.T, ctx context.Context, url string) chan closeSeen {
 // frame. On exit the relays of both get their 1001 at once: not the
 // second's only once the first handler's Cleanup waited for its own.
 func TestExitClosesAllHandlersAtOnce(t *testing.T) {
-	stuck, _ := stuckBackend(t)
+	stuck, _, _ := lateBackend(t, 0)
 	echo := newEchoBackend(t)
 	port := freePort(t)
 	loadRoutes(t, port, relayRoute("/a", stuck), relayRoute("/b", echo.Listener.Addr().String()))
@@ -127,7 +145,7 @@ func TestExitClosesAllHandlersAtOnce(t *testing.T) {
 // that never answers. An exit right after waits for it too, for as long
 // as its own configuration says.
 func TestExitWaitsForDrainedRelays(t *testing.T) {
-	stuck, ended := stuckBackend(t)
+	stuck, _, ended := lateBackend(t, 0)
 	port := freePort(t)
 	r1 := relayRoute("/a", stuck)
 	r1["handle"].([]any)[0].(map[string]any)["close_timeout"] = "3s"
@@ -207,20 +225,9 @@ func TestRegistryWait(t *testing.T) {
 // began: it gets 1001 (going away), as every relay on exit, not a
 // reload's 1012, and the exit waits for it as for every relay.
 func TestLateRelayOnExit(t *testing.T) {
-	up, asked := slowBackend(t, 700*time.Millisecond)
+	up, asked, _ := lateBackend(t, 700*time.Millisecond)
 	port := freePort(t)
-	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"apps": map[string]any{"http": map[string]any{"grace_period": "100ms", "servers": map[string]any{"relay": map[string]any{
-			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
-			"routes": []any{relayRoute("/a", up)},
-		}}}},
-	}
-	raw, _ := json.Marshal(cfg)
-	if err := caddy.Load(raw, true); err != nil {
-		t.Fatal(err)
-	}
+	loadServer(t, port, map[string]any{"grace_period": "100ms"}, relayRoute("/a", up))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got := make(chan closeSeen, 1)
@@ -254,38 +261,6 @@ func TestLateRelayOnExit(t *testing.T) {
 	}
 }
 
-// slowBackend answers the upgrade after delay, then reads forever; asked
-// gets a value as each upgrade request has come in.
-func slowBackend(t *testing.T, delay time.Duration) (addr string, asked chan struct{}) {
-	asked = make(chan struct{}, 16)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				asked <- struct{}{}
-				time.Sleep(delay)
-				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
-				_, _ = io.Copy(io.Discard, br)
-			}()
-		}
-	}()
-	return ln.Addr().String(), asked
-}
-
 // TestRejectedAnswerDoesNotHoldExit: a backend's 403 copied to a client
 // that does not read it is no upgrade under way (it can never become a
 // relay), so the exit does not wait for it past the server's grace
@@ -293,19 +268,9 @@ func slowBackend(t *testing.T, delay time.Duration) (addr string, asked chan str
 func TestRejectedAnswerDoesNotHoldExit(t *testing.T) {
 	up := bigRejectBackend(t, 32<<20)
 	port := freePort(t)
-	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"apps": map[string]any{"http": map[string]any{"grace_period": "100ms", "servers": map[string]any{"relay": map[string]any{
-			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
-			"routes": []any{map[string]any{"handle": []any{map[string]any{"handler": "websocket_relay", "upstreams": []string{up},
-				"close_timeout": "1s", "write_timeout": "1s"}}}},
-		}}}},
-	}
-	raw, _ := json.Marshal(cfg)
-	if err := caddy.Load(raw, true); err != nil {
-		t.Fatal(err)
-	}
+	route := relayRoute("/", up)
+	route["handle"].([]any)[0].(map[string]any)["write_timeout"] = "1s"
+	loadServer(t, port, map[string]any{"grace_period": "100ms"}, route)
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
@@ -327,26 +292,12 @@ func TestRejectedAnswerDoesNotHoldExit(t *testing.T) {
 
 // bigRejectBackend answers every upgrade with a 403 and a body of size bytes.
 func bigRejectBackend(t *testing.T, size int) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n", size)
-				_, _ = c.Write(make([]byte, size))
-			}()
+	return stubServe(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n", size)
+		_, _ = c.Write(make([]byte, size))
+	})
 }

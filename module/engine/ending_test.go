@@ -336,14 +336,7 @@ func TestBothLegsStall(t *testing.T) {
 // frame, not even from a reload that comes in as it is cut; the backend
 // gets the ping timeout's 1001, which the result gives.
 func TestGoneLegGetsNoClose(t *testing.T) {
-	cTest, cRelay := net.Pipe()
-	bTest, bRelay := net.Pipe()
-	client := newPeer(t, cTest, true, true) // reads, never answers pings
-	backend := newPeer(t, bTest, false, true)
-	cfg := quickConfig()
-	cfg.PingInterval = 50 * time.Millisecond
-	cfg.PongTimeout = 50 * time.Millisecond
-	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	client, backend, s := pingTimeoutRelay(t)
 	raceHook(t, s, "legGone claimed", func() {
 		s.Shutdown(CodeServiceRestart, "reload")
 		time.Sleep(50 * time.Millisecond) // the reload's frames would be out
@@ -444,14 +437,7 @@ func TestShutdownDuringPeerHandshake(t *testing.T) {
 // frame, which the 1001 crosses, is not forwarded and ends the backend's
 // pump; the relay must still write the 1001 before it ends.
 func TestPingTimeoutAsBackendCloses(t *testing.T) {
-	cTest, cRelay := net.Pipe()
-	bTest, bRelay := net.Pipe()
-	newPeer(t, cTest, true, true) // reads, never answers pings
-	backend := newPeer(t, bTest, false, true)
-	cfg := quickConfig()
-	cfg.PingInterval = 50 * time.Millisecond
-	cfg.PongTimeout = 50 * time.Millisecond
-	s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+	_, backend, s := pingTimeoutRelay(t)
 	raceHook(t, s, "legGone sends", func() {
 		backend.send(closeFrame(CodeNormal, "app bye"))
 		time.Sleep(100 * time.Millisecond) // its pump ends meanwhile
@@ -507,4 +493,18 @@ func TestBackendCloseToSlowClient(t *testing.T) {
 	if r := endsWithin(t, result, 3*time.Second); r.Cause != "backend closed" || r.CloseCode != CodeNormal {
 		t.Fatalf("result %+v, want backend closed/1000", r)
 	}
+}
+
+// pingTimeoutRelay is a relay over pipes, not yet run, whose client reads
+// but never answers the relay's pings, 50 ms apart: it is cut for ping
+// timeout about 100 ms after Run.
+func pingTimeoutRelay(t *testing.T) (client, backend *peer, s *Session) {
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	client = newPeer(t, cTest, true, true)
+	backend = newPeer(t, bTest, false, true)
+	cfg := quickConfig()
+	cfg.PingInterval = 50 * time.Millisecond
+	cfg.PongTimeout = 50 * time.Millisecond
+	return client, backend, New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
 }
