@@ -61,11 +61,11 @@ var exiting = caddy.Exiting
 // When Caddy exits, the first Cleanup gives every relay of the process
 // (every handler's, and those of earlier configurations still closing)
 // 1001 (going away) at once, as it does to upgrades under way once they
-// become relays, and waits until they ended, or for the
-// CloseTimeout + WriteTimeout + 1 s of the handler each relay belongs to,
-// counted once from that first Cleanup (a close frame may wait behind a
-// frame to a slow client, then for the answer), so the process does not exit
-// before the close frames left. When a new configuration replaces this
+// become relays, and waits until they ended, or for the CloseTimeout +
+// WriteTimeout + 1 s of the handler each relay belongs to, counted once
+// from that first Cleanup (a close frame may wait behind a frame to a
+// slow client, then for the answer), so the process does not exit before
+// the close frames left. When a new configuration replaces this
 // one, the relays get 1012 (service restart) spread over DrainPeriod and
 // Cleanup returns at once. Each close goes between whole frames.
 func (h *Handler) Cleanup() error {

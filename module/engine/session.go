@@ -193,7 +193,9 @@ type Session struct {
 	tickMu    sync.Mutex
 	pingTimer *time.Timer
 	monitor   *keepalive.Monitor // owned by tick
-	wg        sync.WaitGroup     // relay-made close frames on their way (closeAsyncLocked, legGone): drive waits for them
+	// wg counts the relay's own close frames on their way
+	// (closeAsyncLocked, legGone); drive waits for them.
+	wg sync.WaitGroup
 
 	loopOK bool // the relay may move onto an event loop (canLoop)
 	loopState
@@ -259,8 +261,9 @@ func (s *Session) drive(src *leg) {
 	s.finished = true
 	s.mu.Unlock()
 	// The close frames still being written (closeAsyncLocked's, and one
-	// legGone claimed off the pumps) go out before the connections close; one stuck behind a frame on a peer that does not
-	// read is freed by the close timer's teardown, armed before it began.
+	// legGone claimed off the pumps) go out before the connections close;
+	// one stuck behind a frame on a peer that does not read is freed by
+	// the close timer's teardown, armed before it began.
 	s.wg.Wait()
 	s.teardown(true)
 	s.onEnd(s.outcome())
