@@ -64,11 +64,19 @@ func lateBackend(t *testing.T, delay time.Duration) (addr string, asked chan str
 	return addr, asked, ended
 }
 
-func relayRoute(path, upstream string) map[string]any {
-	return map[string]any{
-		"match":  []any{map[string]any{"path": []string{path}}},
-		"handle": []any{map[string]any{"handler": "websocket_relay", "upstreams": []string{upstream}, "close_timeout": "1s"}},
+// relayRoute is a route to a websocket_relay handler for upstream, with
+// close_timeout 1s and then opts as option, value pairs; for requests to
+// path, or to every path when path is "".
+func relayRoute(path, upstream string, opts ...string) map[string]any {
+	handler := map[string]any{"handler": "websocket_relay", "upstreams": []string{upstream}, "close_timeout": "1s"}
+	for i := 0; i+1 < len(opts); i += 2 {
+		handler[opts[i]] = opts[i+1]
 	}
+	route := map[string]any{"handle": []any{handler}}
+	if path != "" {
+		route["match"] = []any{map[string]any{"path": []string{path}}}
+	}
+	return route
 }
 
 // loadRoutes loads a config of one server on port with routes.
@@ -147,9 +155,7 @@ func TestExitClosesAllHandlersAtOnce(t *testing.T) {
 func TestExitWaitsForDrainedRelays(t *testing.T) {
 	stuck, _, ended := lateBackend(t, 0)
 	port := freePort(t)
-	r1 := relayRoute("/a", stuck)
-	r1["handle"].([]any)[0].(map[string]any)["close_timeout"] = "3s"
-	loadRoutes(t, port, r1)
+	loadRoutes(t, port, relayRoute("/a", stuck, "close_timeout", "3s"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	a := dialWatch(t, ctx, fmt.Sprintf("ws://127.0.0.1:%d/a", port))
@@ -158,10 +164,7 @@ func TestExitWaitsForDrainedRelays(t *testing.T) {
 	// waits 3 s for the backend's answer. The new handler's own exit
 	// bound (close_timeout + write_timeout + 1 s) is shorter: the exit
 	// must wait for the old relay by its own handler's bound.
-	r2 := relayRoute("/a", stuck)
-	r2["handle"].([]any)[0].(map[string]any)["close_timeout"] = "100ms"
-	r2["handle"].([]any)[0].(map[string]any)["write_timeout"] = "100ms"
-	loadRoutes(t, port, r2)
+	loadRoutes(t, port, relayRoute("/a", stuck, "close_timeout", "100ms", "write_timeout", "100ms"))
 	ra := <-a
 	asExiting(t)
 	t0 := time.Now()
@@ -268,9 +271,7 @@ func TestLateRelayOnExit(t *testing.T) {
 func TestRejectedAnswerDoesNotHoldExit(t *testing.T) {
 	up := bigRejectBackend(t, 32<<20)
 	port := freePort(t)
-	route := relayRoute("/", up)
-	route["handle"].([]any)[0].(map[string]any)["write_timeout"] = "1s"
-	loadServer(t, port, map[string]any{"grace_period": "100ms"}, route)
+	loadServer(t, port, map[string]any{"grace_period": "100ms"}, relayRoute("", up, "write_timeout", "1s"))
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)

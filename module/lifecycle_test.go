@@ -2,7 +2,6 @@ package wsrelay
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -67,23 +66,9 @@ func freePort(t *testing.T) int {
 // loadRelay runs Caddy in this process with one relay route to upstream.
 func loadRelay(t *testing.T, port int, upstream string, drain string) {
 	t.Helper()
-	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		// Metrics on: Caddy then counts response bytes of the hijacked
-		// connection, which must not race with the relay's writes.
-		"apps": map[string]any{"http": map[string]any{"metrics": map[string]any{}, "servers": map[string]any{"relay": map[string]any{
-			"listen": []string{fmt.Sprintf("127.0.0.1:%d", port)},
-			"routes": []any{map[string]any{"handle": []any{map[string]any{
-				"handler": "websocket_relay", "upstreams": []string{upstream},
-				"close_timeout": "1s", "drain_period": drain,
-			}}}},
-		}}}},
-	}
-	raw, _ := json.Marshal(cfg)
-	if err := caddy.Load(raw, true); err != nil {
-		t.Fatalf("loading config: %v", err)
-	}
+	// Metrics on: Caddy then counts response bytes of the hijacked
+	// connection, which must not race with the relay's writes.
+	loadServer(t, port, map[string]any{"metrics": map[string]any{}}, relayRoute("", upstream, "drain_period", drain))
 }
 
 // TestStopClosesEveryRelay opens relayed connections, unloads the config,

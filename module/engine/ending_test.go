@@ -377,16 +377,16 @@ func TestPeerCloseVsShutdown(t *testing.T) {
 				})
 				h.session.Shutdown(CodeServiceRestart, "reload")
 			}
+			want := map[string]uint16{"client": CodeNormal, "reload": CodeServiceRestart}[first]
 			f := ws.UnmaskFrame(h.backend.nextSkipPings(2 * time.Second))
 			h.backend.send(closeFrame(CodeNormal, ""))
 			// The client's handshake, begun first, ends with the
 			// backend's answer; else the client has the reload's.
-			h.client.expectClose(map[string]uint16{"client": CodeNormal, "reload": CodeServiceRestart}[first], 2*time.Second)
+			h.client.expectClose(want, 2*time.Second)
 			r := h.wait(t, 5*time.Second)
 			if f.Header.OpCode != ws.OpClose || len(f.Payload) < 2 {
 				t.Fatalf("backend got %+v, want a close frame", f.Header)
 			}
-			want := map[string]uint16{"client": CodeNormal, "reload": CodeServiceRestart}[first]
 			if got := binary.BigEndian.Uint16(f.Payload); got != want || r.CloseCode != want {
 				t.Fatalf("backend got close %d %q, result %+v; want %d for both", got, f.Payload[2:], r, want)
 			}
