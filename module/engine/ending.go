@@ -88,7 +88,7 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	pending := s.closing[side.other()]
 	s.closing = [2]bool{true, true}
 	// The close frame this claims is registered with the claim, as
-	// closeAsyncLocked's are: legGone may run off the pumps (the
+	// sendClosesLocked's are: legGone may run off the pumps (the
 	// keepalive's timer: a ping timeout, a ping's failed write), and the
 	// relay must not finish between claim and send, once the other
 	// peer's own close frame, not forwarded now, ended its pump.
@@ -106,14 +106,28 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 		return
 	}
 	s.hook("legGone sends", side)
-	if !s.sendClose(side.other(), goneCode(side), reason) {
+	f := relayClose{side.other(), goneCode(side), reason}
+	if !s.sendClose(f.side, f.code, f.reason) {
 		// No close frame could go (the other leg's frame was torn, or it
-		// is gone too): the log must not claim one did.
-		s.mu.Lock()
-		if s.result.Cause == cause && s.result.ClosedBy == closedBy {
-			s.result.CloseCode, s.result.CloseReason = 0, ""
-		}
-		s.mu.Unlock()
+		// is gone too).
+		s.renameClose(closedBy, cause, f, nil)
+	}
+}
+
+// renameClose makes a result that still names named, a relay-made close
+// frame that could not be written (for cause, by closedBy), name written
+// instead, a frame of the same ending that was, or none when written is
+// nil: the log must not claim a frame no peer got.
+func (s *Session) renameClose(closedBy, cause string, named relayClose, written *relayClose) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &s.result
+	if r.ClosedBy != closedBy || r.Cause != cause || r.CloseCode != named.code || r.CloseReason != named.reason {
+		return // it names another ending's frame
+	}
+	r.CloseCode, r.CloseReason = 0, ""
+	if written != nil {
+		r.CloseCode, r.CloseReason = written.code, written.reason
 	}
 }
 
@@ -173,14 +187,16 @@ func (s *Session) violate(side Side, v error) {
 	// close frame of its own in place of either of these, and a leg
 	// already gone, or a peer's close frame, has claimed the other's.
 	claimed := s.claimCloses()
+	var frames []relayClose
 	if claimed[side] {
-		s.closeAsyncLocked(CodeProtocolError, reason, side)
+		frames = append(frames, relayClose{side, CodeProtocolError, reason})
 	}
+	if claimed[side.other()] {
+		frames = append(frames, relayClose{side.other(), CodeGoingAway, "protocol error from " + side.String()})
+	}
+	s.sendClosesLocked(frames...)
 	s.mu.Unlock()
 	s.armCloseTimer()
-	if claimed[side.other()] {
-		s.sendClose(side.other(), CodeGoingAway, "protocol error from "+side.String())
-	}
 }
 
 // claimCloses claims the relay's close frame to each leg that has none
@@ -193,19 +209,48 @@ func (s *Session) claimCloses() (claimed [2]bool) {
 	return claimed
 }
 
-// closeAsyncLocked writes a relay-made close frame to each of sides from
-// a goroutine of its own, which Run waits for: a close frame may wait
-// behind a frame stuck on a peer that does not read (until the close
-// timer tears the relay down), and must not hold up the other leg's close
-// frame. Call with s.mu held, in the critical section that claimed sides
-// (and before the relay finished): the relay must not finish in between,
-// and so drop frames for which it did not forward the peers' own.
-func (s *Session) closeAsyncLocked(code uint16, reason string, sides ...Side) {
-	s.wg.Add(len(sides))
-	for _, side := range sides {
+// relayClose is a relay-made close frame for one leg.
+type relayClose struct {
+	side   Side
+	code   uint16
+	reason string
+}
+
+// sendClosesLocked writes the relay-made close frames of one ending (a
+// shutdown's, a protocol error's), each from a goroutine of its own,
+// which Run waits for: a close frame may wait behind a frame stuck on a
+// peer that does not read (until the close timer tears the relay down),
+// and must not hold up the other leg's close frame. Call with s.mu held,
+// in the critical section that set the cause and claimed the frames'
+// legs (and before the relay finished): the relay must not finish in
+// between, and so drop frames for which it did not forward the peers'
+// own. A result that names the first frame names, once all were tried,
+// the first of them that was written, or none when none was: the log
+// must not claim a frame no peer got.
+func (s *Session) sendClosesLocked(frames ...relayClose) {
+	if len(frames) == 0 {
+		return
+	}
+	closedBy, cause := s.result.ClosedBy, s.result.Cause
+	wrote := make([]atomic.Bool, len(frames))
+	var left atomic.Int32
+	left.Store(int32(len(frames)))
+	s.wg.Add(len(frames))
+	for i, f := range frames {
 		go func() {
 			defer s.wg.Done()
-			s.sendClose(side, code, reason)
+			wrote[i].Store(s.sendClose(f.side, f.code, f.reason))
+			if left.Add(-1) > 0 || wrote[0].Load() {
+				return
+			}
+			var written *relayClose
+			for j := range frames {
+				if wrote[j].Load() {
+					written = &frames[j]
+					break
+				}
+			}
+			s.renameClose(closedBy, cause, frames[0], written)
 		}()
 	}
 }
@@ -230,7 +275,7 @@ func (s *Session) Shutdown(code uint16, reason string) {
 	}
 	s.setCauseLocked("relay", code, reason, "shutdown")
 	s.closing = [2]bool{true, true} // with the cause, as in violate
-	s.closeAsyncLocked(code, reason, Client, Backend)
+	s.sendClosesLocked(relayClose{Client, code, reason}, relayClose{Backend, code, reason})
 	s.mu.Unlock()
 	s.hook("Shutdown claimed", Client)
 	s.armCloseTimer()

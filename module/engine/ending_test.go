@@ -508,3 +508,53 @@ func pingTimeoutRelay(t *testing.T) (client, backend *peer, s *Session) {
 	cfg.PongTimeout = 50 * time.Millisecond
 	return client, backend, New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
 }
+
+// TestUnwrittenCloseNotNamed: the result names only a relay-made close
+// frame that was written. A shutdown whose 1012 fails on both legs ends
+// with no close code, one whose 1012 reached one leg keeps it, and a
+// protocol error whose 1002 fails on the offender names the 1001 the
+// other leg got.
+func TestUnwrittenCloseNotNamed(t *testing.T) {
+	relay := func(t *testing.T, clientFails, backendFails bool) (client *peer, s *Session, result chan Result) {
+		cTest, cRelay := net.Pipe()
+		bTest, bRelay := net.Pipe()
+		client = newPeer(t, cTest, true, true)
+		newPeer(t, bTest, false, true)
+		var c, b net.Conn = cRelay, bRelay
+		if clientFails {
+			c = failWriteConn{cRelay}
+		}
+		if backendFails {
+			b = failWriteConn{bRelay}
+		}
+		s = New(Leg{Conn: c}, Leg{Conn: b}, quickConfig())
+		result = make(chan Result, 1)
+		go func() { result <- s.Run() }()
+		return client, s, result
+	}
+	t.Run("shutdown, both fail", func(t *testing.T) {
+		_, s, result := relay(t, true, true)
+		s.Shutdown(CodeServiceRestart, "reload")
+		r := endsWithin(t, result, 5*time.Second)
+		if r.Cause != "shutdown" || r.CloseCode != 0 || r.CloseReason != "" {
+			t.Fatalf("result %+v, want shutdown with no close code", r)
+		}
+	})
+	t.Run("shutdown, one fails", func(t *testing.T) {
+		client, s, result := relay(t, false, true)
+		s.Shutdown(CodeServiceRestart, "reload")
+		client.expectClose(CodeServiceRestart, 2*time.Second)
+		r := endsWithin(t, result, 5*time.Second)
+		if r.Cause != "shutdown" || r.CloseCode != CodeServiceRestart {
+			t.Fatalf("result %+v, want shutdown with 1012", r)
+		}
+	})
+	t.Run("violation, offender fails", func(t *testing.T) {
+		client, _, result := relay(t, true, false)
+		client.writeRaw(rawFrame(0x83, true, nil)) // reserved opcode
+		r := endsWithin(t, result, 5*time.Second)
+		if r.Cause != "protocol error from client: reserved opcode 0x3" || r.CloseCode != CodeGoingAway || r.CloseReason != "protocol error from client" {
+			t.Fatalf("result %+v, want the protocol error with the backend's 1001", r)
+		}
+	})
+}

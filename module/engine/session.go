@@ -194,7 +194,7 @@ type Session struct {
 	pingTimer *time.Timer
 	monitor   *keepalive.Monitor // owned by tick
 	// wg counts the relay's own close frames on their way
-	// (closeAsyncLocked, legGone); drive waits for them.
+	// (sendClosesLocked, legGone); drive waits for them.
 	wg sync.WaitGroup
 
 	loopOK bool // the relay may move onto an event loop (canLoop)
@@ -260,7 +260,7 @@ func (s *Session) drive(src *leg) {
 	s.mu.Lock()
 	s.finished = true
 	s.mu.Unlock()
-	// The close frames still being written (closeAsyncLocked's, and one
+	// The close frames still being written (sendClosesLocked's, and one
 	// legGone claimed off the pumps) go out before the connections close;
 	// one stuck behind a frame on a peer that does not read is freed by
 	// the close timer's teardown, armed before it began.

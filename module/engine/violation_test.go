@@ -134,7 +134,8 @@ func TestClosePayloadTrimsAtRuneBoundary(t *testing.T) {
 // writer lock stays held and the relay's 1002 to it cannot go out). The
 // client still gets its 1001 at once, and the close timer still ends the
 // relay within CloseTimeout: it is armed before the close frames are
-// written, not after.
+// written, not after. The result names the 1001, the close frame that
+// went out.
 func TestViolationWhileBackendDoesNotRead(t *testing.T) {
 	client, backend, cRelay, bRelay := slowBackendLegs(t) // the backend reads nothing
 	cfg := quickConfig()
@@ -148,8 +149,8 @@ func TestViolationWhileBackendDoesNotRead(t *testing.T) {
 	client.expectClose(CodeGoingAway, time.Second)
 	select {
 	case r := <-result:
-		if r.CloseCode != CodeProtocolError {
-			t.Fatalf("result %+v, want 1002", r)
+		if r.CloseCode != CodeGoingAway || r.Cause != "protocol error from backend: reserved opcode 0x3" {
+			t.Fatalf("result %+v, want the protocol error, with the client's 1001", r)
 		}
 	case <-time.After(cfg.CloseTimeout + 2*time.Second):
 		t.Fatal("the relay did not end: its close timer was never armed")
