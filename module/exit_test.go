@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/coder/websocket"
+	"go.uber.org/zap"
 
 	"github.com/websocket-relay/websocket_relay/module/engine"
 )
@@ -20,7 +21,12 @@ import (
 // asExiting makes the handlers' Cleanup act as on the process's exit.
 func asExiting(t *testing.T) {
 	exiting = func() bool { return true }
-	t.Cleanup(func() { exiting = caddy.Exiting })
+	t.Cleanup(func() {
+		exiting = caddy.Exiting
+		open.Lock()
+		open.exiting, open.code, open.reason = false, 0, ""
+		open.Unlock()
+	})
 }
 
 // stubServe listens on 127.0.0.1 and hands every accepted connection to
@@ -301,4 +307,50 @@ func bigRejectBackend(t *testing.T, size int) string {
 		fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n", size)
 		_, _ = c.Write(make([]byte, size))
 	})
+}
+
+// TestHeldRequestOnExit: a request held in earlier middleware past the
+// server's grace period reaches the handler of an unloaded configuration,
+// whose drain had ended (so the exit's list did not hold its registry),
+// while the exit waits for another relay. Its relay gets 1001, not the
+// drain's 1012, and the exit waits for it too.
+func TestHeldRequestOnExit(t *testing.T) {
+	asExiting(t)
+	old := newRegistry(time.Second)
+	old.drain(engine.CodeServiceRestart, "service restart", 0) // empty: out of the open set
+	cur := &Handler{live: newRegistry(2 * time.Second), logger: zap.NewNop()}
+	u := cur.live.begin() // an upgrade under way holds the exit
+	exited := make(chan time.Time, 1)
+	go func() {
+		_ = cur.Cleanup()
+		exited <- time.Now()
+	}()
+	time.Sleep(100 * time.Millisecond) // the exit waits for cur now
+	late := old.begin()                // the held request
+	cur.live.abort(u)
+	cRelay, cPeer := net.Pipe()
+	bRelay, bPeer := net.Pipe()
+	for _, c := range []net.Conn{cPeer, bPeer} {
+		go func() { _, _ = io.Copy(io.Discard, c) }() // takes the close frames, never answers
+		t.Cleanup(func() { c.Close() })
+	}
+	s := engine.New(engine.Leg{Conn: cRelay}, engine.Leg{Conn: bRelay}, engine.Config{CloseTimeout: 300 * time.Millisecond})
+	ok, code, _ := old.add(late, s)
+	if ok || code != engine.CodeGoingAway {
+		t.Fatalf("a relay set up during the exit: add gave ok=%v code %d, want false and 1001", ok, code)
+	}
+	s.Shutdown(code, "server shutting down")
+	ended := make(chan time.Time, 1)
+	s.Start(func(engine.Result) {
+		ended <- time.Now()
+		old.remove(s)
+	})
+	select {
+	case at := <-exited:
+		if end := <-ended; at.Before(end) {
+			t.Fatalf("the exit returned %v before the late relay ended", end.Sub(at))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the exit did not return")
+	}
 }

@@ -8,6 +8,7 @@ package wsrelay
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -77,16 +78,23 @@ func (h *Handler) Cleanup() error {
 		// registry's relays go out together, and every registry is
 		// waited for until the one deadline its first shutdown set
 		// (from its own handler's timeouts), whichever Cleanup runs.
-		all := append(openRegistries(), h.live) // h.live again is harmless
-		for _, r := range all {
-			r.shutdown(engine.CodeGoingAway, "server shutting down")
-		}
-		for _, r := range all {
-			if ended, first := r.waitShutdown(); !ended && first {
-				h.logger.Warn("relays still open after shutdown wait", zap.Duration("waited", r.bound))
+		// Once more while a relay came in meanwhile (a request held
+		// in earlier middleware past the server's grace period, in a
+		// registry this wait had not seen or had found empty).
+		for {
+			all := append(beginExit(engine.CodeGoingAway, "server shutting down"), h.live) // h.live again is harmless
+			if !slices.ContainsFunc(all, (*registry).pending) {
+				return nil
+			}
+			for _, r := range all {
+				r.shutdown(engine.CodeGoingAway, "server shutting down")
+			}
+			for _, r := range all {
+				if ended, first := r.waitShutdown(); !ended && first {
+					h.logger.Warn("relays still open after shutdown wait", zap.Duration("waited", r.bound))
+				}
 			}
 		}
-		return nil
 	}
 	h.live.drain(engine.CodeServiceRestart, "service restart", time.Duration(h.DrainPeriod))
 	return nil

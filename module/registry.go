@@ -101,6 +101,15 @@ func (r *registry) add(u *upgrade, s *engine.Session) (ok bool, code uint16, rea
 	r.endLocked(u)
 	r.sessions[s] = struct{}{}
 	r.trackLocked()
+	if code, reason, exiting := exitCode(); exiting {
+		// Whatever registry: an old one's drain may have ended before
+		// a request held in earlier middleware got here. The exit
+		// waits for it from here (pending), until its own deadline.
+		if r.deadline.IsZero() {
+			r.deadline = time.Now().Add(r.bound)
+		}
+		return false, code, reason
+	}
 	return !r.closing, r.code, r.reason
 }
 
@@ -171,6 +180,14 @@ func (r *registry) wait(deadline time.Time) bool {
 	return r.idleLocked()
 }
 
+// pending reports whether r holds a relay or an upgrade under way that
+// an exit is to wait for: one whose deadline has not passed.
+func (r *registry) pending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.idleLocked() && (r.deadline.IsZero() || time.Now().Before(r.deadline))
+}
+
 // waitShutdown waits for the relays, and the upgrades under way, until
 // the deadline the first shutdown set. It reports whether they all
 // ended, and whether this is the first report that they did not (to warn
@@ -225,14 +242,31 @@ func (r *registry) drain(code uint16, reason string, period time.Duration) {
 var open = struct {
 	sync.Mutex
 	set map[*registry]struct{}
+	// exiting is set by the first exiting Cleanup (beginExit): from then
+	// on every relay, in whatever registry, gets code and reason.
+	exiting bool
+	code    uint16
+	reason  string
 }{set: make(map[*registry]struct{})}
 
-func openRegistries() []*registry {
+// beginExit makes every relay from now on get code and reason, and
+// returns the open registries.
+func beginExit(code uint16, reason string) []*registry {
 	open.Lock()
 	defer open.Unlock()
+	if !open.exiting {
+		open.exiting, open.code, open.reason = true, code, reason
+	}
 	out := make([]*registry, 0, len(open.set))
 	for r := range open.set {
 		out = append(out, r)
 	}
 	return out
+}
+
+// exitCode returns the code and reason of the exit under way, if any.
+func exitCode() (code uint16, reason string, exiting bool) {
+	open.Lock()
+	defer open.Unlock()
+	return open.code, open.reason, open.exiting
 }
