@@ -310,47 +310,66 @@ func bigRejectBackend(t *testing.T, size int) string {
 }
 
 // TestHeldRequestOnExit: a request held in earlier middleware past the
-// server's grace period reaches the handler of an unloaded configuration,
-// whose drain had ended (so the exit's list did not hold its registry),
-// while the exit waits for another relay. Its relay gets 1001, not the
-// drain's 1012, and the exit waits for it too.
+// server's grace period reaches a handler while the exit waits for
+// another relay. Its relay gets 1001 and the exit waits for it too,
+// whether its registry is an unloaded configuration's whose drain had
+// ended (so the exit's list did not hold it; such a relay got the
+// drain's 1012), or a loaded one the exit found empty, past the bound it
+// would have had from then.
 func TestHeldRequestOnExit(t *testing.T) {
-	asExiting(t)
-	old := newRegistry(time.Second)
-	old.drain(engine.CodeServiceRestart, "service restart", 0) // empty: out of the open set
-	cur := &Handler{live: newRegistry(2 * time.Second), logger: zap.NewNop()}
-	u := cur.live.begin() // an upgrade under way holds the exit
-	exited := make(chan time.Time, 1)
-	go func() {
-		_ = cur.Cleanup()
-		exited <- time.Now()
-	}()
-	time.Sleep(100 * time.Millisecond) // the exit waits for cur now
-	late := old.begin()                // the held request
-	cur.live.abort(u)
-	cRelay, cPeer := net.Pipe()
-	bRelay, bPeer := net.Pipe()
-	for _, c := range []net.Conn{cPeer, bPeer} {
-		go func() { _, _ = io.Copy(io.Discard, c) }() // takes the close frames, never answers
-		t.Cleanup(func() { c.Close() })
+	cases := map[string]func() *registry{
+		"drained": func() *registry {
+			r := newRegistry(time.Second)
+			r.drain(engine.CodeServiceRestart, "service restart", 0) // empty: out of the open set
+			return r
+		},
+		"empty at the exit": func() *registry { return newRegistry(700 * time.Millisecond) },
 	}
-	s := engine.New(engine.Leg{Conn: cRelay}, engine.Leg{Conn: bRelay}, engine.Config{CloseTimeout: 300 * time.Millisecond})
-	ok, code, _ := old.add(late, s)
-	if ok || code != engine.CodeGoingAway {
-		t.Fatalf("a relay set up during the exit: add gave ok=%v code %d, want false and 1001", ok, code)
-	}
-	s.Shutdown(code, "server shutting down")
-	ended := make(chan time.Time, 1)
-	s.Start(func(engine.Result) {
-		ended <- time.Now()
-		old.remove(s)
-	})
-	select {
-	case at := <-exited:
-		if end := <-ended; at.Before(end) {
-			t.Fatalf("the exit returned %v before the late relay ended", end.Sub(at))
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the exit did not return")
+	for name, late := range cases {
+		t.Run(name, func(t *testing.T) {
+			asExiting(t)
+			lr := late()
+			t.Cleanup(func() { lr.shutdown(0, "") }) // out of the open set, for the next tests
+			cur := &Handler{live: newRegistry(3 * time.Second), logger: zap.NewNop()}
+			u := cur.live.begin() // an upgrade under way holds the exit
+			exited := make(chan time.Time, 1)
+			go func() {
+				_ = cur.Cleanup()
+				exited <- time.Now()
+			}()
+			time.Sleep(900 * time.Millisecond) // the exit waits for cur now, past lr's bound
+			lu := lr.begin()                    // the held request
+			cur.live.abort(u)
+			cRelay, cPeer := net.Pipe()
+			bRelay, bPeer := net.Pipe()
+			for _, c := range []net.Conn{cPeer, bPeer} {
+				go func() { _, _ = io.Copy(io.Discard, c) }() // takes the close frames, never answers
+				t.Cleanup(func() { c.Close() })
+			}
+			s := engine.New(engine.Leg{Conn: cRelay}, engine.Leg{Conn: bRelay}, engine.Config{CloseTimeout: 300 * time.Millisecond})
+			ok, code, _ := lr.add(lu, s)
+			if ok || code != engine.CodeGoingAway {
+				t.Errorf("a relay set up during the exit: add gave ok=%v code %d, want false and 1001", ok, code)
+			}
+			s.Shutdown(code, "server shutting down")
+			ended := make(chan time.Time, 1)
+			s.Start(func(engine.Result) {
+				ended <- time.Now()
+				lr.remove(s)
+			})
+			select {
+			case at := <-exited:
+				select {
+				case end := <-ended:
+					if at.Before(end) {
+						t.Fatalf("the exit returned %v before the late relay ended", end.Sub(at))
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("the late relay did not end")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the exit did not return")
+			}
+		})
 	}
 }

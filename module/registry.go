@@ -25,7 +25,9 @@ type registry struct {
 	empty  *sync.Cond
 	// bound is how long an exit waits for the relays (their handler's
 	// CloseTimeout + WriteTimeout + 1 s); deadline is set by the first
-	// shutdown, so that every exiting Cleanup waits for the same instant.
+	// shutdown that finds a relay or an upgrade under way, or by the
+	// first relay added during an exit, so that every exiting Cleanup
+	// waits for the same instant.
 	bound    time.Duration
 	deadline time.Time
 	warned   bool // a miss was reported already (waitShutdown)
@@ -101,7 +103,7 @@ func (r *registry) add(u *upgrade, s *engine.Session) (ok bool, code uint16, rea
 	r.endLocked(u)
 	r.sessions[s] = struct{}{}
 	r.trackLocked()
-	if code, reason, exiting := exitCode(); exiting {
+	if code, reason, on := exitCode(); on {
 		// Whatever registry: an old one's drain may have ended before
 		// a request held in earlier middleware got here. The exit
 		// waits for it from here (pending), until its own deadline.
@@ -148,12 +150,13 @@ func (r *registry) snapshot(code uint16, reason string, override bool) []*engine
 
 // shutdown closes every live relay with code at once (ending a drain
 // early); relays added later get the same code from add, which their
-// caller passes to Shutdown. The first call sets the deadline an exit
-// waits until (waitShutdown).
+// caller passes to Shutdown. The first call that finds a relay or an
+// upgrade under way sets the deadline an exit waits until (waitShutdown):
+// one that came to an empty registry later has its own bound.
 func (r *registry) shutdown(code uint16, reason string) {
 	r.stopDrainOnce.Do(func() { close(r.stopDrain) })
 	r.mu.Lock()
-	if r.deadline.IsZero() {
+	if r.deadline.IsZero() && !r.idleLocked() {
 		r.deadline = time.Now().Add(r.bound)
 	}
 	r.mu.Unlock()
@@ -196,6 +199,11 @@ func (r *registry) waitShutdown() (ended, firstMiss bool) {
 	r.mu.Lock()
 	deadline := r.deadline
 	r.mu.Unlock()
+	if deadline.IsZero() {
+		// Empty at shutdown: what came since is the next pass's
+		// (pending), with its deadline.
+		return true, false
+	}
 	if r.wait(deadline) {
 		return true, false
 	}
