@@ -338,7 +338,7 @@ func TestHeldRequestOnExit(t *testing.T) {
 				exited <- time.Now()
 			}()
 			time.Sleep(900 * time.Millisecond) // the exit waits for cur now, past lr's bound
-			lu := lr.begin()                    // the held request
+			lu := lr.begin()                   // the held request
 			cur.live.abort(u)
 			cRelay, cPeer := net.Pipe()
 			bRelay, bPeer := net.Pipe()

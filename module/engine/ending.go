@@ -181,8 +181,9 @@ func (s *Session) writeFailed(side Side, err error) {
 // the offender, 1001 to the other leg (RFC 6455 7.1.7).
 func (s *Session) violate(side Side, v error) {
 	reason := v.Error()
+	cause := "protocol error from " + side.String() + ": " + reason
 	s.mu.Lock()
-	s.setCauseLocked("relay", CodeProtocolError, reason, "protocol error from "+side.String()+": "+reason)
+	s.setCauseLocked("relay", CodeProtocolError, reason, cause)
 	// With the cause, at once: a leg gone from here on must not put a
 	// close frame of its own in place of either of these, and a leg
 	// already gone, or a peer's close frame, has claimed the other's.
@@ -194,7 +195,7 @@ func (s *Session) violate(side Side, v error) {
 	if claimed[side.other()] {
 		frames = append(frames, relayClose{side.other(), CodeGoingAway, "protocol error from " + side.String()})
 	}
-	s.sendClosesLocked(frames...)
+	s.sendClosesLocked("relay", cause, frames...)
 	s.mu.Unlock()
 	s.armCloseTimer()
 }
@@ -224,14 +225,14 @@ type relayClose struct {
 // in the critical section that set the cause and claimed the frames'
 // legs (and before the relay finished): the relay must not finish in
 // between, and so drop frames for which it did not forward the peers'
-// own. A result that names the first frame names, once all were tried,
-// the first of them that was written, or none when none was: the log
-// must not claim a frame no peer got.
-func (s *Session) sendClosesLocked(frames ...relayClose) {
+// own. A result that names the first frame (as the ending closedBy,
+// cause set it, which may have lost to another) names, once all were
+// tried, the first of them that was written, or none when none was: the
+// log must not claim a frame no peer got.
+func (s *Session) sendClosesLocked(closedBy, cause string, frames ...relayClose) {
 	if len(frames) == 0 {
 		return
 	}
-	closedBy, cause := s.result.ClosedBy, s.result.Cause
 	wrote := make([]atomic.Bool, len(frames))
 	var left atomic.Int32
 	left.Store(int32(len(frames)))
@@ -275,7 +276,7 @@ func (s *Session) Shutdown(code uint16, reason string) {
 	}
 	s.setCauseLocked("relay", code, reason, "shutdown")
 	s.closing = [2]bool{true, true} // with the cause, as in violate
-	s.sendClosesLocked(relayClose{Client, code, reason}, relayClose{Backend, code, reason})
+	s.sendClosesLocked("relay", "shutdown", relayClose{Client, code, reason}, relayClose{Backend, code, reason})
 	s.mu.Unlock()
 	s.hook("Shutdown claimed", Client)
 	s.armCloseTimer()

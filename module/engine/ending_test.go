@@ -558,3 +558,23 @@ func TestUnwrittenCloseNotNamed(t *testing.T) {
 		}
 	})
 }
+
+// TestPeerCloseLikeRelayCloseKept: a peer's close frame that came first
+// stays named even when a protocol error's later close frame, with the
+// same code and reason, cannot be written.
+func TestPeerCloseLikeRelayCloseKept(t *testing.T) {
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	client := newPeer(t, cTest, true, true)
+	backend := newPeer(t, bTest, false, true)
+	s := New(Leg{Conn: cRelay}, Leg{Conn: failWriteConn{bRelay}}, quickConfig())
+	result := make(chan Result, 1)
+	go func() { result <- s.Run() }()
+	backend.send(closeFrame(CodeGoingAway, "protocol error from client"))
+	client.expectClose(CodeGoingAway, 2*time.Second)
+	client.writeRaw(rawFrame(0x83, true, nil)) // reserved opcode; its 1001 to the backend fails
+	r := endsWithin(t, result, 5*time.Second)
+	if r.Cause != "backend closed" || r.CloseCode != CodeGoingAway || r.CloseReason != "protocol error from client" {
+		t.Fatalf("result %+v, want the backend's close frame", r)
+	}
+}

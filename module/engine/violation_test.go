@@ -149,7 +149,7 @@ func TestViolationWhileBackendDoesNotRead(t *testing.T) {
 	client.expectClose(CodeGoingAway, time.Second)
 	select {
 	case r := <-result:
-		if r.CloseCode != CodeGoingAway || r.Cause != "protocol error from backend: reserved opcode 0x3" {
+		if r.CloseCode != CodeGoingAway || r.CloseReason != "protocol error from backend" || r.Cause != "protocol error from backend: reserved opcode 0x3" {
 			t.Fatalf("result %+v, want the protocol error, with the client's 1001", r)
 		}
 	case <-time.After(cfg.CloseTimeout + 2*time.Second):
