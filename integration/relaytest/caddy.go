@@ -247,7 +247,7 @@ func (c *Caddy) CheckNoPanic() {
 	if !c.Alive() {
 		c.t.Fatalf("caddy exited (%v); its output:\n%s", c.werr, tail(c.logs.String(), 6000))
 	}
-	out := c.logs.String()
+	out := withoutUpstreamRaces(c.logs.String())
 	for _, bad := range []string{"DATA RACE", "panic:", "panic serving"} {
 		if strings.Contains(out, bad) {
 			c.t.Fatalf("caddy output contains %q:\n%s", bad, Excerpt(out, bad))

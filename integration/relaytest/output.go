@@ -11,9 +11,11 @@ import (
 
 // CheckOutput fails t (without stopping it) for each of bad, such as
 // "DATA RACE" or "panic:", that caddy's output out contains, showing the
-// output around it.
+// output around it. Data race reports of Caddy's own known races
+// (upstreamRaces) do not count.
 func CheckOutput(t testing.TB, out string, bad ...string) {
 	t.Helper()
+	out = withoutUpstreamRaces(out)
 	for _, b := range bad {
 		if strings.Contains(out, b) {
 			t.Errorf("caddy output contains %q:\n%s", b, Excerpt(out, b))
@@ -42,4 +44,61 @@ func Excerpt(out, needle string) string {
 		return ""
 	}
 	return out[max(0, i-2000):min(len(out), i+6000)]
+}
+
+// upstreamRaces are data races inside Caddy itself that its -race build
+// can report, which no code of this project takes part in: each is the
+// frames that all appear in one report.
+var upstreamRaces = [][]string{
+	// Caddy v2.11.9, `tls internal` sites: caddytls.(*TLS).Start sets its
+	// background context (tls.go:424) while a certificate job that
+	// certmagic already runs emits an event, and caddyevents' Emit calls
+	// TLS.CaddyModule on a copy of the whole struct. Seen in a
+	// fresh-clone CI run on a slow machine (TestRelayPings; the report is
+	// testdata/upstream_race.txt).
+	{"caddytls.(*TLS).Start()", "caddytls.(*TLS).CaddyModule()", "caddyevents.(*App).Emit()", "certmagic."},
+}
+
+// raceSep is the line that opens and closes a race detector report.
+const raceSep = "==================\n"
+
+// withoutUpstreamRaces returns out without the race detector reports that
+// match one of upstreamRaces and hold no frame of this module's.
+func withoutUpstreamRaces(out string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(out, raceSep+"WARNING: DATA RACE\n")
+		if i < 0 {
+			break
+		}
+		j := strings.Index(out[i+len(raceSep):], raceSep)
+		if j < 0 {
+			break
+		}
+		end := i + len(raceSep) + j + len(raceSep)
+		report := out[i:end]
+		b.WriteString(out[:i])
+		if !isUpstreamRace(report) {
+			b.WriteString(report)
+		}
+		out = out[end:]
+	}
+	b.WriteString(out)
+	return b.String()
+}
+
+func isUpstreamRace(report string) bool {
+	if strings.Contains(report, "github.com/websocket-relay/websocket_relay/") {
+		return false
+	}
+	for _, frames := range upstreamRaces {
+		all := true
+		for _, f := range frames {
+			all = all && strings.Contains(report, f)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
