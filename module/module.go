@@ -63,10 +63,10 @@ var exiting = caddy.Exiting
 // (every handler's, and those of earlier configurations still closing)
 // 1001 (going away) at once, as it does to upgrades under way once they
 // become relays, and waits until they ended, or for the CloseTimeout +
-// WriteTimeout + 1 s of the handler each relay belongs to, counted once
-// from that first Cleanup (a close frame may wait behind a frame to a
-// slow client, then for the answer), so the process does not exit before
-// the close frames left. When a new configuration replaces this
+// WriteTimeout + 1 s of the handler each relay belongs to (a close frame
+// may wait behind a frame to a slow client, then for the answer), counted
+// once per registry from the first shutdown that found a relay in it, so
+// the process does not exit before the close frames left. When a new configuration replaces this
 // one, the relays get 1012 (service restart) spread over DrainPeriod and
 // Cleanup returns at once. Each close goes between whole frames.
 func (h *Handler) Cleanup() error {
@@ -76,8 +76,8 @@ func (h *Handler) Cleanup() error {
 	if exiting() {
 		// All at once, then one wait: the close frames of every
 		// registry's relays go out together, and every registry is
-		// waited for until the one deadline its first shutdown set
-		// (from its own handler's timeouts), whichever Cleanup runs.
+		// waited for until its one deadline (registry.deadline),
+		// whichever Cleanup runs.
 		// Once more while a relay came in meanwhile (a request held
 		// in earlier middleware past the server's grace period, in a
 		// registry this wait had not seen or had found empty).

@@ -18,8 +18,8 @@ type registry struct {
 	// an exit waits for them too, as they may become relays it must close.
 	upgrading int
 	closing   bool
-	// code and reason a relay added while closing gets: the drain's, or
-	// the exit's once shutdown ran.
+	// code and reason a relay added while closing gets (a drain's);
+	// during an exit add gives the exit's instead (beginExit).
 	code   uint16
 	reason string
 	empty  *sync.Cond
@@ -131,12 +131,12 @@ func (r *registry) changedLocked() {
 	r.trackLocked()
 }
 
-// snapshot marks the registry closing with code and returns its live
-// relays. An exit's code (override) replaces a drain's.
-func (r *registry) snapshot(code uint16, reason string, override bool) []*engine.Session {
+// snapshot marks the registry closing with code, unless it already was,
+// and returns its live relays.
+func (r *registry) snapshot(code uint16, reason string) []*engine.Session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.closing || override {
+	if !r.closing {
 		r.code, r.reason = code, reason
 	}
 	r.closing = true
@@ -148,9 +148,9 @@ func (r *registry) snapshot(code uint16, reason string, override bool) []*engine
 	return list
 }
 
-// shutdown closes every live relay with code at once (ending a drain
-// early); relays added later get the same code from add, which their
-// caller passes to Shutdown. The first call that finds a relay or an
+// shutdown closes every live relay with code, the exit's, at once (ending
+// a drain early); relays added later get the exit's code from add, which
+// their caller passes to Shutdown. The first call that finds a relay or an
 // upgrade under way sets the deadline an exit waits until (waitShutdown):
 // one that came to an empty registry later has its own bound.
 func (r *registry) shutdown(code uint16, reason string) {
@@ -160,7 +160,7 @@ func (r *registry) shutdown(code uint16, reason string) {
 		r.deadline = time.Now().Add(r.bound)
 	}
 	r.mu.Unlock()
-	for _, s := range r.snapshot(code, reason, true) {
+	for _, s := range r.snapshot(code, reason) {
 		s.Shutdown(code, reason)
 	}
 }
@@ -219,7 +219,7 @@ func (r *registry) waitShutdown() (ended, firstMiss bool) {
 // It returns at once. shutdown ends a drain early and closes the rest at
 // once.
 func (r *registry) drain(code uint16, reason string, period time.Duration) {
-	list := r.snapshot(code, reason, false)
+	list := r.snapshot(code, reason)
 	if period <= 0 || len(list) <= 1 {
 		for _, s := range list {
 			s.Shutdown(code, reason)

@@ -21,14 +21,14 @@ func (s *Session) setCauseLocked(closedBy string, code uint16, reason, cause str
 	s.result.Cause = cause
 }
 
-// sendClose writes a relay-made close frame to side, between frames. It
-// does nothing when that leg already had its close frame or is broken.
-// It reports whether the frame was written.
-func (s *Session) sendClose(side Side, code uint16, reason string) bool {
+// sendClose writes the relay-made close frame f to its leg, between
+// frames. It does nothing when that leg already had its close frame or is
+// broken. It reports whether the frame was written.
+func (s *Session) sendClose(f relayClose) bool {
 	var buf [maxControlPayload]byte
-	started, err := s.writeControl(side, ws.OpClose, closePayload(buf[:], code, reason))
+	started, err := s.writeControl(f.side, ws.OpClose, closePayload(buf[:], f.code, f.reason))
 	if err != nil {
-		s.writeFailed(side, err)
+		s.writeFailed(f.side, err)
 		return false
 	}
 	return !started.IsZero()
@@ -107,7 +107,7 @@ func (s *Session) legGone(side Side, closedBy, cause string) {
 	}
 	s.hook("legGone sends", side)
 	f := relayClose{side.other(), goneCode(side), reason}
-	if !s.sendClose(f.side, f.code, f.reason) {
+	if !s.sendClose(f) {
 		// No close frame could go (the other leg's frame was torn, or it
 		// is gone too).
 		s.renameClose(closedBy, cause, f, nil)
@@ -240,7 +240,7 @@ func (s *Session) sendClosesLocked(closedBy, cause string, frames ...relayClose)
 	for i, f := range frames {
 		go func() {
 			defer s.wg.Done()
-			wrote[i].Store(s.sendClose(f.side, f.code, f.reason))
+			wrote[i].Store(s.sendClose(f))
 			if left.Add(-1) > 0 || wrote[0].Load() {
 				return
 			}
