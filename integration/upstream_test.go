@@ -9,9 +9,28 @@ import (
 	"time"
 
 	cws "github.com/coder/websocket"
-
-	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
+
+// stubBackend listens on 127.0.0.1 and hands every accepted connection to
+// serve; cleanup closes the listener.
+func stubBackend(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return l.Addr().String()
+}
 
 // TestUpstreams runs one site with several websocket_relay directives,
 // each behind a path matcher: a backend that never answers the upgrade
@@ -24,12 +43,12 @@ func TestUpstreams(t *testing.T) {
 	secure := newApp(t, appOpts{TLS: true})
 	hold := make(chan struct{})
 	t.Cleanup(func() { close(hold) })
-	silent := rt.Serve(t, func(c net.Conn) {
+	silent := stubBackend(t, func(c net.Conn) {
 		defer c.Close()
 		go io.Copy(io.Discard, c)
 		<-hold
 	})
-	garbage := rt.Serve(t, func(c net.Conn) {
+	garbage := stubBackend(t, func(c net.Conn) {
 		defer c.Close()
 		io.WriteString(c, "this is not HTTP\r\n\r\n")
 	})

@@ -15,7 +15,6 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/zap"
 
-	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 	"github.com/websocket-relay/websocket_relay/module/engine"
 )
 
@@ -30,12 +29,32 @@ func asExiting(t *testing.T) {
 	})
 }
 
+// stubServe listens on 127.0.0.1 and hands every accepted connection to
+// serve, on a goroutine of its own; cleanup closes the listener.
+func stubServe(t *testing.T, serve func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // lateBackend answers each upgrade with 101 after delay, then reads
 // forever and never answers a close frame. asked gets a value as each
 // upgrade request comes in, ended as each connection closes.
 func lateBackend(t *testing.T, delay time.Duration) (addr string, asked chan struct{}, ended chan time.Time) {
 	asked, ended = make(chan struct{}, 16), make(chan time.Time, 16)
-	addr = rt.Serve(t, func(c net.Conn) {
+	addr = stubServe(t, func(c net.Conn) {
 		defer c.Close()
 		br := bufio.NewReader(c)
 		req, err := http.ReadRequest(br)
@@ -280,7 +299,7 @@ func TestRejectedAnswerDoesNotHoldExit(t *testing.T) {
 
 // bigRejectBackend answers every upgrade with a 403 and a body of size bytes.
 func bigRejectBackend(t *testing.T, size int) string {
-	return rt.Serve(t, func(c net.Conn) {
+	return stubServe(t, func(c net.Conn) {
 		defer c.Close()
 		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 			return
