@@ -3,7 +3,7 @@
 #   Debian packages: chromium, chromium-driver (headless browser tests),
 #     nginx-light or nginx (an L7 hop in front of the relay), iproute2,
 #     nftables, iptables, conntrack, procps (network namespaces and a real NAT),
-#     nodejs and npm (the `ws` client tests);
+#     nodejs and npm (the `ws` client tests), gcc (cgo, which -race needs);
 #   npm packages of integration/node (npm ci, or npm install without a lock
 #     file), when node_modules is missing or older than package.json or
 #     package-lock.json.
@@ -50,6 +50,7 @@ tools=(
 	"sysctl:procps"
 	"node:nodejs"
 	"npm:npm"
+	"gcc:gcc"
 )
 
 want=()

@@ -7,8 +7,16 @@
 #
 # The module is built from this work tree (the =<dir> replacement). xcaddy
 # needs an explicit version for it: the module proxy answers 403 for a
-# module that is not published. Takes about two minutes.
+# module that is not published. Takes about two minutes on a cold build
+# cache.
+#
+# xcaddy's race detector is on (XCADDY_RACE_DETECTOR=1, unless set
+# otherwise): its build is then `go build -ldflags "-w -s" -trimpath -tags
+# nobadger,nomysql,nopgx -race`, xcaddy's release flags plus -race, which
+# under `make test` (GOFLAGS -trimpath and the same tags, race tests)
+# reuses the packages the tests compiled instead of building Caddy again.
 set -euo pipefail
+export XCADDY_RACE_DETECTOR="${XCADDY_RACE_DETECTOR-1}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
