@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ var (
 	soakConns = flag.Int("soak.conns", envInt("WSRELAY_SOAK_CONNS", 200),
 		"how many connections the soak holds on each leg (env WSRELAY_SOAK_CONNS)")
 	soakPace = flag.Duration("soak.pace", envDuration("WSRELAY_SOAK_PACE", 0),
-		"mean pause between two messages of one sender (env WSRELAY_SOAK_PACE); default 400ms per 100 connections")
+		"mean pause between two messages of one sender (env WSRELAY_SOAK_PACE); default 400ms per 100 connections, or longer as measured on this machine (see paceFor)")
 	soakLegs = flag.String("soak.legs", envString("WSRELAY_SOAK_LEGS", "ws,wss"),
 		"the client legs the soak runs over, at once: ws, wss or ws,wss (env WSRELAY_SOAK_LEGS)")
 )
@@ -90,23 +91,22 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("soak leg %q (-soak.legs, WSRELAY_SOAK_LEGS %q): want ws, wss or both, comma-separated", legs[i], *soakLegs)
 		}
 	}
+	// The legs measure the machine (paceFor) at the same time, as they
+	// will share it: each waits for the others' warm-ups to end first.
+	var warmed sync.WaitGroup
+	warmed.Add(len(legs))
 	for _, leg := range legs {
-		t.Run(leg, func(t *testing.T) { t.Parallel(); runSoak(t, leg) })
+		t.Run(leg, func(t *testing.T) { t.Parallel(); runSoak(t, leg, &warmed) })
 	}
 }
 
-// runSoak is the soak over one client leg, "ws" or "wss".
-func runSoak(t *testing.T, leg string) {
+// runSoak is the soak over one client leg, "ws" or "wss". It marks warmed
+// done once its warm-up has ended or failed.
+func runSoak(t *testing.T, leg string, warmed *sync.WaitGroup) {
+	var once sync.Once
+	warmDone := func() { once.Do(warmed.Done) }
+	defer warmDone()
 	d, n := *soakDuration, *soakConns
-	// The same traffic in all whatever the connection count, about 1.5
-	// MB/s each way per leg: what two race-instrumented cores carry, for
-	// both legs at once and beside other tests, without starving the
-	// peers. (A starved client cannot answer the relay's pings in time and
-	// is rightly cut; that is not what the soak is about.)
-	pace := *soakPace
-	if pace == 0 {
-		pace = 400 * time.Millisecond * time.Duration((n+99)/100)
-	}
 	s := &soak{leg: leg}
 	backend := httptest.NewServer(http.HandlerFunc(s.serveBackend))
 	t.Cleanup(backend.Close)
@@ -122,7 +122,14 @@ func runSoak(t *testing.T, leg string) {
 	if leg == "wss" {
 		s.addr, s.tls = caddy.HTTPSAddr(), caddy.TLSConfig()
 	}
-	s.warmUp(t, caddy, n)
+	warm := s.warmUp(t, n)
+	warmDone()
+	pace := *soakPace
+	if pace == 0 {
+		warmed.Wait()
+		pace = s.paceFor(t, warm, n)
+	}
+	s.closeWarm(caddy, warm)
 	before := baseline(t, caddy)
 	end := time.Now().Add(d)
 	for i := 0; i < n; i++ {
@@ -190,11 +197,12 @@ func runSoak(t *testing.T, leg string) {
 	caddy.CheckNoPanic()
 }
 
-// warmUp holds as many connections as the soak will, all at once, then
-// closes them: what caddy keeps once it has served that many (the sizes
+// warmUp holds as many connections as the soak will, all at once, each
+// through the relay to the backend's echo, and returns them; closeWarm
+// closes them. What caddy keeps once it has served that many (the sizes
 // its maps and pools grew to, TLS state, event loops, metrics) is then in
 // the starting figures, and what the soak leaves behind is a leak.
-func (s *soak) warmUp(t *testing.T, caddy *rt.Caddy, n int) {
+func (s *soak) warmUp(t *testing.T, n int) []*gws.Conn {
 	t.Helper()
 	conns := make([]*gws.Conn, n)
 	errs := inParallel(n, func(i int) error {
@@ -216,6 +224,12 @@ func (s *soak) warmUp(t *testing.T, caddy *rt.Caddy, n int) {
 	for _, err := range errs {
 		t.Fatal(err)
 	}
+	return conns
+}
+
+// closeWarm closes the warm-up's connections and waits for the relay's
+// line for each.
+func (s *soak) closeWarm(caddy *rt.Caddy, conns []*gws.Conn) {
 	for _, conn := range conns {
 		_ = conn.WriteControl(gws.CloseMessage, gws.FormatCloseMessage(1000, ""), time.Now().Add(5*time.Second))
 		go func() {
@@ -223,7 +237,78 @@ func (s *soak) warmUp(t *testing.T, caddy *rt.Caddy, n int) {
 			conn.Close()
 		}()
 	}
-	caddy.WaitLogs(n, 30*time.Second, rt.LogEntry.IsConnClosed)
+	caddy.WaitLogs(len(conns), 30*time.Second, rt.LogEntry.IsConnClosed)
+}
+
+// The soak's traffic. Each sender pauses a random time between two
+// messages, with mean pace. Nominally that is 400 ms per 100 connections,
+// the same traffic in all whatever the connection count: about 1.5 MB/s
+// each way per leg. But the soak's clients and backend share the machine
+// with caddy, under -race, for both legs at once and beside other tests,
+// and a starved client cannot answer the relay's pings in time and is
+// rightly cut, which is not what the soak is about. So paceFor measures
+// what this machine carries first and makes the pace longer when the
+// nominal traffic would be more than soakShare of it.
+//
+// An echoed message costs the test process about one and a half soak
+// messages (made, relayed twice, echoed and checked, against made,
+// relayed once and checked), so soakShare 0.4 keeps the soak's own
+// traffic near a quarter of what the machine carries. On a machine where
+// the nominal pace starved clients while they connected (ping timeouts),
+// the calibration measured ~390 echoed messages/s per leg, both legs at
+// once, which gives a pace of ~12.8 s per 1,000 connections: a third of
+// the nominal traffic, which passed there.
+const (
+	nominalPace = 400 * time.Millisecond // per 100 connections
+	soakShare   = 0.4
+	calibConns  = 32
+	calibTime   = 3 * time.Second
+)
+
+// paceFor returns the soak's pace for n connections on this machine.
+// It measures how many soak messages a second (the soak's sizes, up to 1
+// MiB) go through the relay to the backend's echo and back, each made and
+// checked as the soak does, on calibConns of the warm-up's connections at
+// full speed for calibTime; the soak then sends at most soakShare of
+// that, counting both directions.
+func (s *soak) paceFor(t *testing.T, warm []*gws.Conn, n int) time.Duration {
+	t.Helper()
+	pace := nominalPace * time.Duration((n+99)/100)
+	var msgs atomic.Int64
+	start := time.Now()
+	end := start.Add(calibTime)
+	errs := inParallel(min(calibConns, len(warm)), func(i int) error {
+		conn, st := warm[i], stream{seed: rand.Uint64()}
+		for seq := uint64(0); time.Now().Before(end); seq++ {
+			text, p := st.message(seq)
+			typ := gws.BinaryMessage
+			if text {
+				typ = gws.TextMessage
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if err := conn.WriteMessage(typ, p); err != nil {
+				return fmt.Errorf("calibration, connection %d: sending message %d: %w", i, seq, err)
+			}
+			gotTyp, got, err := conn.ReadMessage()
+			if err != nil {
+				return fmt.Errorf("calibration, connection %d: reading message %d: %w", i, seq, err)
+			}
+			if err := st.verify(seq, gotTyp == gws.TextMessage, got); err != nil {
+				return fmt.Errorf("calibration, connection %d: %w", i, err)
+			}
+			msgs.Add(1)
+		}
+		return nil
+	})
+	for _, err := range errs {
+		t.Fatal(err)
+	}
+	rate := float64(msgs.Load()) / time.Since(start).Seconds()
+	// The soak sends n/pace messages a second each way.
+	floor := time.Duration(float64(2*n) / (soakShare * rate) * float64(time.Second))
+	t.Logf("calibration: %.0f echoed messages/s on %d connections; pace %v for %d connections (nominal %v)",
+		rate, min(calibConns, len(warm)), max(pace, floor).Round(time.Millisecond), n, pace)
+	return max(pace, floor)
 }
 
 // check verifies every connection's two streams, pings and close, and
