@@ -7,9 +7,14 @@ GO ?= go
 # and vet with -race: so vet, the race tests, the caddy binaries the
 # integration tests build and xcaddy-check (xcaddy with its race detector
 # on) compile Caddy's ~1,000 packages for Linux once between them, not
-# three times (the fuzz targets and the windows vet still build their own):
+# three times (the fuzz targets and the vet for windows build their own):
 # on a cold build cache that was most of `make test`'s time.
-export GOFLAGS ?= -trimpath -tags=nobadger,nomysql,nopgx
+# A GOFLAGS from the environment is kept as it is; one set with `go env -w`
+# is kept and added to.
+ifeq ($(origin GOFLAGS),undefined)
+GOFLAGS := $(strip $(shell $(GO) env GOFLAGS) -trimpath -tags=nobadger,nomysql,nopgx)
+endif
+export GOFLAGS
 
 .PHONY: help deps build demo test vet unit fuzz-short fuzz soak xcaddy-check clean
 

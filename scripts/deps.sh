@@ -3,7 +3,8 @@
 #   Debian packages: chromium, chromium-driver (headless browser tests),
 #     nginx-light or nginx (an L7 hop in front of the relay), iproute2,
 #     nftables, iptables, conntrack, procps (network namespaces and a real NAT),
-#     nodejs and npm (the `ws` client tests), gcc (cgo, which -race needs);
+#     nodejs and npm (the `ws` client tests), gcc and libc6-dev (cgo, which
+#     -race needs);
 #   npm packages of integration/node (npm ci, or npm install without a lock
 #     file), when node_modules is missing or older than package.json or
 #     package-lock.json.
@@ -53,11 +54,15 @@ tools=(
 	"gcc:gcc"
 )
 
+# cgo also needs the C library's headers, which Debian's gcc only recommends.
+have_libc_dev() { [[ -e /usr/include/stdio.h ]]; }
+
 want=()
 for pair in "${tools[@]}"; do
 	cmd="${pair%%:*}" pkg="${pair#*:}"
 	have "$cmd" || want+=("$pkg")
 done
+have_libc_dev || want+=(libc6-dev)
 
 install_packages() {
 	local pkgs=("$@") policy_rc_added=""
@@ -99,6 +104,7 @@ if ((${#want[@]} > 0)); then
 		cmd="${pair%%:*}" pkg="${pair#*:}"
 		have "$cmd" || missing+=("$cmd (Debian package $pkg)")
 	done
+	have_libc_dev || missing+=("C headers (Debian package libc6-dev)")
 fi
 
 # npm packages of the Node.js test clients.

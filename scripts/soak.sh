@@ -15,6 +15,12 @@
 #
 #   scripts/soak.sh 3m 1000 ws
 #
+# The pace (mean pause between two messages of a sender) is measured for
+# the machine first; WSRELAY_SOAK_PACE sets it instead. With
+# WSRELAY_SOAK_PROFILES=<dir>, caddy's heap and goroutine profiles from
+# before and after the soak are written there, for `go tool pprof
+# -diff_base` (GODEBUG=memprofilerate=8192 makes the heap's finer).
+#
 # It runs the same test as `go test` (TestSoak in integration/reliability,
 # subtests TestSoak/ws and TestSoak/wss), with -race like `make test`, and
 # prints its figures.

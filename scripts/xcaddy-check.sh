@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks that the plugin builds the way its users build it:
 #   xcaddy build --with github.com/websocket-relay/websocket_relay
+# (with xcaddy's race detector on, below)
 # then that the binary has the handler module, adapts a Caddyfile that uses
 # the websocket_relay directive beside reverse_proxy without an `order`
 # line, has the websocket-relay command, and serves its demo page.

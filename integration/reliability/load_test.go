@@ -218,7 +218,7 @@ func TestVanishingClients(t *testing.T) {
 	for _, c := range clients {
 		c.Close()
 	}
-	after := waitSettled(t, f.caddy, before, 5, 3, 0, 20*time.Second)
+	after := waitSettled(t, f.caddy, before, 5, 3, 0, 0, 20*time.Second)
 	t.Logf("caddy before: %v; after: %v", before, after)
 	f.caddy.CheckNoPanic()
 }

@@ -4,11 +4,13 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,10 +95,15 @@ func TestSoak(t *testing.T) {
 	}
 	// The legs measure the machine (paceFor) at the same time, as they
 	// will share it: each waits for the others' warm-ups to end first.
+	// Each counts itself in before t.Parallel, so before any of them goes
+	// on, and a leg that -run leaves out is not waited for.
 	var warmed sync.WaitGroup
-	warmed.Add(len(legs))
 	for _, leg := range legs {
-		t.Run(leg, func(t *testing.T) { t.Parallel(); runSoak(t, leg, &warmed) })
+		t.Run(leg, func(t *testing.T) {
+			warmed.Add(1)
+			t.Parallel()
+			runSoak(t, leg, &warmed)
+		})
 	}
 }
 
@@ -124,13 +131,18 @@ func runSoak(t *testing.T, leg string, warmed *sync.WaitGroup) {
 	}
 	warm := s.warmUp(t, n)
 	warmDone()
-	pace := *soakPace
+	pace, probes := *soakPace, 0
 	if pace == 0 {
 		warmed.Wait()
-		pace = s.paceFor(t, warm, n)
+		pace, probes = s.paceFor(t, n)
 	}
-	s.closeWarm(caddy, warm)
+	closeAll(warm)
+	// The relay's line for each warm-up and calibration connection; the
+	// soak's own come after these.
+	warmLines := n + probes
+	caddy.WaitLogs(warmLines, 30*time.Second, rt.LogEntry.IsConnClosed)
 	before := baseline(t, caddy)
+	saveProfiles(t, caddy, leg, "before")
 	end := time.Now().Add(d)
 	for i := 0; i < n; i++ {
 		s.conns = append(s.conns, &soakConn{
@@ -160,8 +172,8 @@ func runSoak(t *testing.T, leg string, warmed *sync.WaitGroup) {
 	wg.Wait()
 	s.check(t, caddy, d)
 	s.checkLoops(t, loops())
-	lines := caddy.WaitLogs(2*n, 30*time.Second, rt.LogEntry.IsConnClosed)
-	lines = lines[min(n, len(lines)):] // those after the warm-up's
+	lines := caddy.WaitLogs(warmLines+n, 30*time.Second, rt.LogEntry.IsConnClosed)
+	lines = lines[min(warmLines, len(lines)):] // those after the warm-up's and calibration's
 	var relayPings, relayPongs float64
 	for _, e := range lines {
 		relayPings += e.Num("pings_sent")
@@ -181,7 +193,8 @@ func runSoak(t *testing.T, leg string, warmed *sync.WaitGroup) {
 	if d >= time.Minute {
 		wait = time.Minute
 	}
-	after := waitSettled(t, caddy, before, 5, 3, 0.10, wait)
+	after := waitSettled(t, caddy, before, 5, 3, 0.10, goroutineSlack(n), wait)
+	saveProfiles(t, caddy, leg, "after")
 	t.Logf("caddy before: %v", before)
 	t.Logf("caddy after:  %v", after)
 	if m, err := caddy.Metrics(); err != nil {
@@ -198,16 +211,23 @@ func runSoak(t *testing.T, leg string, warmed *sync.WaitGroup) {
 }
 
 // warmUp holds as many connections as the soak will, all at once, each
-// through the relay to the backend's echo, and returns them; closeWarm
-// closes them. What caddy keeps once it has served that many (the sizes
-// its maps and pools grew to, TLS state, event loops, metrics) is then in
-// the starting figures, and what the soak leaves behind is a leak.
+// through the relay to the backend's echo, and returns them. What caddy
+// keeps once it has served that many (the sizes its maps and pools grew
+// to, TLS state, event loops, metrics) is then in the starting figures,
+// and what the soak leaves behind is a leak.
 func (s *soak) warmUp(t *testing.T, n int) []*gws.Conn {
+	t.Helper()
+	return s.dialEchoes(t, "warm-up", 0, n)
+}
+
+// dialEchoes dials n connections through the relay to the backend's echo
+// (the i-th from source address i+first), each echoing one message.
+func (s *soak) dialEchoes(t *testing.T, what string, first, n int) []*gws.Conn {
 	t.Helper()
 	conns := make([]*gws.Conn, n)
 	errs := inParallel(n, func(i int) error {
 		d := gws.Dialer{TLSClientConfig: s.tls, HandshakeTimeout: 30 * time.Second,
-			NetDialContext: dialFrom(sourceIPs[i%len(sourceIPs)], s.addr)}
+			NetDialContext: dialFrom(sourceIPs[(first+i)%len(sourceIPs)], s.addr)}
 		conn, _, err := d.Dial(s.url("/warm"), nil)
 		if err == nil {
 			err = conn.WriteMessage(gws.TextMessage, []byte("warm"))
@@ -216,7 +236,7 @@ func (s *soak) warmUp(t *testing.T, n int) []*gws.Conn {
 			_, _, err = conn.ReadMessage()
 		}
 		if err != nil {
-			return fmt.Errorf("warm-up connection %d: %w", i, err)
+			return fmt.Errorf("%s connection %d: %w", what, i, err)
 		}
 		conns[i] = conn
 		return nil
@@ -227,17 +247,17 @@ func (s *soak) warmUp(t *testing.T, n int) []*gws.Conn {
 	return conns
 }
 
-// closeWarm closes the warm-up's connections and waits for the relay's
-// line for each.
-func (s *soak) closeWarm(caddy *rt.Caddy, conns []*gws.Conn) {
+// closeAll sends each connection's close frame and closes it once the
+// relay's close frame (or an error) comes back, without waiting.
+func closeAll(conns []*gws.Conn) {
 	for _, conn := range conns {
 		_ = conn.WriteControl(gws.CloseMessage, gws.FormatCloseMessage(1000, ""), time.Now().Add(5*time.Second))
 		go func() {
+			_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 			_, _, _ = conn.ReadMessage()
 			conn.Close()
 		}()
 	}
-	caddy.WaitLogs(len(conns), 30*time.Second, rt.LogEntry.IsConnClosed)
 }
 
 // The soak's traffic. Each sender pauses a random time between two
@@ -265,20 +285,24 @@ const (
 	calibTime   = 3 * time.Second
 )
 
-// paceFor returns the soak's pace for n connections on this machine.
-// It measures how many soak messages a second (the soak's sizes, up to 1
-// MiB) go through the relay to the backend's echo and back, each made and
-// checked as the soak does, on calibConns of the warm-up's connections at
-// full speed for calibTime; the soak then sends at most soakShare of
-// that, counting both directions.
-func (s *soak) paceFor(t *testing.T, warm []*gws.Conn, n int) time.Duration {
+// paceFor returns the soak's pace for n connections on this machine, and
+// how many connections it opened (and closed) to measure it. It measures
+// how many soak messages a second (the soak's sizes, up to 1 MiB) go
+// through the relay to the backend's echo and back, each made and checked
+// as the soak does, on calibConns new connections at full speed for
+// calibTime (not on the warm-up's, which answer no relay ping and may
+// have been idle past pong_timeout); the soak then sends at most
+// soakShare of that, counting both directions.
+func (s *soak) paceFor(t *testing.T, n int) (time.Duration, int) {
 	t.Helper()
 	pace := nominalPace * time.Duration((n+99)/100)
+	conns := s.dialEchoes(t, "calibration", n, calibConns)
+	defer closeAll(conns)
 	var msgs atomic.Int64
 	start := time.Now()
 	end := start.Add(calibTime)
-	errs := inParallel(min(calibConns, len(warm)), func(i int) error {
-		conn, st := warm[i], stream{seed: rand.Uint64()}
+	errs := inParallel(len(conns), func(i int) error {
+		conn, st := conns[i], stream{seed: rand.Uint64()}
 		for seq := uint64(0); time.Now().Before(end); seq++ {
 			text, p := st.message(seq)
 			typ := gws.BinaryMessage
@@ -303,12 +327,15 @@ func (s *soak) paceFor(t *testing.T, warm []*gws.Conn, n int) time.Duration {
 	for _, err := range errs {
 		t.Fatal(err)
 	}
+	if msgs.Load() == 0 {
+		t.Fatalf("calibration: no message came back in %v", time.Since(start))
+	}
 	rate := float64(msgs.Load()) / time.Since(start).Seconds()
 	// The soak sends n/pace messages a second each way.
 	floor := time.Duration(float64(2*n) / (soakShare * rate) * float64(time.Second))
 	t.Logf("calibration: %.0f echoed messages/s on %d connections; pace %v for %d connections (nominal %v)",
-		rate, min(calibConns, len(warm)), max(pace, floor).Round(time.Millisecond), n, pace)
-	return max(pace, floor)
+		rate, len(conns), max(pace, floor).Round(time.Millisecond), n, pace)
+	return max(pace, floor), len(conns)
 }
 
 // check verifies every connection's two streams, pings and close, and
@@ -429,5 +456,52 @@ func (s *soak) checkLoops(t *testing.T, ls loopSamples) {
 		mean, len(s.conns), ls.peak, ls.on, ls.n, ls.errs)
 	if s.leg == "ws" && ls.peak == 0 {
 		t.Errorf("no relay was on an event loop in %d readings: the ws leg did not exercise them", ls.n)
+	}
+}
+
+// goroutineSlack is what the heap goal may keep after a soak of n
+// connections beyond the warm-up's figure without a leak: the Go runtime
+// never frees a goroutine's descriptor (runtime.g, 480 B under -race) or
+// a thread's, it keeps them for reuse. The warm-up's connections sit idle
+// (no goroutine of the relay's), but at the soak's busiest moments caddy
+// runs more goroutines at once than it ever did before, and their
+// descriptors stay in the heap. A 6-minute wss soak's heap profiles
+// (WSRELAY_SOAK_PROFILES, GODEBUG=memprofilerate=8192) showed that: 527
+// KiB more in use after it, 494 KiB of which goroutine descriptors
+// (runtime.malg, from go statements and from time.goFunc for timers); the
+// rest, tens of KiB up and down, was the runtime's poll descriptors'
+// timers and net/http's map of connections. One more descriptor per
+// connection is allowed, counted twice since the goal is about twice the
+// live heap.
+func goroutineSlack(n int) float64 { return float64(n) * 2 * 512 }
+
+// saveProfiles writes caddy's heap and goroutine profiles (after a
+// collection) to $WSRELAY_SOAK_PROFILES/<leg>-<when>-{heap,goroutine}.pb.gz
+// when that is set: `go tool pprof -diff_base ws-before-heap.pb.gz
+// ws-after-heap.pb.gz` then shows what a soak left behind.
+func saveProfiles(t *testing.T, caddy *rt.Caddy, leg, when string) {
+	t.Helper()
+	dir := os.Getenv("WSRELAY_SOAK_PROFILES")
+	if dir == "" {
+		return
+	}
+	for _, p := range []string{"heap?gc=1", "goroutine"} {
+		name := strings.TrimSuffix(p, "?gc=1")
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s", caddy.AdminPort, p))
+		if err != nil {
+			t.Errorf("%s profile: %v", name, err)
+			continue
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s", resp.Status)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s-%s.pb.gz", leg, when, name)), b, 0o644)
+		}
+		if err != nil {
+			t.Errorf("%s profile: %v", name, err)
+		}
 	}
 }
