@@ -19,7 +19,7 @@
 # the machine first; WSRELAY_SOAK_PACE sets it instead. With
 # WSRELAY_SOAK_PROFILES=<dir>, caddy's heap and goroutine profiles from
 # before and after the soak are written there, for `go tool pprof
-# -diff_base` (GODEBUG=memprofilerate=8192 makes the heap's finer).
+# -diff_base` (GODEBUG=memprofilerate=8192 samples the heap more finely).
 #
 # It runs the same test as `go test` (TestSoak in integration/reliability,
 # subtests TestSoak/ws and TestSoak/wss), with -race like `make test`, and
