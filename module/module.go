@@ -66,9 +66,10 @@ var exiting = caddy.Exiting
 // WriteTimeout + 1 s of the handler each relay belongs to (a close frame
 // may wait behind a frame to a slow client, then for the answer), counted
 // once per registry from the first shutdown that found a relay in it, so
-// the process does not exit before the close frames left. When a new configuration replaces this
-// one, the relays get 1012 (service restart) spread over DrainPeriod and
-// Cleanup returns at once. Each close goes between whole frames.
+// the process does not exit before the close frames left. When a new
+// configuration replaces this one, the relays get 1012 (service restart)
+// spread over DrainPeriod and Cleanup returns at once. Each close goes
+// between whole frames.
 func (h *Handler) Cleanup() error {
 	if h.live == nil {
 		return nil

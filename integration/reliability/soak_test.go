@@ -129,7 +129,11 @@ func runSoak(t *testing.T, leg string, warmed *sync.WaitGroup) {
 	if leg == "wss" {
 		s.addr, s.tls = caddy.HTTPSAddr(), caddy.TLSConfig()
 	}
-	warm := s.warmUp(t, n)
+	// The warm-up holds as many connections as the soak will, all at
+	// once: what caddy keeps once it has served that many (the sizes its
+	// maps and pools grew to, TLS state, event loops, metrics) is then in
+	// the starting figures, and what the soak leaves behind is a leak.
+	warm := s.dialEchoes(t, "warm-up", 0, n)
 	warmDone()
 	pace, probes := *soakPace, 0
 	if pace == 0 {
@@ -208,16 +212,6 @@ func runSoak(t *testing.T, leg string, warmed *sync.WaitGroup) {
 		}
 	}
 	caddy.CheckNoPanic()
-}
-
-// warmUp holds as many connections as the soak will, all at once, each
-// through the relay to the backend's echo, and returns them. What caddy
-// keeps once it has served that many (the sizes its maps and pools grew
-// to, TLS state, event loops, metrics) is then in the starting figures,
-// and what the soak leaves behind is a leak.
-func (s *soak) warmUp(t *testing.T, n int) []*gws.Conn {
-	t.Helper()
-	return s.dialEchoes(t, "warm-up", 0, n)
 }
 
 // dialEchoes dials n connections through the relay to the backend's echo
@@ -485,9 +479,9 @@ func saveProfiles(t *testing.T, caddy *rt.Caddy, leg, when string) {
 	if dir == "" {
 		return
 	}
-	for _, p := range []string{"heap?gc=1", "goroutine"} {
-		name := strings.TrimSuffix(p, "?gc=1")
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s", caddy.AdminPort, p))
+	for _, p := range []struct{ name, query string }{{"heap", "?gc=1"}, {"goroutine", ""}} {
+		name := p.name
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s%s", caddy.AdminPort, name, p.query))
 		if err != nil {
 			t.Errorf("%s profile: %v", name, err)
 			continue
