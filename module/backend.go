@@ -14,16 +14,15 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"golang.org/x/net/http/httpguts"
-)
 
-// errBadHandshake marks a backend answer that is not a valid 101.
-var errBadHandshake = errors.New("invalid handshake")
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+	"github.com/websocket-relay/websocket_relay/module/upgrade"
+)
 
 // dialed is a backend connection whose upgrade request was answered.
 type dialed struct {
 	conn     net.Conn
-	upstream Upstream
+	upstream relayconfig.Upstream
 	resp     *http.Response
 	// br holds bytes read past the backend's response headers: the first
 	// frames, or the body of a non-101 answer.
@@ -54,7 +53,7 @@ func (d *dialed) takeBuffered() []byte {
 
 // dialUpstream connects to the first upstream that answers, in
 // round-robin order, skipping those whose dial just failed.
-func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, Upstream, error) {
+func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, relayconfig.Upstream, error) {
 	var errs []error
 	for _, idx := range h.pool.order(now()) {
 		up := h.pool.list[idx]
@@ -67,10 +66,10 @@ func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, Upstream, error) 
 		h.pool.markHealthy(idx)
 		return conn, up, nil
 	}
-	return nil, Upstream{}, errors.Join(errs...)
+	return nil, relayconfig.Upstream{}, errors.Join(errs...)
 }
 
-func (h *Handler) dialOne(ctx context.Context, up Upstream) (net.Conn, error) {
+func (h *Handler) dialOne(ctx context.Context, up relayconfig.Upstream) (net.Conn, error) {
 	d := &net.Dialer{Timeout: time.Duration(h.DialTimeout)}
 	if !up.TLS {
 		return d.DialContext(ctx, "tcp", up.Addr)
@@ -88,10 +87,10 @@ func (h *Handler) dialOne(ctx context.Context, up Upstream) (net.Conn, error) {
 // path and query under the upstream's path, its end-to-end headers
 // (Sec-WebSocket-*, Origin, cookies, auth), hop-by-hop headers removed and
 // X-Forwarded-* added as reverse_proxy does.
-func backendRequest(r *http.Request, up Upstream) *http.Request {
+func backendRequest(r *http.Request, up relayconfig.Upstream) *http.Request {
 	out := r.Clone(context.Background())
 	out.Header = r.Header.Clone()
-	removeHopHeaders(out.Header)
+	upgrade.RemoveHopHeaders(out.Header)
 	out.Header.Set("Connection", "Upgrade")
 	out.Header.Set("Upgrade", "websocket")
 	setForwarded(out.Header, r)
@@ -137,80 +136,25 @@ func setForwarded(h http.Header, r *http.Request) {
 
 // handshake sends the upgrade request on conn and reads the backend's
 // answer within HandshakeTimeout.
-func (h *Handler) handshake(conn net.Conn, up Upstream, r *http.Request) (*dialed, error) {
+func (h *Handler) handshake(conn net.Conn, up relayconfig.Upstream, r *http.Request) (*dialed, error) {
 	_ = conn.SetDeadline(now().Add(time.Duration(h.HandshakeTimeout)))
 	req := backendRequest(r, up)
 	bw := requestWriters.Get().(*bufio.Writer)
 	bw.Reset(conn)
-	err := writeRequest(bw, req)
+	br := answerReaders.Get().(*bufio.Reader)
+	br.Reset(conn)
+	resp, err := upgrade.Exchange(bw, br, req)
 	bw.Reset(nil)
 	requestWriters.Put(bw)
 	if err != nil {
-		return nil, fmt.Errorf("sending upgrade request: %w", err)
-	}
-	br := answerReaders.Get().(*bufio.Reader)
-	br.Reset(conn)
-	resp, err := readAnswer(br, req)
-	if err != nil {
 		putAnswerReader(br)
 		return nil, err
 	}
-	d := &dialed{conn: conn, upstream: up, resp: resp, br: br}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return d, nil // the body is read through br; passAnswer pools it again
+	// The body of an answer other than 101 is read through br, and
+	// passAnswer pools it again; a 101 has no body, so nothing but d.br
+	// refers to br from here on.
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		_ = conn.SetDeadline(time.Time{})
 	}
-	// A 101 has no body: nothing but d.br refers to br from here on.
-	if err := checkBackendAnswer(resp, r.Header.Get("Sec-WebSocket-Key")); err != nil {
-		putAnswerReader(br)
-		return nil, err
-	}
-	_ = conn.SetDeadline(time.Time{})
-	return d, nil
-}
-
-// max1xx is how many informational answers (103 Early Hints, ...) a
-// backend may send before its real one, as in net/http's client.
-const max1xx = 5
-
-// readAnswer reads the backend's answer to the upgrade request, past any
-// informational (1xx) answers other than 101, which are dropped.
-func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	for n := 0; ; n++ {
-		resp, err := http.ReadResponse(br, req)
-		if err != nil {
-			return nil, fmt.Errorf("reading upgrade response: %w", err)
-		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			return resp, nil
-		}
-		if n == max1xx {
-			return nil, fmt.Errorf("%w: more than %d informational answers", errBadHandshake, max1xx)
-		}
-	}
-}
-
-// writeRequest writes the request line and headers; an upgrade request
-// has no body.
-func writeRequest(bw *bufio.Writer, req *http.Request) error {
-	fmt.Fprintf(bw, "GET %s HTTP/1.1\r\nHost: %s\r\n", req.URL.RequestURI(), req.Host)
-	if err := req.Header.WriteSubset(bw, map[string]bool{"Host": true}); err != nil {
-		return err
-	}
-	if _, err := bw.WriteString("\r\n"); err != nil {
-		return err
-	}
-	return bw.Flush()
-}
-
-// checkBackendAnswer checks a 101 answer (RFC 6455 4.1, client side).
-func checkBackendAnswer(resp *http.Response, key string) error {
-	switch {
-	case !httpguts.HeaderValuesContainsToken(resp.Header["Upgrade"], "websocket"):
-		return fmt.Errorf("%w: 101 without Upgrade: websocket", errBadHandshake)
-	case !httpguts.HeaderValuesContainsToken(resp.Header["Connection"], "upgrade"):
-		return fmt.Errorf("%w: 101 without Connection: upgrade", errBadHandshake)
-	case resp.Header.Get("Sec-WebSocket-Accept") != acceptFor(key):
-		return fmt.Errorf("%w: wrong Sec-WebSocket-Accept", errBadHandshake)
-	}
-	return nil
+	return &dialed{conn: conn, upstream: up, resp: resp, br: br}, nil
 }

@@ -14,6 +14,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
+
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+	"github.com/websocket-relay/websocket_relay/module/upgrade"
 )
 
 // answerOnce serves one upgrade request on a pipe with answer, written
@@ -48,12 +51,12 @@ func answerOnce(t *testing.T, answer string) net.Conn {
 func TestHandshakeBufferedBytes(t *testing.T) {
 	const key = "dGhlIHNhbXBsZSBub25jZQ=="
 	const ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-	h := &Handler{HandshakeTimeout: caddy.Duration(5 * time.Second)}
+	h := &Handler{Options: relayconfig.Options{HandshakeTimeout: caddy.Duration(5 * time.Second)}}
 	r := upgradeRequest(func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", key) })
 	tails := []string{"\x82\x05first", "", "\x81\x02hi\x89\x00", strings.Repeat("x", 3000), "\x82\x01y"}
 	var got [][]byte
 	for i, tail := range tails {
-		d, err := h.handshake(answerOnce(t, ok+tail), Upstream{Raw: "test", Addr: "test:1"}, r)
+		d, err := h.handshake(answerOnce(t, ok+tail), relayconfig.Upstream{Raw: "test", Addr: "test:1"}, r)
 		if err != nil {
 			t.Fatalf("answer %d: %v", i, err)
 		}
@@ -67,13 +70,13 @@ func TestHandshakeBufferedBytes(t *testing.T) {
 	}
 	// A rejected 101 and an unreadable answer give their readers back too;
 	// the next connection must still see only its own bytes.
-	if _, err := h.handshake(answerOnce(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nleftover"), Upstream{Raw: "test"}, r); err == nil {
+	if _, err := h.handshake(answerOnce(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nleftover"), relayconfig.Upstream{Raw: "test"}, r); err == nil {
 		t.Fatal("a 101 without Connection: upgrade was accepted")
 	}
-	if _, err := h.handshake(answerOnce(t, "garbage\r\n\r\nmore garbage"), Upstream{Raw: "test"}, r); err == nil {
+	if _, err := h.handshake(answerOnce(t, "garbage\r\n\r\nmore garbage"), relayconfig.Upstream{Raw: "test"}, r); err == nil {
 		t.Fatal("garbage was accepted as an answer")
 	}
-	d, err := h.handshake(answerOnce(t, "HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!"), Upstream{Raw: "test"}, r)
+	d, err := h.handshake(answerOnce(t, "HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!"), relayconfig.Upstream{Raw: "test"}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +84,7 @@ func TestHandshakeBufferedBytes(t *testing.T) {
 	if err != nil || string(body) != "nope!" || d.resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("403 answer: status %d, body %q, %v", d.resp.StatusCode, body, err)
 	}
-	d, err = h.handshake(answerOnce(t, ok+"\x82\x01z"), Upstream{Raw: "test"}, r)
+	d, err = h.handshake(answerOnce(t, ok+"\x82\x01z"), relayconfig.Upstream{Raw: "test"}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,15 +95,15 @@ func TestHandshakeBufferedBytes(t *testing.T) {
 
 // TestHandshakeSkipsInformational: informational answers (103 Early
 // Hints, 100 Continue) before the backend's real answer are dropped, so
-// its 403 or 101 is what counts; more than max1xx of them fail the
+// its 403 or 101 is what counts; more than upgrade.Max1xx of them fail the
 // handshake.
 func TestHandshakeSkipsInformational(t *testing.T) {
 	const key = "dGhlIHNhbXBsZSBub25jZQ=="
 	const hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
 	const ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-	h := &Handler{HandshakeTimeout: caddy.Duration(5 * time.Second)}
+	h := &Handler{Options: relayconfig.Options{HandshakeTimeout: caddy.Duration(5 * time.Second)}}
 	r := upgradeRequest(func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", key) })
-	d, err := h.handshake(answerOnce(t, hints+"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!"), Upstream{Raw: "test"}, r)
+	d, err := h.handshake(answerOnce(t, hints+"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!"), relayconfig.Upstream{Raw: "test"}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,16 +111,16 @@ func TestHandshakeSkipsInformational(t *testing.T) {
 	if err != nil || d.resp.StatusCode != http.StatusForbidden || string(body) != "nope!" {
 		t.Fatalf("after a 103: status %d, body %q, %v; want the 403 behind it", d.resp.StatusCode, body, err)
 	}
-	d, err = h.handshake(answerOnce(t, "HTTP/1.1 100 Continue\r\n\r\n"+hints+ok+"\x82\x01z"), Upstream{Raw: "test"}, r)
+	d, err = h.handshake(answerOnce(t, "HTTP/1.1 100 Continue\r\n\r\n"+hints+ok+"\x82\x01z"), relayconfig.Upstream{Raw: "test"}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := d.takeBuffered(); d.resp.StatusCode != http.StatusSwitchingProtocols || string(got) != "\x82\x01z" {
 		t.Fatalf("after a 100 and a 103: status %d, bytes behind %q", d.resp.StatusCode, got)
 	}
-	_, err = h.handshake(answerOnce(t, strings.Repeat(hints, max1xx+1)+ok), Upstream{Raw: "test"}, r)
+	_, err = h.handshake(answerOnce(t, strings.Repeat(hints, upgrade.Max1xx+1)+ok), relayconfig.Upstream{Raw: "test"}, r)
 	if err == nil || !strings.Contains(err.Error(), "informational") {
-		t.Fatalf("%d informational answers: %v, want an error saying so", max1xx+1, err)
+		t.Fatalf("%d informational answers: %v, want an error saying so", upgrade.Max1xx+1, err)
 	}
 }
 
@@ -129,7 +132,7 @@ func TestRelayAbandonsBackend(t *testing.T) {
 	defer backendSide.Close()
 	br := answerReaders.Get().(*bufio.Reader)
 	br.Reset(relaySide)
-	d := &dialed{conn: relaySide, upstream: Upstream{Raw: "test"}, br: br,
+	d := &dialed{conn: relaySide, upstream: relayconfig.Upstream{Raw: "test"}, br: br,
 		resp: &http.Response{StatusCode: http.StatusSwitchingProtocols, Header: http.Header{}}}
 	got := make(chan ws.Frame, 1)
 	go func() {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/websocket-relay/websocket_relay/module/engine"
+	"github.com/websocket-relay/websocket_relay/module/upgrade"
 )
 
 // asExiting makes the handlers' Cleanup act as on the process's exit.
@@ -63,7 +64,7 @@ func lateBackend(t *testing.T, delay time.Duration) (addr string, asked chan str
 		}
 		asked <- struct{}{}
 		time.Sleep(delay)
-		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acceptFor(req.Header.Get("Sec-WebSocket-Key")))
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", upgrade.AcceptFor(req.Header.Get("Sec-WebSocket-Key")))
 		_, _ = io.Copy(io.Discard, br)
 		ended <- time.Now()
 	})

@@ -6,7 +6,6 @@
 package wsrelay
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 	"github.com/websocket-relay/websocket_relay/module/engine"
 )
 
@@ -35,11 +35,11 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults, parses the upstreams and registers metrics.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.setDefaults()
+	h.SetDefaults()
 	h.logger = ctx.Logger()
-	list := make([]Upstream, 0, len(h.Upstreams))
+	list := make([]relayconfig.Upstream, 0, len(h.Upstreams))
 	for _, s := range h.Upstreams {
-		u, err := ParseUpstream(s)
+		u, err := relayconfig.ParseUpstream(s)
 		if err != nil {
 			return fmt.Errorf("websocket_relay: %w", err)
 		}
@@ -117,9 +117,6 @@ func (h *Handler) engineConfig(rsv byte) engine.Config {
 		Loops:        !h.DisableEventLoops,
 	}
 }
-
-// errNoUpstream is returned by Validate when no upstream is configured.
-var errNoUpstream = errors.New("websocket_relay: at least one upstream is required")
 
 // Interface guards
 var (

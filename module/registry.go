@@ -61,21 +61,21 @@ func (r *registry) trackLocked() {
 	}
 }
 
-// upgrade is one upgrade under way, counted in its registry from begin
+// pendingUpgrade is one upgrade under way, counted in its registry from begin
 // until the first of add and abort (done is guarded by the registry's mu).
-type upgrade struct{ done bool }
+type pendingUpgrade struct{ done bool }
 
 // begin counts an upgrade under way; add or abort ends it.
-func (r *registry) begin() *upgrade {
+func (r *registry) begin() *pendingUpgrade {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.upgrading++
 	r.trackLocked()
-	return new(upgrade)
+	return new(pendingUpgrade)
 }
 
 // endLocked ends u's count once, whichever of add and abort comes first.
-func (r *registry) endLocked(u *upgrade) bool {
+func (r *registry) endLocked(u *pendingUpgrade) bool {
 	if u == nil || u.done {
 		return false
 	}
@@ -86,7 +86,7 @@ func (r *registry) endLocked(u *upgrade) bool {
 
 // abort ends u if it did not become a relay (add); it may be called more
 // than once, and after add (a deferred abort, panics included).
-func (r *registry) abort(u *upgrade) {
+func (r *registry) abort(u *pendingUpgrade) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.endLocked(u) {
@@ -97,7 +97,7 @@ func (r *registry) abort(u *upgrade) {
 // add registers s, the relay upgrade u became. It returns false when the
 // registry is closing, with the close code and reason s must get; s is
 // registered anyway so that an exit waits for it.
-func (r *registry) add(u *upgrade, s *engine.Session) (ok bool, code uint16, reason string) {
+func (r *registry) add(u *pendingUpgrade, s *engine.Session) (ok bool, code uint16, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.endLocked(u)

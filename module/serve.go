@@ -13,17 +13,19 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 	"github.com/websocket-relay/websocket_relay/module/engine"
+	"github.com/websocket-relay/websocket_relay/module/upgrade"
 )
 
 // ServeHTTP relays a WebSocket upgrade to a backend and hands every other
 // request to next. Before the 101, failures are HTTP statuses with a
 // one-line reason; after it, close codes and one log line.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !isUpgrade(r) {
+	if !upgrade.IsUpgrade(r) {
 		return next.ServeHTTP(w, r)
 	}
-	if status, reason := checkClientHandshake(r); status != 0 {
+	if status, reason := upgrade.CheckClientHandshake(r); status != 0 {
 		if status == http.StatusUpgradeRequired {
 			w.Header().Set("Sec-WebSocket-Version", "13")
 		}
@@ -80,7 +82,7 @@ func (h *Handler) passAnswer(w http.ResponseWriter, d *dialed) error {
 		d.br = nil
 	}()
 	hdr := d.resp.Header.Clone()
-	removeHopHeaders(hdr)
+	upgrade.RemoveHopHeaders(hdr)
 	for k, v := range hdr {
 		w.Header()[k] = v
 	}
@@ -95,9 +97,9 @@ func (h *Handler) passAnswer(w http.ResponseWriter, d *dialed) error {
 // relay sends the backend's 101 to the client, takes over the client's
 // connection and starts the engine on both legs, as the relay upgrade u
 // of h.live became; it returns at once.
-func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *upgrade) error {
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pendingUpgrade) error {
 	hdr := d.resp.Header.Clone()
-	removeHopHeaders(hdr)
+	upgrade.RemoveHopHeaders(hdr)
 	for k, v := range hdr {
 		w.Header()[k] = v
 	}
@@ -119,7 +121,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *up
 	}
 	client := engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}
 	backend := engine.Leg{Conn: d.conn, Prefix: d.takeBuffered()}
-	s := engine.New(client, backend, h.engineConfig(allowedRSV(d.resp.Header.Values("Sec-WebSocket-Extensions"))))
+	s := engine.New(client, backend, h.engineConfig(upgrade.AllowedRSV(d.resp.Header.Values("Sec-WebSocket-Extensions"))))
 	if ok, code, reason := h.live.add(u, s); !ok {
 		// This configuration is already shutting down (1012 on a
 		// reload, 1001 on exit).
@@ -169,7 +171,7 @@ func buffered(br interface {
 }
 
 // logEnd writes the one info line that ends every relayed connection.
-func (h *Handler) logEnd(remote string, up Upstream, res engine.Result) {
+func (h *Handler) logEnd(remote string, up relayconfig.Upstream, res engine.Result) {
 	fields := []zap.Field{
 		zap.String("remote_addr", remote),
 		zap.String("upstream", up.Raw),

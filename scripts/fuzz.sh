@@ -22,7 +22,9 @@ inputs() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
 count=0
 for dir in "${dirs[@]}"; do
 	pkg="$(go list "$dir")"
-	mapfile -t targets < <(go test -list '^Fuzz' "$pkg" | grep -E '^Fuzz' || true)
+	# -race: the list's test binary then reuses the race tests' packages;
+	# without it, a cold build cache compiles them all once more.
+	mapfile -t targets < <(go test -race -list '^Fuzz' "$pkg" | grep -E '^Fuzz' || true)
 	for target in "${targets[@]}"; do
 		echo "fuzz: $pkg $target for $fuzztime"
 		corpus="$dir/testdata/fuzz/$target"

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	wsrelay "github.com/websocket-relay/websocket_relay/module"
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 )
 
 // demoPage is the HTML page served at "/" in demo mode. Its script connects a
@@ -65,8 +65,8 @@ Durations take Caddy's forms: 500ms, 30s, 2m, 1h.
 func addFlags(fs *pflag.FlagSet) {
 	fs.StringP("from", "f", DefaultFrom, "Address on which to receive WebSocket connections")
 	fs.StringSliceP("to", "t", nil, "Upstream WebSocket server(s); none starts the built-in echo backend and demo page")
-	fs.String("ping-interval", wsrelay.DefaultPingInterval.String(), `Ping a client silent for this long ("off" for never)`)
-	fs.String("pong-timeout", wsrelay.DefaultPongTimeout.String(), "Time a pinged client has to answer before it is declared dead")
+	fs.String("ping-interval", relayconfig.DefaultPingInterval.String(), `Ping a client silent for this long ("off" for never)`)
+	fs.String("pong-timeout", relayconfig.DefaultPongTimeout.String(), "Time a pinged client has to answer before it is declared dead")
 	fs.BoolP("debug", "v", false, "Enable verbose debug logs")
 }
 

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	wsrelay "github.com/websocket-relay/websocket_relay/module"
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 )
 
 // DefaultFrom is the address the command listens on when --from is not given.
@@ -141,19 +142,19 @@ func buildHandler(o options) (wsrelay.Handler, error) {
 	if o.PongTimeout < 0 {
 		return wsrelay.Handler{}, fmt.Errorf("--pong-timeout must be positive, got %s", o.PongTimeout)
 	}
-	h := wsrelay.Handler{
+	h := wsrelay.Handler{Options: relayconfig.Options{
 		Upstreams:    upstreams,
 		PingInterval: caddy.Duration(o.PingInterval),
 		PongTimeout:  caddy.Duration(o.PongTimeout),
-	}
+	}}
 	// Validate sees the handler as Caddy will, after Provision has filled
 	// the defaults of what is left zero here.
 	check := h
 	if check.PingInterval == 0 {
-		check.PingInterval = caddy.Duration(wsrelay.DefaultPingInterval)
+		check.PingInterval = caddy.Duration(relayconfig.DefaultPingInterval)
 	}
 	if check.PongTimeout == 0 {
-		check.PongTimeout = caddy.Duration(wsrelay.DefaultPongTimeout)
+		check.PongTimeout = caddy.Duration(relayconfig.DefaultPongTimeout)
 	}
 	if err := check.Validate(); err != nil {
 		return wsrelay.Handler{}, err

@@ -1,4 +1,4 @@
-package wsrelay
+package upgrade
 
 import (
 	"crypto/sha1"
@@ -9,19 +9,19 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// isUpgrade reports whether r asks for a WebSocket upgrade (RFC 6455
+// IsUpgrade reports whether r asks for a WebSocket upgrade (RFC 6455
 // 4.2.1): a GET whose Connection header lists "upgrade" and whose Upgrade
 // header lists "websocket", both compared without case.
-func isUpgrade(r *http.Request) bool {
+func IsUpgrade(r *http.Request) bool {
 	return r.Method == http.MethodGet &&
 		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") &&
 		httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket")
 }
 
-// checkClientHandshake checks the rest of an upgrade request. It returns
+// CheckClientHandshake checks the rest of an upgrade request. It returns
 // 0 when the request is good, else the HTTP status to answer with and a
 // one-line reason.
-func checkClientHandshake(r *http.Request) (status int, reason string) {
+func CheckClientHandshake(r *http.Request) (status int, reason string) {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
 		return http.StatusBadRequest, "websocket upgrade needs HTTP/1.1"
 	}
@@ -33,14 +33,14 @@ func checkClientHandshake(r *http.Request) (status int, reason string) {
 	if len(keys) != 1 {
 		return http.StatusBadRequest, "missing or repeated Sec-WebSocket-Key header"
 	}
-	if !validKey(keys[0]) {
+	if !ValidKey(keys[0]) {
 		return http.StatusBadRequest, "malformed Sec-WebSocket-Key: want 16 bytes in base64"
 	}
 	return 0, ""
 }
 
-// validKey reports whether key is 16 bytes in base64 (RFC 6455 4.1).
-func validKey(key string) bool {
+// ValidKey reports whether key is 16 bytes in base64 (RFC 6455 4.1).
+func ValidKey(key string) bool {
 	key = strings.TrimSpace(key)
 	if len(key) != 24 {
 		return false
@@ -49,8 +49,8 @@ func validKey(key string) bool {
 	return err == nil && len(b) == 16
 }
 
-// acceptFor computes Sec-WebSocket-Accept for key (RFC 6455 4.2.2).
-func acceptFor(key string) string {
+// AcceptFor computes Sec-WebSocket-Accept for key (RFC 6455 4.2.2).
+func AcceptFor(key string) string {
 	h := sha1.New()
 	h.Write([]byte(strings.TrimSpace(key)))
 	h.Write([]byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
@@ -64,9 +64,9 @@ var hopHeaders = []string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// removeHopHeaders deletes hop-by-hop headers, including those that the
+// RemoveHopHeaders deletes hop-by-hop headers, including those that the
 // Connection header names.
-func removeHopHeaders(h http.Header) {
+func RemoveHopHeaders(h http.Header) {
 	for _, v := range h.Values("Connection") {
 		for _, name := range strings.Split(v, ",") {
 			if name = strings.TrimSpace(name); name != "" {
@@ -79,10 +79,10 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
-// allowedRSV returns the RSV bits that the extensions the backend accepted
+// AllowedRSV returns the RSV bits that the extensions the backend accepted
 // define: RSV1 for permessage-deflate (RFC 7692 6); all three for an
 // extension the relay does not know, which then owns their meaning.
-func allowedRSV(extensions []string) byte {
+func AllowedRSV(extensions []string) byte {
 	var rsv byte
 	for _, v := range extensions {
 		for _, ext := range strings.Split(v, ",") {

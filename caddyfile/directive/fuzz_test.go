@@ -1,15 +1,14 @@
-package relaycaddyfile
+package directive
 
 import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	wsrelay "github.com/websocket-relay/websocket_relay/module"
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 )
 
-// FuzzParse feeds arbitrary text to the directive's setup func. It must
+// FuzzParse feeds arbitrary text to the directive's parser. It must
 // never panic, and whatever it accepts must be a config the module can
 // use: at least one valid upstream, and durations that are unset (zero),
 // positive, or -1 for `ping_interval off`.
@@ -36,22 +35,26 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return // the lexer's errors are not the directive's concern
 		}
-		handler, err := parse(httpcaddyfile.Helper{Dispenser: caddyfile.NewDispenser(tokens)})
-		if err != nil {
+		var o relayconfig.Options
+		if err := Unmarshal(caddyfile.NewDispenser(tokens), &o); err != nil {
 			return
 		}
-		checkAccepted(t, handler.(*wsrelay.Handler))
+		checkAccepted(t, &o)
+		o.SetDefaults()
+		if err := o.Validate(); err != nil {
+			t.Fatalf("accepted a config that fails Validate with its defaults: %v", err)
+		}
 	})
 }
 
 // checkAccepted fails t if h, accepted by the parser, is not usable.
-func checkAccepted(t *testing.T, h *wsrelay.Handler) {
+func checkAccepted(t *testing.T, h *relayconfig.Options) {
 	t.Helper()
 	if len(h.Upstreams) == 0 {
 		t.Fatal("accepted a directive without upstreams")
 	}
 	for _, u := range h.Upstreams {
-		if _, err := wsrelay.ParseUpstream(u); err != nil {
+		if _, err := relayconfig.ParseUpstream(u); err != nil {
 			t.Fatalf("accepted a bad upstream: %v", err)
 		}
 	}

@@ -1,0 +1,200 @@
+// Package directive parses the websocket_relay Caddyfile directive into
+// the handler's options. It imports only Caddy's core and Caddyfile
+// packages, not its HTTP app, so its fuzz target builds without them;
+// package relaycaddyfile registers the directive.
+package directive
+
+import (
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+)
+
+// Name is the directive's name in a Caddyfile.
+const Name = "websocket_relay"
+
+// Unmarshal sets o from the tokens of one websocket_relay directive,
+// starting at the directive's name. Syntax:
+//
+//	websocket_relay [<matcher>] [<upstreams...>] {
+//	    to                <upstreams...>
+//	    ping_interval     <duration>|off
+//	    pong_timeout      <duration>
+//	    write_timeout     <duration>
+//	    dial_timeout      <duration>
+//	    handshake_timeout <duration>
+//	    close_timeout     <duration>
+//	    stall_timeout     <duration>
+//	    drain_period      <duration>|off
+//	    event_loops       on|off
+//	    tls_insecure_skip_verify
+//	}
+//
+// An upstream is host:port, ws://host[:port][/path] or
+// wss://host[:port][/path]; `to` may repeat and adds upstreams, every
+// other subdirective may be given once. At least one upstream is
+// required. Durations take Caddy's units (including d for days) and must
+// be positive; `ping_interval off` turns relay pings off; `drain_period
+// off` closes all relays at once on a config reload; `event_loops off`
+// keeps every relay on the goroutine engine. The matcher is removed by
+// httpcaddyfile before this runs. Unset options are left zero, so the
+// module's defaults apply.
+func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
+	if !d.Next() { // consume the directive name
+		return d.Err("expected the websocket_relay directive")
+	}
+	start := d.Token()
+	if err := addUpstreams(d, o, d.RemainingArgs()); err != nil {
+		return err
+	}
+	seen := make(map[string]bool)
+	for d.NextBlock(0) {
+		name := d.Val()
+		if d.Nesting() > 1 {
+			return d.Errf("unexpected '%s': subdirectives of %s take no block", name, Name)
+		}
+		if name != "to" && seen[name] {
+			return d.Errf("subdirective '%s' given more than once", name)
+		}
+		seen[name] = true
+		if err := parseSubdirective(d, o, name); err != nil {
+			return err
+		}
+	}
+	if len(o.Upstreams) == 0 {
+		return errAt(start, "no upstream: give at least one after %s or on a 'to' line", Name)
+	}
+	return nil
+}
+
+// durationFields maps each plain duration subdirective to its field.
+var durationFields = map[string]func(*relayconfig.Options) *caddy.Duration{
+	"pong_timeout":      func(o *relayconfig.Options) *caddy.Duration { return &o.PongTimeout },
+	"write_timeout":     func(o *relayconfig.Options) *caddy.Duration { return &o.WriteTimeout },
+	"dial_timeout":      func(o *relayconfig.Options) *caddy.Duration { return &o.DialTimeout },
+	"handshake_timeout": func(o *relayconfig.Options) *caddy.Duration { return &o.HandshakeTimeout },
+	"close_timeout":     func(o *relayconfig.Options) *caddy.Duration { return &o.CloseTimeout },
+	"stall_timeout":     func(o *relayconfig.Options) *caddy.Duration { return &o.StallTimeout },
+}
+
+// subdirectives lists every subdirective, for the unknown-name error.
+const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
+	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify"
+
+// parseSubdirective parses the line of subdirective name, whose token is
+// the current one.
+func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name string) error {
+	switch name {
+	case "to":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		return addUpstreams(d, o, args)
+	case "ping_interval":
+		return parseDurationOrOff(d, name, &o.PingInterval)
+	case "drain_period":
+		return parseDurationOrOff(d, name, &o.DrainPeriod)
+	case "event_loops":
+		val, err := oneArg(d)
+		if err != nil {
+			return err
+		}
+		if val != "on" && val != "off" {
+			return d.Errf("event_loops: want on or off, got '%s'", val)
+		}
+		o.DisableEventLoops = val == "off"
+		return nil
+	case "tls_insecure_skip_verify":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		o.TLSInsecureSkipVerify = true
+		return nil
+	}
+	field, ok := durationFields[name]
+	if !ok {
+		return d.Errf("unrecognized subdirective '%s' (want one of: %s)", name, subdirectives)
+	}
+	dur, err := positiveDuration(d, name)
+	if err != nil {
+		return err
+	}
+	*field(o) = caddy.Duration(dur)
+	return nil
+}
+
+// addUpstreams checks each address and appends it to o.Upstreams, so a
+// bad address is reported at its Caddyfile line rather than at load time.
+func addUpstreams(d *caddyfile.Dispenser, o *relayconfig.Options, addrs []string) error {
+	for _, addr := range addrs {
+		if _, err := relayconfig.ParseUpstream(addr); err != nil {
+			return d.Errf("parsing upstream: %w", err)
+		}
+		o.Upstreams = append(o.Upstreams, addr)
+	}
+	return nil
+}
+
+// parseDurationOrOff parses `<name> <duration>|off`. Off is stored as a
+// negative duration, which the module reads as "feature off" (no relay
+// pings for ping_interval, all closes at once for drain_period).
+func parseDurationOrOff(d *caddyfile.Dispenser, name string, field *caddy.Duration) error {
+	val, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	if val == "off" {
+		*field = -1
+		return nil
+	}
+	dur, err := caddy.ParseDuration(val)
+	if err != nil {
+		return d.Errf("%s: parsing duration '%s': %w", name, val, err)
+	}
+	if dur <= 0 {
+		return d.Errf("%s: %s is not a valid duration; use '%s off' to turn it off", name, val, name)
+	}
+	*field = caddy.Duration(dur)
+	return nil
+}
+
+// positiveDuration reads the one argument of subdirective name as a
+// duration greater than zero.
+func positiveDuration(d *caddyfile.Dispenser, name string) (time.Duration, error) {
+	val, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(val)
+	if err != nil {
+		return 0, d.Errf("%s: parsing duration '%s': %w", name, val, err)
+	}
+	if dur <= 0 {
+		return 0, d.Errf("%s: duration must be positive, got '%s'", name, val)
+	}
+	return dur, nil
+}
+
+// oneArg reads exactly one argument from the rest of the current line.
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	val := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return val, nil
+}
+
+// errAt returns an error that names the file and line of tok, as
+// Dispenser.Errf does for the current token.
+func errAt(tok caddyfile.Token, format string, args ...any) error {
+	d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	d.Next()
+	return d.Errf(format, args...)
+}

@@ -1,0 +1,155 @@
+package directive
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+)
+
+// sec is n seconds as a caddy.Duration.
+func sec(n int) caddy.Duration { return caddy.Duration(time.Duration(n) * time.Second) }
+
+// goodCases are directives that parse, with the options each must give.
+var goodCases = []struct {
+	name  string
+	input string
+	want  relayconfig.Options
+}{
+	{"one inline upstream", `websocket_relay localhost:3000`,
+		relayconfig.Options{Upstreams: []string{"localhost:3000"}}},
+	{"inline upstreams keep their order", `websocket_relay b:2 a:1 [::1]:3`,
+		relayconfig.Options{Upstreams: []string{"b:2", "a:1", "[::1]:3"}}},
+	{"empty block", "websocket_relay a:1 {\n}",
+		relayconfig.Options{Upstreams: []string{"a:1"}}},
+	{"to adds after inline and may repeat", "websocket_relay a:1 {\n\tto b:2 c:3\n\tto d:4\n}",
+		relayconfig.Options{Upstreams: []string{"a:1", "b:2", "c:3", "d:4"}}},
+	{"ws and wss with path", "websocket_relay ws://a:1/x {\n\tto wss://b/y/ wss://c:8443\n}",
+		relayconfig.Options{Upstreams: []string{"ws://a:1/x", "wss://b/y/", "wss://c:8443"}}},
+	{"ping_interval off is negative", "websocket_relay a:1 {\n\tping_interval off\n}",
+		relayconfig.Options{Upstreams: []string{"a:1"}, PingInterval: -1}},
+	{"drain_period off is negative", "websocket_relay a:1 {\n\tdrain_period off\n}",
+		relayconfig.Options{Upstreams: []string{"a:1"}, DrainPeriod: -1}},
+	{"day unit", "websocket_relay a:1 {\n\tclose_timeout 1d\n}",
+		relayconfig.Options{Upstreams: []string{"a:1"}, CloseTimeout: caddy.Duration(24 * time.Hour)}},
+	{"all options", `websocket_relay {
+	to a:1
+	ping_interval 30s
+	pong_timeout 15s
+	write_timeout 5s
+	dial_timeout 2s
+	handshake_timeout 3s
+	close_timeout 1m
+	stall_timeout 45s
+	drain_period 20s
+	event_loops off
+	tls_insecure_skip_verify
+}`, relayconfig.Options{
+		Upstreams:    []string{"a:1"},
+		PingInterval: sec(30), PongTimeout: sec(15), WriteTimeout: sec(5),
+		DialTimeout: sec(2), HandshakeTimeout: sec(3), CloseTimeout: sec(60),
+		StallTimeout: sec(45), DrainPeriod: sec(20), TLSInsecureSkipVerify: true,
+		DisableEventLoops: true,
+	}},
+	{"event_loops on is the default", "websocket_relay a:1 {\n\tevent_loops on\n}",
+		relayconfig.Options{Upstreams: []string{"a:1"}}},
+}
+
+func TestUnmarshalGood(t *testing.T) {
+	t.Parallel()
+	for _, tc := range goodCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got relayconfig.Options
+			if err := Unmarshal(caddyfile.NewTestDispenser(tc.input), &got); err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// badCases are directives that must fail, each with substrings the error
+// must hold; NewTestDispenser names the file "Testfile".
+var badCases = []struct {
+	name  string
+	input string
+	want  []string
+}{
+	{"empty input", ``, []string{"expected the websocket_relay directive"}},
+	{"no upstream", `websocket_relay`, []string{"no upstream", "Testfile:1"}},
+	{"no upstream with options", "websocket_relay {\n\tping_interval 5s\n}",
+		[]string{"no upstream", "Testfile:1"}},
+	{"bad inline upstream", `websocket_relay localhost`, []string{"want host:port", "Testfile:1"}},
+	{"empty upstream", `websocket_relay ""`, []string{"empty upstream address"}},
+	{"http scheme", `websocket_relay http://a:1`, []string{"scheme must be ws or wss"}},
+	{"query in upstream", `websocket_relay ws://a:1/?x=1`, []string{"query"}},
+	{"bad upstream on to line", "websocket_relay a:1 {\n\n\tto b:2 nope\n}",
+		[]string{`upstream "nope"`, "Testfile:3"}},
+	{"to without args", "websocket_relay {\n\tto\n}", []string{"wrong argument count", "Testfile:2"}},
+	{"unknown subdirective", "websocket_relay a:1 {\n\tping 5s\n}",
+		[]string{"unrecognized subdirective 'ping'", "Testfile:2"}},
+	{"repeated ping_interval", "websocket_relay a:1 {\n\tping_interval off\n\tping_interval 5s\n}",
+		[]string{"'ping_interval' given more than once", "Testfile:3"}},
+	{"repeated flag", "websocket_relay a:1 {\n\ttls_insecure_skip_verify\n\ttls_insecure_skip_verify\n}",
+		[]string{"'tls_insecure_skip_verify' given more than once"}},
+	{"repeated timeout", "websocket_relay a:1 {\n\tdial_timeout 1s\n\tdial_timeout 2s\n}",
+		[]string{"'dial_timeout' given more than once"}},
+	{"ping_interval missing", "websocket_relay a:1 {\n\tping_interval\n}", []string{"wrong argument count"}},
+	{"ping_interval extra", "websocket_relay a:1 {\n\tping_interval 5s 6s\n}", []string{"wrong argument count"}},
+	{"pong_timeout missing", "websocket_relay a:1 {\n\tpong_timeout\n}", []string{"wrong argument count"}},
+	{"close_timeout extra", "websocket_relay a:1 {\n\tclose_timeout 1s x\n}", []string{"wrong argument count"}},
+	{"bad event_loops", "websocket_relay a:1 {\n\tevent_loops maybe\n}",
+		[]string{"event_loops: want on or off, got 'maybe'", "Testfile:2"}},
+	{"event_loops missing", "websocket_relay a:1 {\n\tevent_loops\n}", []string{"wrong argument count"}},
+	{"flag with arg", "websocket_relay a:1 {\n\ttls_insecure_skip_verify yes\n}", []string{"wrong argument count"}},
+	{"bad ping_interval", "websocket_relay a:1 {\n\tping_interval fast\n}",
+		[]string{"ping_interval: parsing duration 'fast'", "Testfile:2"}},
+	{"bad write_timeout", "websocket_relay a:1 {\n\twrite_timeout 10\n}",
+		[]string{"write_timeout: parsing duration '10'"}},
+	{"zero ping_interval", "websocket_relay a:1 {\n\tping_interval 0\n}", []string{"use 'ping_interval off'"}},
+	{"zero drain_period", "websocket_relay a:1 {\n\tdrain_period 0\n}", []string{"use 'drain_period off'", "Testfile:2"}},
+	{"zero ping_interval 0s", "websocket_relay a:1 {\n\tping_interval 0s\n}", []string{"use 'ping_interval off'"}},
+	{"negative ping_interval", "websocket_relay a:1 {\n\tping_interval -5s\n}", []string{"use 'ping_interval off'"}},
+	{"zero pong_timeout", "websocket_relay a:1 {\n\tpong_timeout 0s\n}",
+		[]string{"pong_timeout: duration must be positive"}},
+	{"negative write_timeout", "websocket_relay a:1 {\n\twrite_timeout -1s\n}",
+		[]string{"write_timeout: duration must be positive"}},
+	{"zero dial_timeout", "websocket_relay a:1 {\n\tdial_timeout 0\n}", []string{"dial_timeout: duration must be positive"}},
+	{"zero handshake_timeout", "websocket_relay a:1 {\n\thandshake_timeout 0ms\n}",
+		[]string{"handshake_timeout: duration must be positive"}},
+	{"zero close_timeout", "websocket_relay a:1 {\n\tclose_timeout 0d\n}", []string{"close_timeout: duration must be positive"}},
+	{"nested block", "websocket_relay a:1 {\n\tping_interval 5s {\n\t}\n}", []string{"take no block", "Testfile:2"}},
+}
+
+func TestUnmarshalBad(t *testing.T) {
+	t.Parallel()
+	for _, tc := range badCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var o relayconfig.Options
+			err := Unmarshal(caddyfile.NewTestDispenser(tc.input), &o)
+			assertErrContains(t, err, tc.want)
+		})
+	}
+}
+
+// assertErrContains fails t unless err is non-nil and holds every want.
+func assertErrContains(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one containing %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+}

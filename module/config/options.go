@@ -1,0 +1,126 @@
+package relayconfig
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Defaults for every option of [Options]. Each field's doc comment repeats
+// its default, and so does the README.
+const (
+	DefaultPingInterval     = 25 * time.Second
+	DefaultPongTimeout      = 20 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultCloseTimeout     = 5 * time.Second
+	DefaultDrainPeriod      = 10 * time.Second
+	DefaultStallTimeout     = 30 * time.Second
+)
+
+// Options are the settings of one websocket_relay handler, as its JSON
+// config holds them: the module's Handler embeds them, and the
+// Caddyfile's directive fills them.
+type Options struct {
+	// Upstreams are the backends, taken round-robin: "host:port",
+	// "ws://host:port[/path]" or "wss://host:port[/path]". A path in an
+	// upstream is prefixed to the request's path. Required.
+	Upstreams []string `json:"upstreams,omitempty"`
+
+	// PingInterval is how long a client may stay silent before the relay
+	// pings it. Default: 25s. A negative value turns relay pings off.
+	// Pings go out on a grid of 1/16 of the interval (at most 250 ms)
+	// shared by all connections, so up to one step late.
+	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
+
+	// PongTimeout is how long after a relay ping is written the client has
+	// to send any frame before it is declared dead. Default: 20s.
+	PongTimeout caddy.Duration `json:"pong_timeout,omitempty"`
+
+	// WriteTimeout bounds every write to the client; a write that cannot
+	// finish in time marks the client dead. Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// DialTimeout bounds the TCP (and TLS) connection to a backend.
+	// Default: 5s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+
+	// HandshakeTimeout bounds the wait for the backend's answer to the
+	// upgrade request. Default: 10s.
+	HandshakeTimeout caddy.Duration `json:"handshake_timeout,omitempty"`
+
+	// CloseTimeout is how long the relay waits for a peer to answer a
+	// close frame before it closes the TCP connection. Default: 5s.
+	CloseTimeout caddy.Duration `json:"close_timeout,omitempty"`
+
+	// StallTimeout bounds each wait for the rest of a frame once its first
+	// byte arrived, from either side: a peer that announces a frame and
+	// then stalls is dropped (a stalled client's backend gets 1001).
+	// Idleness between frames is not a stall. Default: 30s.
+	StallTimeout caddy.Duration `json:"stall_timeout,omitempty"`
+
+	// DrainPeriod spreads the 1012 (service restart) closes of a config
+	// reload evenly over this long, so clients do not all reconnect at
+	// once. Default: 10s. A negative value closes them all at once.
+	DrainPeriod caddy.Duration `json:"drain_period,omitempty"`
+
+	// TLSInsecureSkipVerify turns off verification of a wss:// backend's
+	// certificate. For test backends only. Default: false.
+	TLSInsecureSkipVerify bool `json:"tls_insecure_skip_verify,omitempty"`
+
+	// DisableEventLoops keeps every relay on the goroutine engine: no
+	// relay of plain (ws) legs moves onto the event loops when it idles.
+	// Default: false (the loops are used on Linux).
+	DisableEventLoops bool `json:"disable_event_loops,omitempty"`
+}
+
+// SetDefaults fills every unset option with its default.
+func (o *Options) SetDefaults() {
+	def := func(d *caddy.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = caddy.Duration(v)
+		}
+	}
+	def(&o.PingInterval, DefaultPingInterval)
+	def(&o.PongTimeout, DefaultPongTimeout)
+	def(&o.WriteTimeout, DefaultWriteTimeout)
+	def(&o.DialTimeout, DefaultDialTimeout)
+	def(&o.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&o.CloseTimeout, DefaultCloseTimeout)
+	def(&o.DrainPeriod, DefaultDrainPeriod)
+	def(&o.StallTimeout, DefaultStallTimeout)
+}
+
+// Validate rejects a configuration that cannot work.
+func (o *Options) Validate() error {
+	if len(o.Upstreams) == 0 {
+		return errNoUpstream
+	}
+	for _, u := range o.Upstreams {
+		if _, err := ParseUpstream(u); err != nil {
+			return fmt.Errorf("websocket_relay: %w", err)
+		}
+	}
+	if o.PingInterval >= 0 && o.PongTimeout <= 0 {
+		return fmt.Errorf("websocket_relay: pong_timeout must be positive while pings are on")
+	}
+	for name, d := range map[string]caddy.Duration{
+		"pong_timeout":      o.PongTimeout,
+		"write_timeout":     o.WriteTimeout,
+		"dial_timeout":      o.DialTimeout,
+		"handshake_timeout": o.HandshakeTimeout,
+		"close_timeout":     o.CloseTimeout,
+		"stall_timeout":     o.StallTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("websocket_relay: %s must not be negative, got %s", name, time.Duration(d))
+		}
+	}
+	return nil
+}
+
+// errNoUpstream is returned by Validate when no upstream is configured.
+var errNoUpstream = errors.New("websocket_relay: at least one upstream is required")

@@ -1,0 +1,82 @@
+package upgrade
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// ErrBadHandshake marks a backend answer that is not a valid 101.
+var ErrBadHandshake = errors.New("invalid handshake")
+
+// Max1xx is how many informational answers (103 Early Hints, ...) a
+// backend may send before its real one, as in net/http's client.
+const Max1xx = 5
+
+// Exchange writes the upgrade request req through bw, then reads the
+// backend's answer from br, past any informational (1xx) answers other
+// than 101, which are dropped. A 101 must be a valid answer to req's
+// Sec-WebSocket-Key, and nothing but br holds what the backend sent
+// after its headers. Another final answer is returned with a nil error;
+// its body is read through br.
+func Exchange(bw *bufio.Writer, br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if err := writeRequest(bw, req); err != nil {
+		return nil, fmt.Errorf("sending upgrade request: %w", err)
+	}
+	resp, err := readAnswer(br, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if err := checkAnswer(resp, req.Header.Get("Sec-WebSocket-Key")); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// readAnswer reads the backend's answer to the upgrade request, past any
+// informational (1xx) answers other than 101, which are dropped.
+func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for n := 0; ; n++ {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, fmt.Errorf("reading upgrade response: %w", err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if n == Max1xx {
+			return nil, fmt.Errorf("%w: more than %d informational answers", ErrBadHandshake, Max1xx)
+		}
+	}
+}
+
+// writeRequest writes the request line and headers of req and flushes
+// them; an upgrade request has no body.
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	fmt.Fprintf(bw, "GET %s HTTP/1.1\r\nHost: %s\r\n", req.URL.RequestURI(), req.Host)
+	if err := req.Header.WriteSubset(bw, map[string]bool{"Host": true}); err != nil {
+		return err
+	}
+	if _, err := bw.WriteString("\r\n"); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// checkAnswer checks a 101 answer (RFC 6455 4.1, client side).
+func checkAnswer(resp *http.Response, key string) error {
+	switch {
+	case !httpguts.HeaderValuesContainsToken(resp.Header["Upgrade"], "websocket"):
+		return fmt.Errorf("%w: 101 without Upgrade: websocket", ErrBadHandshake)
+	case !httpguts.HeaderValuesContainsToken(resp.Header["Connection"], "upgrade"):
+		return fmt.Errorf("%w: 101 without Connection: upgrade", ErrBadHandshake)
+	case resp.Header.Get("Sec-WebSocket-Accept") != AcceptFor(key):
+		return fmt.Errorf("%w: wrong Sec-WebSocket-Accept", ErrBadHandshake)
+	}
+	return nil
+}

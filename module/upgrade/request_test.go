@@ -1,0 +1,120 @@
+package upgrade
+
+import (
+	"bufio"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// upgradeRequest is a good upgrade request as a client's bytes, read by
+// net/http's server-side parser, changed by mutate (if not nil).
+func upgradeRequest(mutate func(r *http.Request)) *http.Request {
+	const raw = "GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\n" +
+		"Connection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		panic(err)
+	}
+	if mutate != nil {
+		mutate(r)
+	}
+	return r
+}
+
+func TestIsUpgrade(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(r *http.Request)
+		want   bool
+	}{
+		{"upgrade", nil, true},
+		{"case-insensitive tokens", func(r *http.Request) { r.Header.Set("Connection", "UPGRADE"); r.Header.Set("Upgrade", "websocket") }, true},
+		{"upgrade among other protocols", func(r *http.Request) { r.Header.Set("Upgrade", "h2c, websocket") }, true},
+		{"POST", func(r *http.Request) { r.Method = http.MethodPost }, false},
+		{"no Connection upgrade", func(r *http.Request) { r.Header.Set("Connection", "keep-alive") }, false},
+		{"other upgrade", func(r *http.Request) { r.Header.Set("Upgrade", "h2c") }, false},
+		{"no headers", func(r *http.Request) { r.Header = http.Header{} }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsUpgrade(upgradeRequest(tc.mutate)); got != tc.want {
+				t.Fatalf("IsUpgrade = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckClientHandshake(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(r *http.Request)
+		status int
+	}{
+		{"good", nil, 0},
+		{"version 8", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Version", "8") }, http.StatusUpgradeRequired},
+		{"no version", func(r *http.Request) { r.Header.Del("Sec-WebSocket-Version") }, http.StatusUpgradeRequired},
+		{"no key", func(r *http.Request) { r.Header.Del("Sec-WebSocket-Key") }, http.StatusBadRequest},
+		{"short key", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "c2hvcnQ=") }, http.StatusBadRequest},
+		{"key not base64", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "!!!!!!!!!!!!!!!!!!!!!!==") }, http.StatusBadRequest},
+		{"two keys", func(r *http.Request) { r.Header.Add("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==") }, http.StatusBadRequest},
+		{"HTTP/1.0", func(r *http.Request) { r.ProtoMinor = 0 }, http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, reason := CheckClientHandshake(upgradeRequest(tc.mutate))
+			if status != tc.status {
+				t.Fatalf("status %d (%s), want %d", status, reason, tc.status)
+			}
+			if status != 0 && reason == "" {
+				t.Fatalf("status %d without a reason", status)
+			}
+		})
+	}
+}
+
+// TestAcceptFor uses the example of RFC 6455 1.3.
+func TestAcceptFor(t *testing.T) {
+	if got := AcceptFor("dGhlIHNhbXBsZSBub25jZQ=="); got != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("AcceptFor = %q", got)
+	}
+}
+
+func TestAllowedRSV(t *testing.T) {
+	tests := []struct {
+		ext  []string
+		want byte
+	}{
+		{nil, 0},
+		{[]string{""}, 0},
+		{[]string{"permessage-deflate; client_max_window_bits=15"}, 0x4},
+		{[]string{"Permessage-Deflate"}, 0x4},
+		{[]string{"x-custom"}, 0x7},
+	}
+	for _, tc := range tests {
+		if got := AllowedRSV(tc.ext); got != tc.want {
+			t.Errorf("AllowedRSV(%q) = %#x, want %#x", tc.ext, got, tc.want)
+		}
+	}
+}
+
+func TestRemoveHopHeaders(t *testing.T) {
+	h := http.Header{}
+	h.Set("Connection", "Upgrade, X-Hop")
+	h.Set("X-Hop", "1")
+	h.Set("Keep-Alive", "timeout=5")
+	h.Set("Origin", "https://app")
+	h.Set("Cookie", "a=b")
+	RemoveHopHeaders(h)
+	for _, k := range []string{"Connection", "X-Hop", "Keep-Alive"} {
+		if h.Get(k) != "" {
+			t.Errorf("%s kept", k)
+		}
+	}
+	for _, k := range []string{"Origin", "Cookie"} {
+		if h.Get(k) == "" {
+			t.Errorf("%s removed", k)
+		}
+	}
+}
