@@ -86,13 +86,17 @@ func (h *Handler) dialOne(ctx context.Context, up relayconfig.Upstream) (net.Con
 // backendRequest builds the upgrade request for the backend: the client's
 // path and query under the upstream's path, its end-to-end headers
 // (Sec-WebSocket-*, Origin, cookies, auth), hop-by-hop headers removed and
-// X-Forwarded-* added as reverse_proxy does.
+// X-Forwarded-* added as reverse_proxy does. The headers the handshake
+// itself needs are set again, even if the client's Connection header
+// named them.
 func backendRequest(r *http.Request, up relayconfig.Upstream) *http.Request {
 	out := r.Clone(context.Background())
 	out.Header = r.Header.Clone()
 	upgrade.RemoveHopHeaders(out.Header)
 	out.Header.Set("Connection", "Upgrade")
 	out.Header.Set("Upgrade", "websocket")
+	out.Header.Set("Sec-WebSocket-Version", r.Header.Get("Sec-WebSocket-Version"))
+	out.Header.Set("Sec-WebSocket-Key", r.Header.Get("Sec-WebSocket-Key"))
 	setForwarded(out.Header, r)
 	u := *r.URL
 	u.Scheme, u.Host = "", ""
@@ -143,7 +147,7 @@ func (h *Handler) handshake(conn net.Conn, up relayconfig.Upstream, r *http.Requ
 	bw.Reset(conn)
 	br := answerReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
-	resp, err := upgrade.Exchange(bw, br, req)
+	resp, err := upgrade.Exchange(bw, br, req, r.Header.Get("Sec-WebSocket-Key"))
 	bw.Reset(nil)
 	requestWriters.Put(bw)
 	if err != nil {

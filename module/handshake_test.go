@@ -74,3 +74,28 @@ func TestBackendRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendRequestKeepsHandshakeHeaders: a client whose Connection
+// header names Sec-WebSocket-Key or -Version (hop-by-hop, so removed)
+// still has them reach the backend, which could not answer without them.
+func TestBackendRequestKeepsHandshakeHeaders(t *testing.T) {
+	r := upgradeRequest(func(r *http.Request) {
+		r.Header.Set("Connection", "Upgrade, Sec-WebSocket-Key, Sec-WebSocket-Version, X-Hop")
+		r.Header.Set("X-Hop", "1")
+	})
+	up, err := relayconfig.ParseUpstream("ws://backend:9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := backendRequest(r, up)
+	for k, want := range map[string]string{
+		"Sec-WebSocket-Key":     "dGhlIHNhbXBsZSBub25jZQ==",
+		"Sec-WebSocket-Version": "13",
+		"Connection":            "Upgrade",
+		"X-Hop":                 "",
+	} {
+		if got := out.Header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+}

@@ -1,8 +1,9 @@
 // Package wsrelay is the Caddy glue of websocket_relay: the handler module
-// http.handlers.websocket_relay, its provisioning, upgrade detection, the
-// backend handshake, the registry of live relays, metrics and logs. The
-// frame relay itself lives in the engine package, which knows nothing of
-// Caddy.
+// http.handlers.websocket_relay, its provisioning, the backend dial and
+// handshake, the registry of live relays, metrics and logs. Its options
+// are package relayconfig's; the HTTP checks of the upgrade and the
+// exchange with the backend are package upgrade's. The frame relay itself
+// lives in the engine package; none of the three knows Caddy's HTTP app.
 package wsrelay
 
 import (

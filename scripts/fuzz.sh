@@ -24,7 +24,12 @@ for dir in "${dirs[@]}"; do
 	pkg="$(go list "$dir")"
 	# -race: the list's test binary then reuses the race tests' packages;
 	# without it, a cold build cache compiles them all once more.
-	mapfile -t targets < <(go test -race -list '^Fuzz' "$pkg" | grep -E '^Fuzz' || true)
+	list="$(go test -race -list '^Fuzz' "$pkg")" # a failure here stops the script
+	mapfile -t targets < <(grep -E '^Fuzz' <<<"$list" || true)
+	if [ "${#targets[@]}" = 0 ]; then
+		echo "fuzz: $pkg declares a fuzz target but go test lists none" >&2
+		exit 1
+	fi
 	for target in "${targets[@]}"; do
 		echo "fuzz: $pkg $target for $fuzztime"
 		corpus="$dir/testdata/fuzz/$target"

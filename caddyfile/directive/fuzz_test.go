@@ -11,7 +11,8 @@ import (
 // FuzzParse feeds arbitrary text to the directive's parser. It must
 // never panic, and whatever it accepts must be a config the module can
 // use: at least one valid upstream, and durations that are unset (zero),
-// positive, or -1 for `ping_interval off`.
+// positive, or -1 for `ping_interval off` and `drain_period off`; with
+// the module's defaults filled in, it passes the module's Validate.
 func FuzzParse(f *testing.F) {
 	for _, tc := range goodCases {
 		f.Add(tc.input)
@@ -47,26 +48,29 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// checkAccepted fails t if h, accepted by the parser, is not usable.
-func checkAccepted(t *testing.T, h *relayconfig.Options) {
+// checkAccepted fails t if o, accepted by the parser, is not usable.
+func checkAccepted(t *testing.T, o *relayconfig.Options) {
 	t.Helper()
-	if len(h.Upstreams) == 0 {
+	if len(o.Upstreams) == 0 {
 		t.Fatal("accepted a directive without upstreams")
 	}
-	for _, u := range h.Upstreams {
+	for _, u := range o.Upstreams {
 		if _, err := relayconfig.ParseUpstream(u); err != nil {
 			t.Fatalf("accepted a bad upstream: %v", err)
 		}
 	}
-	if h.PingInterval < 0 && h.PingInterval != -1 {
-		t.Fatalf("ping_interval %d: negative but not off", h.PingInterval)
+	if o.PingInterval < 0 && o.PingInterval != -1 {
+		t.Fatalf("ping_interval %d: negative but not off", o.PingInterval)
+	}
+	if o.DrainPeriod < 0 && o.DrainPeriod != -1 {
+		t.Fatalf("drain_period %d: negative but not off", o.DrainPeriod)
 	}
 	for _, d := range []int64{
-		int64(h.PongTimeout), int64(h.WriteTimeout), int64(h.DialTimeout),
-		int64(h.HandshakeTimeout), int64(h.CloseTimeout),
+		int64(o.PongTimeout), int64(o.WriteTimeout), int64(o.DialTimeout),
+		int64(o.HandshakeTimeout), int64(o.CloseTimeout), int64(o.StallTimeout),
 	} {
 		if d < 0 {
-			t.Fatalf("accepted a negative timeout: %+v", h)
+			t.Fatalf("accepted a negative timeout: %+v", o)
 		}
 	}
 }

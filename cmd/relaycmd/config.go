@@ -147,15 +147,10 @@ func buildHandler(o options) (wsrelay.Handler, error) {
 		PingInterval: caddy.Duration(o.PingInterval),
 		PongTimeout:  caddy.Duration(o.PongTimeout),
 	}}
-	// Validate sees the handler as Caddy will, after Provision has filled
+	// Validate sees the options as Caddy will, after Provision has filled
 	// the defaults of what is left zero here.
-	check := h
-	if check.PingInterval == 0 {
-		check.PingInterval = caddy.Duration(relayconfig.DefaultPingInterval)
-	}
-	if check.PongTimeout == 0 {
-		check.PongTimeout = caddy.Duration(relayconfig.DefaultPongTimeout)
-	}
+	check := h.Options
+	check.SetDefaults()
 	if err := check.Validate(); err != nil {
 		return wsrelay.Handler{}, err
 	}

@@ -18,11 +18,11 @@ const Max1xx = 5
 
 // Exchange writes the upgrade request req through bw, then reads the
 // backend's answer from br, past any informational (1xx) answers other
-// than 101, which are dropped. A 101 must be a valid answer to req's
-// Sec-WebSocket-Key, and nothing but br holds what the backend sent
-// after its headers. Another final answer is returned with a nil error;
-// its body is read through br.
-func Exchange(bw *bufio.Writer, br *bufio.Reader, req *http.Request) (*http.Response, error) {
+// than 101, which are dropped. A 101 must be a valid answer for key, the
+// client's Sec-WebSocket-Key, and has no body: what the backend sent
+// after its headers stays in br. Another final answer is returned with a
+// nil error; its body is read through br.
+func Exchange(bw *bufio.Writer, br *bufio.Reader, req *http.Request, key string) (*http.Response, error) {
 	if err := writeRequest(bw, req); err != nil {
 		return nil, fmt.Errorf("sending upgrade request: %w", err)
 	}
@@ -31,7 +31,7 @@ func Exchange(bw *bufio.Writer, br *bufio.Reader, req *http.Request) (*http.Resp
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if err := checkAnswer(resp, req.Header.Get("Sec-WebSocket-Key")); err != nil {
+		if err := checkAnswer(resp, key); err != nil {
 			return nil, err
 		}
 	}

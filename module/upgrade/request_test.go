@@ -2,6 +2,8 @@ package upgrade
 
 import (
 	"bufio"
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -116,5 +118,38 @@ func TestRemoveHopHeaders(t *testing.T) {
 		if h.Get(k) == "" {
 			t.Errorf("%s removed", k)
 		}
+	}
+}
+
+// TestExchange: the request goes out whole, a 103 before the 101 is
+// dropped, the 101 is checked against the client's key (not whatever key
+// the request carries), and the first frame behind it stays in the reader.
+func TestExchange(t *testing.T) {
+	const key = "dGhlIHNhbXBsZSBub25jZQ=="
+	const ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+	var sent strings.Builder
+	br := bufio.NewReader(strings.NewReader("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok + "\x82\x01z"))
+	resp, err := Exchange(bufio.NewWriter(&sent), br, upgradeRequest(nil), key)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("Exchange = %v, %v; want the 101", resp, err)
+	}
+	if !strings.HasPrefix(sent.String(), "GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\n") ||
+		!strings.Contains(sent.String(), "Sec-Websocket-Key: "+key+"\r\n") || !strings.HasSuffix(sent.String(), "\r\n\r\n") {
+		t.Fatalf("sent %q", sent.String())
+	}
+	if rest, _ := io.ReadAll(br); string(rest) != "\x82\x01z" {
+		t.Fatalf("left %q in the reader, want the frame", rest)
+	}
+	other := upgradeRequest(func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAA==") })
+	if _, err := Exchange(bufio.NewWriter(io.Discard), bufio.NewReader(strings.NewReader(ok)), other, key); err != nil {
+		t.Fatalf("a 101 for the client's key, the request carrying another: %v", err)
+	}
+	_, err = Exchange(bufio.NewWriter(io.Discard), bufio.NewReader(strings.NewReader(ok)), upgradeRequest(nil), "AAAAAAAAAAAAAAAAAAAAAA==")
+	if !errors.Is(err, ErrBadHandshake) {
+		t.Fatalf("a 101 for another key than the client's: %v, want ErrBadHandshake", err)
+	}
+	resp, err = Exchange(bufio.NewWriter(io.Discard), bufio.NewReader(strings.NewReader(strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", Max1xx+1)+ok)), upgradeRequest(nil), key)
+	if !errors.Is(err, ErrBadHandshake) {
+		t.Fatalf("%d informational answers: %v, %v; want ErrBadHandshake", Max1xx+1, resp, err)
 	}
 }
