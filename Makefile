@@ -8,8 +8,8 @@ GO ?= go
 # integration tests build and xcaddy-check (xcaddy with its race detector
 # on) compile Caddy's ~1,000 packages for Linux once between them, not
 # three times (the vet for windows builds its own; the fuzz targets, whose
-# packages import at most Caddy's core, instrument ~345 packages): on a
-# cold build cache that was most of `make test`'s time.
+# packages import at most Caddy's core and Caddyfile packages, instrument
+# ~345 packages): on a cold build cache that was most of `make test`'s time.
 # A GOFLAGS from the environment is kept as it is; one set with `go env -w`
 # is kept and added to.
 ifeq ($(origin GOFLAGS),undefined)

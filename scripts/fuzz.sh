@@ -53,4 +53,8 @@ for dir in "${dirs[@]}"; do
 		count=$((count + 1))
 	done
 done
+if [ "$count" = 0 ]; then
+	echo "fuzz: found no fuzz target" >&2
+	exit 1
+fi
 echo "fuzz: $count targets ran for $fuzztime each"
