@@ -59,8 +59,10 @@ func headersEnd(answer []byte) int {
 		return l
 	}
 	for {
+		// As net/http reads a status line: the code follows the first
+		// space and any more spaces.
 		_, status, _ := strings.Cut(line(), " ")
-		code, _, _ := strings.Cut(status, " ")
+		code, _, _ := strings.Cut(strings.TrimLeft(status, " "), " ")
 		for line() != "" {
 		}
 		if code == "101" {
