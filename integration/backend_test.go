@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +27,9 @@ type appOpts struct {
 	Subprotocols []string
 	// TLS serves https and wss (with httptest's self-signed certificate).
 	TLS bool
+	// Unix listens on a Unix socket in a temporary directory instead of
+	// 127.0.0.1; Addr is then the upstream "unix/<path>".
+	Unix bool
 }
 
 // app is the HTTP application that caddy fronts: plain HTTP for every
@@ -41,7 +46,7 @@ type app struct {
 	t    *testing.T
 	opts appOpts
 	srv  *httptest.Server
-	Addr string // host:port of the backend
+	Addr string // host:port of the backend (unix/<path> with appOpts.Unix)
 	// Accepted counts the WebSocket connections accepted.
 	Accepted atomic.Int64
 
@@ -56,6 +61,24 @@ func newApp(t *testing.T, opts appOpts) *app {
 	t.Helper()
 	a := &app{t: t, opts: opts, conns: make(map[string]chan *backendConn), raw: make(map[string]chan *rawBackendConn)}
 	a.srv = httptest.NewUnstartedServer(http.HandlerFunc(a.serveHTTP))
+	if opts.Unix {
+		// Short: a socket's path must fit in 108 bytes.
+		dir, err := os.MkdirTemp("", "wsr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		ln, err := net.Listen("unix", filepath.Join(dir, "app.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.srv.Listener.Close()
+		a.srv.Listener = ln
+		a.srv.Start()
+		a.Addr = "unix/" + ln.Addr().String()
+		t.Cleanup(a.srv.Close)
+		return a
+	}
 	if opts.TLS {
 		a.srv.StartTLS()
 	} else {

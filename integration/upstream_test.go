@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -35,12 +36,14 @@ func stubBackend(t *testing.T, serve func(net.Conn)) string {
 // TestUpstreams runs one site with several websocket_relay directives,
 // each behind a path matcher: a backend that never answers the upgrade
 // and one that answers garbage (both 502), round-robin over two backends,
-// failover past a dead one, and a wss:// upstream with a path prefix.
+// failover past a dead one, a wss:// upstream with a path prefix, and a
+// backend on a Unix socket (and one whose socket does not exist: 502).
 func TestUpstreams(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, appOpts{})
 	b := newApp(t, appOpts{})
 	secure := newApp(t, appOpts{TLS: true})
+	onSocket := newApp(t, appOpts{Unix: true})
 	hold := make(chan struct{})
 	t.Cleanup(func() { close(hold) })
 	silent := stubBackend(t, func(c net.Conn) {
@@ -67,9 +70,12 @@ func TestUpstreams(t *testing.T) {
 	websocket_relay /secure/* wss://%s/base {
 		tls_insecure_skip_verify
 	}
+	websocket_relay /unix/* %s
+	websocket_relay /nosocket/* unix/%s
 	reverse_proxy %s
 }
-`, c.HTTPPort, silent, garbage, a.Addr, b.Addr, dead, a.Addr, secure.Addr, a.Addr))
+`, c.HTTPPort, silent, garbage, a.Addr, b.Addr, dead, a.Addr, secure.Addr, onSocket.Addr,
+		filepath.Join(t.TempDir(), "none.sock"), a.Addr))
 	f := &fixture{App: a, Caddy: c}
 
 	t.Run("silent backend", func(t *testing.T) {
@@ -127,5 +133,23 @@ func TestUpstreams(t *testing.T) {
 		}
 		echoOnce(t, conn, "over wss")
 		conn.Close(cws.StatusNormalClosure, "")
+	})
+	t.Run("unix socket upstream", func(t *testing.T) {
+		sf := &fixture{App: onSocket, Caddy: c}
+		conn, _ := sf.dialCoder(t, false, "/unix/echo?q=2", nil)
+		bc := onSocket.accept(t, "/unix/echo")
+		if bc.Req.RequestURI != "/unix/echo?q=2" {
+			t.Errorf("the backend on a Unix socket got %q, want /unix/echo?q=2", bc.Req.RequestURI)
+		}
+		for i := range 3 {
+			echoOnce(t, conn, fmt.Sprintf("over a Unix socket %d", i))
+		}
+		conn.Close(cws.StatusNormalClosure, "")
+	})
+	t.Run("missing unix socket", func(t *testing.T) {
+		r := c.rawRequest(t, false, "GET", "/nosocket/echo", upgradeLines())
+		if r.StatusCode != http.StatusBadGateway {
+			t.Errorf("upgrade to a Unix socket that does not exist: %d %q, want 502", r.StatusCode, r.Body)
+		}
 	})
 }

@@ -72,7 +72,7 @@ func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, relayconfig.Upstr
 func (h *Handler) dialOne(ctx context.Context, up relayconfig.Upstream) (net.Conn, error) {
 	d := &net.Dialer{Timeout: time.Duration(h.DialTimeout)}
 	if !up.TLS {
-		return d.DialContext(ctx, "tcp", up.Addr)
+		return d.DialContext(ctx, up.Network, up.Addr)
 	}
 	host, _, _ := net.SplitHostPort(up.Addr)
 	td := &tls.Dialer{NetDialer: d, Config: &tls.Config{

@@ -33,8 +33,8 @@ const Name = "websocket_relay"
 //	    tls_insecure_skip_verify
 //	}
 //
-// An upstream is host:port, ws://host[:port][/path] or
-// wss://host[:port][/path]; `to` may repeat and adds upstreams, every
+// An upstream is host:port, ws://host[:port][/path],
+// wss://host[:port][/path] or unix/<socket path>; `to` may repeat and adds upstreams, every
 // other subdirective may be given once. At least one upstream is
 // required. Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period

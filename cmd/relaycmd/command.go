@@ -41,8 +41,8 @@ plain HTTP unless the https:// scheme is given; then the certificate comes
 from Caddy's internal CA (as with reverse-proxy --internal-certs) and no
 HTTP->HTTPS redirect is set up. Paths are not allowed.
 
---to is an upstream: host:port, ws://host:port[/path] or
-wss://host:port[/path]. Repeat it for several upstreams, used round-robin.
+--to is an upstream: host:port, ws://host:port[/path],
+wss://host:port[/path] or unix/<socket path>. Repeat it for several upstreams, used round-robin.
 Requests that are not WebSocket upgrades get 426 Upgrade Required.
 
 Without --to the command starts a WebSocket echo backend on a random

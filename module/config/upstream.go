@@ -11,7 +11,9 @@ import (
 type Upstream struct {
 	// Raw is the address as configured, used in logs.
 	Raw string
-	// Addr is host:port to dial.
+	// Network is "tcp", or "unix" for a Unix socket.
+	Network string
+	// Addr is host:port to dial, or the socket's path.
 	Addr string
 	// TLS is true for wss:// upstreams.
 	TLS bool
@@ -19,18 +21,26 @@ type Upstream struct {
 	Path string
 }
 
-// ParseUpstream parses "host:port", "ws://host:port[/path]" or
-// "wss://host:port[/path]". A ws:// or wss:// address without a port
-// takes 80 or 443.
+// ParseUpstream parses "host:port", "ws://host:port[/path]",
+// "wss://host:port[/path]" or "unix/<socket path>" (Caddy's form, so
+// "unix//run/app.sock" for an absolute path). A ws:// or wss:// address
+// without a port takes 80 or 443.
 func ParseUpstream(s string) (Upstream, error) {
-	u := Upstream{Raw: s}
+	u := Upstream{Raw: s, Network: "tcp"}
 	if s == "" {
 		return u, fmt.Errorf("empty upstream address")
+	}
+	if path, ok := strings.CutPrefix(s, "unix/"); ok {
+		if path == "" {
+			return u, fmt.Errorf("upstream %q: missing socket path after unix/", s)
+		}
+		u.Network, u.Addr = "unix", path
+		return u, nil
 	}
 	if !strings.Contains(s, "://") {
 		host, port, err := net.SplitHostPort(s)
 		if err != nil || port == "" {
-			return u, fmt.Errorf("upstream %q: want host:port, ws://host:port or wss://host:port", s)
+			return u, fmt.Errorf("upstream %q: want host:port, ws://host:port, wss://host:port or unix//path", s)
 		}
 		u.Addr = net.JoinHostPort(host, port)
 		return u, nil

@@ -6,6 +6,7 @@ func TestParseUpstream(t *testing.T) {
 	tests := []struct {
 		in      string
 		addr    string
+		network string
 		tls     bool
 		path    string
 		wantErr bool
@@ -16,6 +17,9 @@ func TestParseUpstream(t *testing.T) {
 		{in: "ws://app", addr: "app:80"},
 		{in: "wss://app", addr: "app:443", tls: true},
 		{in: "wss://app:8443/socket/", addr: "app:8443", tls: true, path: "/socket"},
+		{in: "unix//run/app.sock", addr: "/run/app.sock", network: "unix"},
+		{in: "unix/app.sock", addr: "app.sock", network: "unix"},
+		{in: "unix/", wantErr: true},
 		{in: "", wantErr: true},
 		{in: "localhost", wantErr: true},
 		{in: "http://app:80", wantErr: true},
@@ -34,7 +38,10 @@ func TestParseUpstream(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if u.Addr != tc.addr || u.TLS != tc.tls || u.Path != tc.path {
+			if tc.network == "" {
+				tc.network = "tcp"
+			}
+			if u.Addr != tc.addr || u.Network != tc.network || u.TLS != tc.tls || u.Path != tc.path {
 				t.Fatalf("got %+v", u)
 			}
 		})

@@ -20,9 +20,9 @@
 // leg's writer lock, and skips the read that would find nothing when the
 // kernel says the socket is empty (reader.rawRead, Session.relayInline).
 //
-// With Config.Loops, a relay of two plain TCP legs on Linux whose legs are
-// both parked leaves Go's runtime poller for one of the engine's event
-// loops (loop_linux.go): threads with their own epoll sets that relay
+// With Config.Loops, a relay of two plain legs (TCP, or a Unix socket
+// for the backend) on Linux whose legs are both parked leaves Go's
+// runtime poller for one of the engine's event loops (loop_linux.go): threads with their own epoll sets that relay
 // whole data frames and the peers' pings and pongs, write relay pings and
 // consume the client's pongs to them. Anything else hands the relay back
 // to the goroutine engine, bytes and all.
