@@ -1,10 +1,12 @@
 package integration
 
 import (
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -56,6 +58,13 @@ func TestUpstreams(t *testing.T) {
 		io.WriteString(c, "this is not HTTP\r\n\r\n")
 	})
 	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// The wss app's certificate (httptest's: example.com, 127.0.0.1) as
+	// the one trusted CA.
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: secure.srv.Certificate().Raw})
+	if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	c := newCaddy(t, caddyOpts{})
 	c.Start(fmt.Sprintf(`http://:%d {
@@ -72,10 +81,23 @@ func TestUpstreams(t *testing.T) {
 	}
 	websocket_relay /unix/* %s
 	websocket_relay /nosocket/* unix/%s
+	websocket_relay /trusted/* wss://%s {
+		tls_trusted_ca_certs %s
+	}
+	websocket_relay /untrusted/* wss://%s
+	websocket_relay /named/* wss://%s {
+		tls_trusted_ca_certs %s
+		tls_server_name example.com
+	}
+	websocket_relay /misnamed/* wss://%s {
+		tls_trusted_ca_certs %s
+		tls_server_name other.test
+	}
 	reverse_proxy %s
 }
 `, c.HTTPPort, silent, garbage, a.Addr, b.Addr, dead, a.Addr, secure.Addr, onSocket.Addr,
-		filepath.Join(t.TempDir(), "none.sock"), a.Addr))
+		filepath.Join(t.TempDir(), "none.sock"), secure.Addr, ca, secure.Addr, secure.Addr, ca,
+		secure.Addr, ca, a.Addr))
 	f := &fixture{App: a, Caddy: c}
 
 	t.Run("silent backend", func(t *testing.T) {
@@ -145,6 +167,23 @@ func TestUpstreams(t *testing.T) {
 			echoOnce(t, conn, fmt.Sprintf("over a Unix socket %d", i))
 		}
 		conn.Close(cws.StatusNormalClosure, "")
+	})
+	t.Run("wss upstream verified", func(t *testing.T) {
+		for _, path := range []string{"/trusted/echo", "/named/echo"} {
+			conn, _ := f.dialCoder(t, false, path, nil)
+			if bc := secure.accept(t, path); bc.Req.TLS == nil {
+				t.Errorf("%s: the wss backend's request did not come over TLS", path)
+			}
+			echoOnce(t, conn, "verified "+path)
+			conn.Close(cws.StatusNormalClosure, "")
+		}
+		// Not trusted, or not valid for the name sent: no relay.
+		for _, path := range []string{"/untrusted/echo", "/misnamed/echo"} {
+			r := c.rawRequest(t, false, "GET", path, upgradeLines())
+			if r.StatusCode != http.StatusBadGateway {
+				t.Errorf("%s: upgrade to a wss backend whose certificate does not verify: %d %q, want 502", path, r.StatusCode, r.Body)
+			}
+		}
 	})
 	t.Run("missing unix socket", func(t *testing.T) {
 		r := c.rawRequest(t, false, "GET", "/nosocket/echo", upgradeLines())

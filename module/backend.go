@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -74,13 +76,37 @@ func (h *Handler) dialOne(ctx context.Context, up relayconfig.Upstream) (net.Con
 	if !up.TLS {
 		return d.DialContext(ctx, up.Network, up.Addr)
 	}
-	host, _, _ := net.SplitHostPort(up.Addr)
-	td := &tls.Dialer{NetDialer: d, Config: &tls.Config{
-		ServerName:         host,
+	tc := h.tlsBase.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName, _, _ = net.SplitHostPort(up.Addr)
+	}
+	td := &tls.Dialer{NetDialer: d, Config: tc}
+	return td.DialContext(ctx, "tcp", up.Addr)
+}
+
+// backendTLS builds the TLS config of wss:// dials: the trusted CAs
+// read from TLSTrustedCACerts (the system's roots when there are none),
+// TLSServerName and TLSInsecureSkipVerify.
+func (h *Handler) backendTLS() (*tls.Config, error) {
+	tc := &tls.Config{
+		ServerName:         h.TLSServerName,
 		NextProtos:         []string{"http/1.1"},
 		InsecureSkipVerify: h.TLSInsecureSkipVerify, //nolint:gosec // opt-in for test backends
-	}}
-	return td.DialContext(ctx, "tcp", up.Addr)
+	}
+	if len(h.TLSTrustedCACerts) == 0 {
+		return tc, nil
+	}
+	tc.RootCAs = x509.NewCertPool()
+	for _, f := range h.TLSTrustedCACerts {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("websocket_relay: tls_trusted_ca_certs: %w", err)
+		}
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("websocket_relay: tls_trusted_ca_certs: no PEM certificate in %s", f)
+		}
+	}
+	return tc, nil
 }
 
 // backendRequest builds the upgrade request for the backend: the client's

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +160,34 @@ func TestRelayAbandonsBackend(t *testing.T) {
 	}
 	if d.br != nil {
 		t.Fatal("the handshake's reader was not given back")
+	}
+}
+
+// TestBackendTLSConfig: tls_trusted_ca_certs replaces the system's roots
+// with the files' certificates; a missing file, or one without a PEM
+// certificate, fails provisioning with its name.
+func TestBackendTLSConfig(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{}
+	tc, err := h.backendTLS()
+	if err != nil || tc.RootCAs != nil || tc.ServerName != "" || tc.InsecureSkipVerify {
+		t.Fatalf("defaults: %+v, %v; want the system's roots, no server name, verification on", tc, err)
+	}
+	for _, tcase := range []struct{ file, want string }{
+		{filepath.Join(dir, "missing.pem"), "missing.pem: no such file"},
+		{notPEM, "no PEM certificate in " + notPEM},
+	} {
+		h := &Handler{Options: relayconfig.Options{TLSTrustedCACerts: []string{tcase.file}}}
+		if _, err := h.backendTLS(); err == nil || !strings.Contains(err.Error(), tcase.want) {
+			t.Errorf("%s: error %v, want one containing %q", tcase.file, err, tcase.want)
+		}
+	}
+	h = &Handler{Options: relayconfig.Options{TLSServerName: "b.internal", TLSInsecureSkipVerify: true}}
+	if tc, err := h.backendTLS(); err != nil || tc.ServerName != "b.internal" || !tc.InsecureSkipVerify {
+		t.Fatalf("server name and insecure: %+v, %v", tc, err)
 	}
 }

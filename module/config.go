@@ -1,6 +1,8 @@
 package wsrelay
 
 import (
+	"crypto/tls"
+
 	"go.uber.org/zap"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
@@ -16,4 +18,7 @@ type Handler struct {
 	logger *zap.Logger
 	pool   *upstreamPool
 	live   *registry
+	// tlsBase is the TLS config of wss:// dials, without the server name
+	// when TLSServerName is unset (each dial sets its upstream's host).
+	tlsBase *tls.Config
 }

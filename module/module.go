@@ -49,6 +49,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(list) > 0 {
 		h.pool = newUpstreamPool(list)
 	}
+	tc, err := h.backendTLS()
+	if err != nil {
+		return err
+	}
+	h.tlsBase = tc
 	h.live = newRegistry(time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second)
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("websocket_relay: registering metrics: %w", err)

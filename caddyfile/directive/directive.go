@@ -5,6 +5,7 @@
 package directive
 
 import (
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -31,12 +32,15 @@ const Name = "websocket_relay"
 //	    drain_period      <duration>|off
 //	    event_loops       on|off
 //	    tls_insecure_skip_verify
+//	    tls_trusted_ca_certs <pem_files...>
+//	    tls_server_name   <name>
 //	}
 //
 // An upstream is host:port, ws://host[:port][/path],
-// wss://host[:port][/path] or unix/<socket path>; `to` may repeat and adds upstreams, every
-// other subdirective may be given once. At least one upstream is
-// required. Durations take Caddy's units (including d for days) and must
+// wss://host[:port][/path] or unix/<socket path>; `to` may repeat and
+// adds upstreams, every other subdirective may be given once. At least
+// one upstream is required, and a wss:// one for tls_trusted_ca_certs
+// and tls_server_name. Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period
 // off` closes all relays at once on a config reload; `event_loops off`
 // keeps every relay on the goroutine engine. The matcher is removed by
@@ -51,6 +55,7 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 		return err
 	}
 	seen := make(map[string]bool)
+	var tlsOpt *caddyfile.Token // the first of tls_trusted_ca_certs, tls_server_name
 	for d.NextBlock(0) {
 		name := d.Val()
 		if d.Nesting() > 1 {
@@ -60,12 +65,19 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 			return d.Errf("subdirective '%s' given more than once", name)
 		}
 		seen[name] = true
+		if (name == "tls_trusted_ca_certs" || name == "tls_server_name") && tlsOpt == nil {
+			tok := d.Token()
+			tlsOpt = &tok
+		}
 		if err := parseSubdirective(d, o, name); err != nil {
 			return err
 		}
 	}
 	if len(o.Upstreams) == 0 {
 		return errAt(start, "no upstream: give at least one after %s or on a 'to' line", Name)
+	}
+	if tlsOpt != nil && !o.HasTLSUpstream() {
+		return errAt(*tlsOpt, "%s applies to wss:// upstreams, and none is given", tlsOpt.Text)
 	}
 	return nil
 }
@@ -82,7 +94,8 @@ var durationFields = map[string]func(*relayconfig.Options) *caddy.Duration{
 
 // subdirectives lists every subdirective, for the unknown-name error.
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
-	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify"
+	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify, " +
+	"tls_trusted_ca_certs, tls_server_name"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.
@@ -113,6 +126,26 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 			return d.ArgErr()
 		}
 		o.TLSInsecureSkipVerify = true
+		return nil
+	case "tls_trusted_ca_certs":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		if slices.Contains(args, "") {
+			return d.Errf("tls_trusted_ca_certs: empty file name")
+		}
+		o.TLSTrustedCACerts = args
+		return nil
+	case "tls_server_name":
+		val, err := oneArg(d)
+		if err != nil {
+			return err
+		}
+		if val == "" {
+			return d.Errf("tls_server_name: empty name")
+		}
+		o.TLSServerName = val
 		return nil
 	}
 	field, ok := durationFields[name]

@@ -70,6 +70,13 @@ type Options struct {
 	// TLSInsecureSkipVerify turns off verification of a wss:// backend's
 	// certificate. For test backends only. Default: false.
 	TLSInsecureSkipVerify bool `json:"tls_insecure_skip_verify,omitempty"`
+	// TLSTrustedCACerts are PEM files of the certificate authorities a
+	// wss:// backend's certificate is verified against, instead of the
+	// system's (a private CA). Default: the system's roots.
+	TLSTrustedCACerts []string `json:"tls_trusted_ca_certs,omitempty"`
+	// TLSServerName is the name sent to a wss:// backend in SNI and that
+	// its certificate must be valid for. Default: the upstream's host.
+	TLSServerName string `json:"tls_server_name,omitempty"`
 
 	// DisableEventLoops keeps every relay on the goroutine engine: no
 	// relay of plain (ws) legs moves onto the event loops when it idles.
@@ -104,6 +111,14 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("websocket_relay: %w", err)
 		}
 	}
+	if (len(o.TLSTrustedCACerts) > 0 || o.TLSServerName != "") && !o.HasTLSUpstream() {
+		return fmt.Errorf("websocket_relay: tls_trusted_ca_certs and tls_server_name apply to wss:// upstreams, and none is configured")
+	}
+	for _, f := range o.TLSTrustedCACerts {
+		if f == "" {
+			return fmt.Errorf("websocket_relay: tls_trusted_ca_certs: empty file name")
+		}
+	}
 	if o.PingInterval >= 0 && o.PongTimeout <= 0 {
 		return fmt.Errorf("websocket_relay: pong_timeout must be positive while pings are on")
 	}
@@ -124,3 +139,13 @@ func (o *Options) Validate() error {
 
 // errNoUpstream is returned by Validate when no upstream is configured.
 var errNoUpstream = errors.New("websocket_relay: at least one upstream is required")
+
+// HasTLSUpstream reports whether one of the upstreams is wss://.
+func (o *Options) HasTLSUpstream() bool {
+	for _, s := range o.Upstreams {
+		if u, err := ParseUpstream(s); err == nil && u.TLS {
+			return true
+		}
+	}
+	return false
+}

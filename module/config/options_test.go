@@ -1,0 +1,40 @@
+package relayconfig
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		o       Options
+		wantErr string
+	}{
+		{"no upstream", Options{}, "at least one upstream"},
+		{"bad upstream", Options{Upstreams: []string{"nope"}}, "want host:port"},
+		{"plain", Options{Upstreams: []string{"a:1", "unix//run/a.sock"}}, ""},
+		{"trusted CAs with wss", Options{Upstreams: []string{"a:1", "wss://b"}, TLSTrustedCACerts: []string{"ca.pem"}}, ""},
+		{"server name with wss", Options{Upstreams: []string{"wss://b"}, TLSServerName: "b.internal"}, ""},
+		{"trusted CAs without wss", Options{Upstreams: []string{"a:1"}, TLSTrustedCACerts: []string{"ca.pem"}}, "apply to wss:// upstreams"},
+		{"server name without wss", Options{Upstreams: []string{"ws://a"}, TLSServerName: "a"}, "apply to wss:// upstreams"},
+		{"empty CA file name", Options{Upstreams: []string{"wss://b"}, TLSTrustedCACerts: []string{""}}, "empty file name"},
+		{"insecure without wss stays allowed", Options{Upstreams: []string{"a:1"}, TLSInsecureSkipVerify: true}, ""},
+		{"negative timeout", Options{Upstreams: []string{"a:1"}, DialTimeout: -1}, "dial_timeout must not be negative"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.SetDefaults()
+			err := tc.o.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
