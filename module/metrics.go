@@ -63,14 +63,21 @@ func registerMetrics(reg *prometheus.Registry) error {
 	return nil
 }
 
-// recordEnd adds a finished relay to the counters.
+// recordEnd adds a finished relay to the counters. A negative figure,
+// which the engine never reports, is not added: a Prometheus counter's
+// Add panics on one, on the engine's goroutine, which would end Caddy.
 func recordEnd(res engine.Result) {
 	connectionsEnded.WithLabelValues(res.ClosedBy, causeLabel(res.Cause)).Inc()
-	relayedBytes.WithLabelValues("client_to_backend").Add(float64(res.ClientToBackend.Bytes))
-	relayedBytes.WithLabelValues("backend_to_client").Add(float64(res.BackendToClient.Bytes))
-	relayedFrames.WithLabelValues("client_to_backend").Add(float64(res.ClientToBackend.Frames))
-	relayedFrames.WithLabelValues("backend_to_client").Add(float64(res.BackendToClient.Frames))
-	pingsSent.Add(float64(res.PingsSent))
+	add := func(c prometheus.Counter, v int64) {
+		if v > 0 {
+			c.Add(float64(v))
+		}
+	}
+	add(relayedBytes.WithLabelValues("client_to_backend"), res.ClientToBackend.Bytes)
+	add(relayedBytes.WithLabelValues("backend_to_client"), res.BackendToClient.Bytes)
+	add(relayedFrames.WithLabelValues("client_to_backend"), res.ClientToBackend.Frames)
+	add(relayedFrames.WithLabelValues("backend_to_client"), res.BackendToClient.Frames)
+	add(pingsSent, res.PingsSent)
 }
 
 // causeLabel folds a cause into a label of bounded cardinality.

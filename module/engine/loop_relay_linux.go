@@ -241,6 +241,7 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 		}
 		if !consume {
 			src.took(h) // goes with the frames around it, as the pump would send it
+			src.counters.Bytes += h.Length
 			pos += m
 			continue
 		}
@@ -251,6 +252,7 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 			return
 		}
 		src.took(h)
+		src.counters.Bytes += h.Length
 		s.pongs.Add(1)
 		pos += m
 		sent = pos

@@ -89,6 +89,7 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 		s.readFailed(src.side, err)
 		return true
 	}
+	src.counters.Bytes += int64(n)
 	s.seen(src)
 	// Inspect the payload in the read buffer, unmasked in place, then mask
 	// it back: what is forwarded is the client's bytes as they came.
@@ -172,7 +173,9 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 	if !w.usable() {
 		// dst is closing or gone: keep src's stream aligned, drop the frame.
 		w.unlock()
-		if err := src.rd.skip(h.Length); err != nil {
+		k, err := src.rd.skip(h.Length)
+		src.counters.Bytes += k
+		if err != nil {
 			s.readFailed(src.side, err)
 			return false
 		}
@@ -210,10 +213,12 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		if int64(len(buf)) < remaining {
 			chunk = buf
 			remaining -= int64(len(buf))
+			src.counters.Bytes += int64(len(buf))
 		} else {
 			// The frame ends in this chunk: the data frames buffered
 			// after it go in the same write, the lock still held.
 			end := int(remaining)
+			src.counters.Bytes += remaining
 			var more int
 			more, remaining = s.batch(src, buf[end:], w.waiting.Load() == 0)
 			chunk = buf[:end+more]
@@ -392,10 +397,12 @@ func (s *Session) batch(src *leg, b []byte, cutOK bool) (n int, remaining int64)
 		}
 		src.took(h)
 		if avail < h.Length {
+			src.counters.Bytes += avail
 			n += hs + int(avail)
 			remaining = h.Length - avail
 			break
 		}
+		src.counters.Bytes += h.Length
 		n += hs + int(h.Length)
 	}
 	return n, remaining
@@ -415,11 +422,13 @@ func (s *Session) peekFrame(src *leg, b []byte) (h ws.Header, hs int, avail int6
 	return h, hs, avail, ok
 }
 
-// took counts a frame whose header src has read, and tracks whether a
-// fragmented message is open.
+// took counts a frame whose header src has read, and its header's bytes
+// (its payload's are counted as they are read: a frame may announce more
+// than ever comes, up to 2^63-1 bytes), and tracks whether a fragmented
+// message is open.
 func (l *leg) took(h ws.Header) {
 	l.counters.Frames++
-	l.counters.Bytes += int64(ws.HeaderSize(h)) + h.Length
+	l.counters.Bytes += int64(ws.HeaderSize(h))
 	if !h.OpCode.IsControl() {
 		l.inMessage = !h.Fin
 	}

@@ -209,21 +209,18 @@ func (r *reader) need(n int) error {
 }
 
 // skip reads and drops n bytes.
-func (r *reader) skip(n int64) error {
-	for n > 0 {
+func (r *reader) skip(n int64) (skipped int64, err error) {
+	for skipped < n {
 		if len(r.buffered()) == 0 {
 			if err := r.fill(); err != nil {
-				return err
+				return skipped, err
 			}
 		}
-		k := int64(len(r.buffered()))
-		if k > n {
-			k = n
-		}
+		k := min(int64(len(r.buffered())), n-skipped)
 		r.discard(int(k))
-		n -= k
+		skipped += k
 	}
-	return nil
+	return skipped, nil
 }
 
 // arm bounds every wait from now to the end of the frame by the stall

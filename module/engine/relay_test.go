@@ -2,6 +2,8 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
+	"io"
 	"math/rand"
 	"net"
 	"strconv"
@@ -364,5 +366,46 @@ func TestTickGrid(t *testing.T) {
 				t.Errorf("interval %v: tickAt(+%v) = +%v, want the first multiple of %v at or after it", tc.interval, off, got.Sub(base), tc.step)
 			}
 		}
+	}
+}
+
+// TestCountsReceivedBytesOnly: a frame's bytes are counted as they come,
+// not as its header announces them. A client announces the largest
+// length RFC 6455 allows (2^63-1), sends 100 bytes of it and goes away:
+// the count is the header and those 100 bytes (an announced length once
+// wrapped the count negative, and a negative count panics in the
+// module's Prometheus counter, which ended the process).
+func TestCountsReceivedBytesOnly(t *testing.T) {
+	for _, transport := range append([]string{"pipe", "tcp"}, loopTransports...) {
+		t.Run(transport, func(t *testing.T) {
+			cfg := quickConfig()
+			pair := net.Pipe
+			if transport != "pipe" {
+				pair = func() (net.Conn, net.Conn) { return loopbackPair(t) }
+				cfg.Loops = transport == "loop"
+			}
+			cTest, cRelay := pair()
+			bTest, bRelay := pair()
+			defer bTest.Close()
+			go io.Copy(io.Discard, bTest) // takes the frame's start, unparsed
+			s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+			result := make(chan Result, 1)
+			go func() { result <- s.Run() }()
+			if cfg.Loops {
+				waitLoop(t, s)
+			}
+			hdr := []byte{0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}
+			binary.BigEndian.PutUint64(hdr[2:10], 1<<63-1)
+			if _, err := cTest.Write(append(hdr, make([]byte, 100)...)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			cTest.Close()
+			r := waitResult(t, result)
+			if r.ClientToBackend.Bytes != 14+100 || r.ClientToBackend.Frames != 1 {
+				t.Fatalf("client to backend: %d bytes in %d frames, want 114 in 1 (header and the payload that came)",
+					r.ClientToBackend.Bytes, r.ClientToBackend.Frames)
+			}
+		})
 	}
 }
