@@ -165,9 +165,12 @@ func (s *Session) forwardSmall(dst *leg, h ws.Header, payload []byte) {
 func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 	w := dst.w
 	// Waiting for the writer is waiting for dst too: its holder writes.
+	// So is each write below; waiting for src's next bytes is not (a
+	// client that stalls in its own frame is not kept alive by it).
 	s.writingTo(dst, true)
-	defer s.writingTo(dst, false)
-	if !w.lock(s.done) {
+	locked := w.lock(s.done)
+	s.writingTo(dst, false)
+	if !locked {
 		return false
 	}
 	if !w.usable() {
@@ -224,6 +227,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 			chunk = buf[:end+more]
 		}
 		if werr == nil {
+			s.writingTo(dst, true)
 			if headerSent {
 				werr = w.write(chunk)
 			} else if whole := src.rd.withHeader(hdr, chunk); whole != nil {
@@ -231,6 +235,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 			} else {
 				werr = w.writeFrameStart(hdr, chunk)
 			}
+			s.writingTo(dst, false)
 			if werr != nil {
 				// dst is dead or gone now, not once the rest of the frame
 				// has come (a huge frame trickling in could take hours):
@@ -242,7 +247,6 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 				// still read, and dropped, so that src's stream stays
 				// aligned for its close answer.
 				w.unlock()
-				s.writingTo(dst, false) // no longer waiting for dst
 				s.writeFailed(dst.side, werr)
 			}
 		}

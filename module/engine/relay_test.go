@@ -179,6 +179,27 @@ func TestDeadClient(t *testing.T) {
 	}
 }
 
+// TestClientDeadMidFrame: a client that goes silent in the middle of a
+// frame of its own, which a backend takes as fast as it comes, is dead
+// after PingInterval + PongTimeout like an idle one: the wait for its
+// next bytes does not count as a wait for the backend, and it cannot
+// answer the ping inside its frame. (It was kept alive until the stall
+// timeout, without a ping.)
+func TestClientDeadMidFrame(t *testing.T) {
+	cfg := quickConfig()
+	cfg.PingInterval = 100 * time.Millisecond
+	cfg.PongTimeout = 100 * time.Millisecond
+	cfg.StallTimeout = 4 * time.Second
+	h := startTCP(t, cfg)
+	// A masked binary frame of 1,000 bytes, of which only 10 ever come.
+	h.client.writeRaw(append([]byte{0x82, 0x80 | 126, 0x03, 0xE8, 1, 2, 3, 4}, make([]byte, 10)...))
+	began := time.Now()
+	r := h.wait(t, 8*time.Second)
+	if took := time.Since(began); r.Cause != causePingTimeout || r.PingsSent == 0 || took > time.Second {
+		t.Fatalf("after %v: %+v; want a ping, then %q within about 200 ms", took, r, causePingTimeout)
+	}
+}
+
 // TestClientControlBehindSlowBackend: a client's ping that waits for a
 // backend that reads nothing keeps the client from counting as idle, as
 // a data frame does: the relay pings it, its pong waits behind the ping,
