@@ -56,7 +56,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.live.abort(u)
 		defer conn.Close()
 		handshakeFailures.WithLabelValues("rejected").Inc()
-		return h.passAnswer(w, d)
+		h.passAnswer(w, r, d)
+		return nil
 	}
 	return h.relay(w, r, d, u)
 }
@@ -74,8 +75,12 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 }
 
 // passAnswer copies a backend's non-101 answer (403, 404, ...) to the
-// client unchanged, hop-by-hop headers aside.
-func (h *Handler) passAnswer(w http.ResponseWriter, d *dialed) error {
+// client unchanged, hop-by-hop headers aside. Each read of its body has
+// HandshakeTimeout. An answer that cannot be copied whole (the backend
+// broke off or stalled, or the client went away) is cut off: the
+// client's connection is aborted, so it cannot take what it got for the
+// whole answer, and no error page is written after it.
+func (h *Handler) passAnswer(w http.ResponseWriter, r *http.Request, d *dialed) {
 	defer func() {
 		d.resp.Body.Close()
 		putAnswerReader(d.br) // the body was read through it
@@ -87,11 +92,47 @@ func (h *Handler) passAnswer(w http.ResponseWriter, d *dialed) error {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(d.resp.StatusCode)
-	_ = d.conn.SetReadDeadline(now().Add(time.Duration(h.HandshakeTimeout)))
-	if _, err := io.Copy(w, d.resp.Body); err != nil {
-		return fmt.Errorf("copying backend answer: %w", err)
+	body := &deadlineReader{r: d.resp.Body, conn: d.conn, timeout: time.Duration(h.HandshakeTimeout)}
+	cw := &clientWriter{w: w}
+	if _, err := io.Copy(cw, body); err != nil {
+		lvl := zapcore.WarnLevel
+		if cw.err != nil {
+			lvl = zapcore.DebugLevel // the client went away: nothing to act on
+		}
+		if c := h.logger.Check(lvl, "backend answer cut off"); c != nil {
+			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw),
+				zap.Int("status", d.resp.StatusCode), zap.Error(err))
+		}
+		_ = http.NewResponseController(w).Flush() // what came, as it came
+		panic(http.ErrAbortHandler) // net/http closes the connection, quietly
 	}
-	return nil
+}
+
+// deadlineReader reads r, each read within timeout on conn.
+type deadlineReader struct {
+	r       io.Reader
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	_ = d.conn.SetReadDeadline(now().Add(d.timeout))
+	return d.r.Read(p)
+}
+
+// clientWriter writes to w and keeps the first write error, telling a
+// client that went away from a backend that failed.
+type clientWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *clientWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // relay sends the backend's 101 to the client, takes over the client's
