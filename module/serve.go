@@ -103,8 +103,10 @@ func (h *Handler) passAnswer(w http.ResponseWriter, r *http.Request, d *dialed) 
 			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw),
 				zap.Int("status", d.resp.StatusCode), zap.Error(err))
 		}
-		_ = http.NewResponseController(w).Flush() // what came, as it came
-		panic(http.ErrAbortHandler) // net/http closes the connection, quietly
+		// What came goes out as it came; then net/http closes the
+		// connection, quietly.
+		_ = http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
 	}
 }
 
