@@ -54,12 +54,20 @@ func (d *dialed) takeBuffered() []byte {
 }
 
 // dialUpstream connects to the first upstream that answers, in
-// round-robin order, skipping those whose dial just failed.
+// round-robin order, skipping those whose dial just failed. When ctx
+// ends (the client went away), it stops with ctx's error and marks no
+// upstream failed: the dial did not fail for the upstream's sake.
 func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, relayconfig.Upstream, error) {
 	var errs []error
 	for _, idx := range h.pool.order(now()) {
 		up := h.pool.list[idx]
 		conn, err := h.dialOne(ctx, up)
+		if ctx.Err() != nil {
+			if conn != nil {
+				conn.Close()
+			}
+			return nil, relayconfig.Upstream{}, ctx.Err()
+		}
 		if err != nil {
 			h.pool.markFailed(idx, now())
 			errs = append(errs, fmt.Errorf("dialing upstream %s: %w", up.Raw, err))

@@ -37,6 +37,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	u := h.live.begin()
 	defer h.live.abort(u) // a no-op once it became a relay
 	conn, up, err := h.dialUpstream(r.Context())
+	if err != nil && r.Context().Err() != nil {
+		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the dial"); c != nil {
+			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
+		}
+		return nil // nobody to answer
+	}
 	if err != nil {
 		handshakeFailures.WithLabelValues("dial").Inc()
 		h.logger.Warn("no upstream reachable", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))

@@ -1,8 +1,12 @@
 package wsrelay
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 )
@@ -34,5 +38,32 @@ func TestPoolRoundRobinSkipsFailed(t *testing.T) {
 	}
 	if !seen[1] {
 		t.Fatalf("healthy upstream never first again")
+	}
+}
+
+// TestDialCanceledMarksNoUpstream: a client that goes away while its
+// backend is dialed ends the dial, and no upstream is marked failed for
+// it (all of them were, and a really dead one then lost its place last).
+func TestDialCanceledMarksNoUpstream(t *testing.T) {
+	var list []relayconfig.Upstream
+	for _, s := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
+		u, err := relayconfig.ParseUpstream(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, u)
+	}
+	h := &Handler{pool: newUpstreamPool(list)}
+	h.DialTimeout = caddy.Duration(5 * time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone
+	if _, _, err := h.dialUpstream(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("dial error %v, want the context's", err)
+	}
+	h.pool.mu.Lock()
+	n := len(h.pool.failedAt)
+	h.pool.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d upstreams marked failed because the client went away", n)
 	}
 }
