@@ -119,6 +119,11 @@ func optionsFromFlags(fs caddycmd.Flags) (options, error) {
 	if err != nil {
 		return options{}, fmt.Errorf("invalid --to flag: %w", err)
 	}
+	if len(to) == 0 && fs.Changed("to") {
+		// --to "$BACKEND" with the variable unset must not start the
+		// echo backend in its place.
+		return options{}, fmt.Errorf("--to was given no upstream; leave --to out for the built-in echo backend")
+	}
 	ping, err := parsePingInterval(fs.String("ping-interval"))
 	if err != nil {
 		return options{}, err

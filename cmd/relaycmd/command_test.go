@@ -101,6 +101,16 @@ func TestOptionsFromFlagsErrors(t *testing.T) {
 			want: "must be positive",
 		},
 		{
+			name: "empty --to",
+			args: []string{"--to", ""},
+			want: "--to was given no upstream",
+		},
+		{
+			name: "empty --to=",
+			args: []string{"--to="},
+			want: "--to was given no upstream",
+		},
+		{
 			name: "pong timeout off",
 			args: []string{"--pong-timeout", "off"},
 			want: "invalid --pong-timeout",

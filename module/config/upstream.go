@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -42,6 +43,9 @@ func ParseUpstream(s string) (Upstream, error) {
 		if err != nil || port == "" {
 			return u, fmt.Errorf("upstream %q: want host:port, ws://host:port, wss://host:port or unix//path", s)
 		}
+		if err := checkPort(s, port); err != nil {
+			return u, err
+		}
 		u.Addr = net.JoinHostPort(host, port)
 		return u, nil
 	}
@@ -68,8 +72,19 @@ func ParseUpstream(s string) (Upstream, error) {
 		if u.TLS {
 			port = "443"
 		}
+	} else if err := checkPort(s, port); err != nil {
+		return u, err
 	}
 	u.Addr = net.JoinHostPort(pu.Hostname(), port)
 	u.Path = strings.TrimSuffix(pu.EscapedPath(), "/")
 	return u, nil
+}
+
+// checkPort rejects a port that is not a number from 1 to 65535 (a path
+// or query after host:port without a scheme lands in the port).
+func checkPort(upstream, port string) error {
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("upstream %q: port %q is not a number from 1 to 65535 (a path needs ws:// or wss://)", upstream, port)
+	}
+	return nil
 }
