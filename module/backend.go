@@ -147,29 +147,55 @@ func backendRequest(r *http.Request, up relayconfig.Upstream) *http.Request {
 	return out
 }
 
-// setForwarded sets X-Forwarded-For, -Proto and -Host. Values that came in
-// are kept only from a trusted proxy, as in Caddy's reverse_proxy.
+// setForwarded sets X-Forwarded-For, -Proto and -Host as Caddy's
+// reverse_proxy does. Values that came in are kept only from a trusted
+// proxy (the server's trusted_proxies): its X-Forwarded-For list, with
+// the peer's address added, and the last of its -Proto and -Host values
+// (the one it set). Each goes out as one header. A peer on a Unix socket
+// (RemoteAddr "@") adds no address; an untrusted one, or a RemoteAddr
+// that is not host:port, gets none of the three.
 func setForwarded(h http.Header, r *http.Request) {
 	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
+	var ip string
+	if r.RemoteAddr != "@" {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = ""
+		}
+		ip, _, _ = strings.Cut(host, "%") // an IPv6 zone is the peer's own business
 	}
-	if prior := h.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
-		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+ip)
-	} else {
+	if ip == "" && !trusted {
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+			h.Del(k)
+		}
+		return
+	}
+	prior := strings.Join(h.Values("X-Forwarded-For"), ", ")
+	switch {
+	case trusted && prior != "" && ip != "":
+		h.Set("X-Forwarded-For", prior+", "+ip)
+	case trusted && prior != "":
+		h.Set("X-Forwarded-For", prior)
+	case ip != "":
 		h.Set("X-Forwarded-For", ip)
+	default:
+		h.Del("X-Forwarded-For")
 	}
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
-	if !trusted || h.Get("X-Forwarded-Proto") == "" {
-		h.Set("X-Forwarded-Proto", proto)
+	h.Set("X-Forwarded-Proto", lastFrom(h, "X-Forwarded-Proto", trusted, proto))
+	h.Set("X-Forwarded-Host", lastFrom(h, "X-Forwarded-Host", trusted, r.Host))
+}
+
+// lastFrom is the last value of header k when it came from a trusted
+// proxy and is not empty, else own.
+func lastFrom(h http.Header, k string, trusted bool, own string) string {
+	if v := h.Values(k); trusted && len(v) > 0 && v[len(v)-1] != "" {
+		return v[len(v)-1]
 	}
-	if !trusted || h.Get("X-Forwarded-Host") == "" {
-		h.Set("X-Forwarded-Host", r.Host)
-	}
+	return own
 }
 
 // handshake sends the upgrade request on conn and reads the backend's

@@ -1,10 +1,14 @@
 package wsrelay
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 )
@@ -97,5 +101,61 @@ func TestBackendRequestKeepsHandshakeHeaders(t *testing.T) {
 		if got := out.Header.Get(k); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
 		}
+	}
+}
+
+// TestForwardedHeaders: X-Forwarded-For, -Proto and -Host as Caddy's
+// reverse_proxy sends them: values that came in count only from a trusted
+// proxy (its For list extended, the last of its Proto and Host), each
+// goes out as one header, a Unix socket peer ("@") adds no address, and
+// an untrusted peer without an address gets none of the three.
+func TestForwardedHeaders(t *testing.T) {
+	in := http.Header{
+		"X-Forwarded-For":   {"203.0.113.1", "198.51.100.2"},
+		"X-Forwarded-Proto": {"http", "https"},
+		"X-Forwarded-Host":  {"evil.example", "app.example"},
+	}
+	tests := []struct {
+		name    string
+		remote  string
+		trusted bool
+		in      http.Header
+		want    map[string][]string // nil: header absent
+	}{
+		{"untrusted, headers replaced", "192.0.2.7:5555", false, in, map[string][]string{
+			"X-Forwarded-For": {"192.0.2.7"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"example.com"}}},
+		{"trusted, list extended, last values kept", "192.0.2.7:5555", true, in, map[string][]string{
+			"X-Forwarded-For":   {"203.0.113.1, 198.51.100.2, 192.0.2.7"},
+			"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.example"}}},
+		{"trusted, nothing came in", "192.0.2.7:5555", true, http.Header{}, map[string][]string{
+			"X-Forwarded-For": {"192.0.2.7"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"example.com"}}},
+		{"IPv6 zone cut", "[fe80::1%eth0]:5555", false, http.Header{}, map[string][]string{
+			"X-Forwarded-For": {"fe80::1"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"example.com"}}},
+		{"Unix socket peer, untrusted", "@", false, in, map[string][]string{
+			"X-Forwarded-For": nil, "X-Forwarded-Proto": nil, "X-Forwarded-Host": nil}},
+		{"Unix socket peer, trusted", "@", true, in, map[string][]string{
+			"X-Forwarded-For":   {"203.0.113.1, 198.51.100.2"},
+			"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"app.example"}}},
+		{"address not host:port", "somewhere", false, in, map[string][]string{
+			"X-Forwarded-For": nil, "X-Forwarded-Proto": nil, "X-Forwarded-Host": nil}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := upgradeRequest(func(r *http.Request) {
+				r.RemoteAddr = tc.remote
+				for k, v := range tc.in {
+					r.Header[k] = append([]string(nil), v...)
+				}
+			})
+			vars := map[string]any{caddyhttp.TrustedProxyVarKey: tc.trusted}
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+			up, _ := relayconfig.ParseUpstream("b:1")
+			out := backendRequest(r, up)
+			for k, want := range tc.want {
+				if got := out.Header[k]; !slices.Equal(got, want) {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+		})
 	}
 }

@@ -59,9 +59,12 @@ func AcceptFor(key string) string {
 
 // hopHeaders are removed when a request or response crosses the relay
 // (RFC 9110 7.6.1); Connection and Upgrade are set again for the upgrade.
+// Alt-Svc too, as reverse_proxy does: the backend's alternative services
+// are not the site's, and Caddy sets the site's own (HTTP/3).
 var hopHeaders = []string{
 	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+	"Alt-Svc",
 }
 
 // RemoveHopHeaders deletes hop-by-hop headers, including those that the

@@ -106,10 +106,11 @@ func TestRemoveHopHeaders(t *testing.T) {
 	h.Set("Connection", "Upgrade, X-Hop")
 	h.Set("X-Hop", "1")
 	h.Set("Keep-Alive", "timeout=5")
+	h.Set("Alt-Svc", `h3=":8443"`)
 	h.Set("Origin", "https://app")
 	h.Set("Cookie", "a=b")
 	RemoveHopHeaders(h)
-	for _, k := range []string{"Connection", "X-Hop", "Keep-Alive"} {
+	for _, k := range []string{"Connection", "X-Hop", "Keep-Alive", "Alt-Svc"} {
 		if h.Get(k) != "" {
 			t.Errorf("%s kept", k)
 		}
