@@ -28,6 +28,8 @@ type relayConf struct {
 	Options []string
 	// Admin turns caddy's admin API on.
 	Admin bool
+	// Servers is the body of caddy's global `servers` block.
+	Servers string
 }
 
 // fixture is an app backend behind a caddy that relays its upgrades.
@@ -65,7 +67,7 @@ func relaySites(c *caddyProc, appAddr string, rc relayConf) string {
 func startRelay(t *testing.T, ao appOpts, rc relayConf) *fixture {
 	t.Helper()
 	a := newApp(t, ao)
-	c := newCaddy(t, caddyOpts{Admin: rc.Admin})
+	c := newCaddy(t, caddyOpts{Admin: rc.Admin, Servers: rc.Servers})
 	c.Start(relaySites(c, a.Addr, rc))
 	return &fixture{App: a, Caddy: c, Conf: rc}
 }

@@ -72,6 +72,7 @@ type caddyProc struct {
 	HTTPPort  int
 	HTTPSPort int
 	AdminPort int // 0 when the admin API is off
+	servers   string
 
 	cmd    *exec.Cmd
 	logs   *rt.LogSink
@@ -83,6 +84,8 @@ type caddyProc struct {
 type caddyOpts struct {
 	// Admin turns the admin API on at 127.0.0.1:<AdminPort>.
 	Admin bool
+	// Servers is the body of a global `servers` block (e.g. timeouts).
+	Servers string
 }
 
 // newCaddy picks ports and a temp dir for a caddy process; call Start with
@@ -98,6 +101,7 @@ func newCaddy(t *testing.T, opts caddyOpts) *caddyProc {
 	if opts.Admin {
 		c.AdminPort = freePort(t)
 	}
+	c.servers = opts.Servers
 	return c
 }
 
@@ -107,7 +111,12 @@ func (c *caddyProc) globalOptions() string {
 	if c.AdminPort != 0 {
 		admin = fmt.Sprintf("admin 127.0.0.1:%d", c.AdminPort)
 	}
+	servers := ""
+	if c.servers != "" {
+		servers = "servers {\n" + c.servers + "\n}"
+	}
 	return fmt.Sprintf(`{
+	%s
 	%s
 	persist_config off
 	storage file_system %s
@@ -121,7 +130,7 @@ func (c *caddyProc) globalOptions() string {
 		format json
 	}
 }
-`, admin, c.StorageDir(), c.HTTPPort, c.HTTPSPort)
+`, admin, servers, c.StorageDir(), c.HTTPPort, c.HTTPSPort)
 }
 
 // StorageDir is caddy's file_system storage root.
