@@ -20,18 +20,7 @@ var (
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "connections_ended_total",
 		Help: "Relayed connections that ended, by who ended them and why.",
 	}, []string{"closed_by", "cause"})
-	relayedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "websocket_relay", Name: "bytes_total",
-		Help: "Wire bytes of relayed frames, by direction.",
-	}, []string{"direction"})
-	relayedFrames = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "websocket_relay", Name: "frames_total",
-		Help: "Relayed frames, by direction.",
-	}, []string{"direction"})
-	pingsSent = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "websocket_relay", Name: "pings_sent_total",
-		Help: "Keepalive pings the relay sent to clients.",
-	})
+	traffic     = newTrafficCollector()
 	readBuffers = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "read_buffers",
 		Help: "Pooled 32 KiB read buffers that relays hold now; an idle relay holds none.",
@@ -52,7 +41,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, relayedBytes, relayedFrames, pingsSent, readBuffers, onEventLoops, handshakeFailures} {
+	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, traffic, readBuffers, onEventLoops, handshakeFailures} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -63,21 +52,11 @@ func registerMetrics(reg *prometheus.Registry) error {
 	return nil
 }
 
-// recordEnd adds a finished relay to the counters. A negative figure,
-// which the engine never reports, is not added: a Prometheus counter's
-// Add panics on one, on the engine's goroutine, which would end Caddy.
-func recordEnd(res engine.Result) {
+// recordEnd counts a finished relay, s, whose traffic so far goes from
+// the live relays' part of the counters to the ended ones'.
+func recordEnd(s *engine.Session, res engine.Result) {
 	connectionsEnded.WithLabelValues(res.ClosedBy, causeLabel(res.Cause)).Inc()
-	add := func(c prometheus.Counter, v int64) {
-		if v > 0 {
-			c.Add(float64(v))
-		}
-	}
-	add(relayedBytes.WithLabelValues("client_to_backend"), res.ClientToBackend.Bytes)
-	add(relayedBytes.WithLabelValues("backend_to_client"), res.BackendToClient.Bytes)
-	add(relayedFrames.WithLabelValues("client_to_backend"), res.ClientToBackend.Frames)
-	add(relayedFrames.WithLabelValues("backend_to_client"), res.BackendToClient.Frames)
-	add(pingsSent, res.PingsSent)
+	traffic.ended(s, trafficOf(res.ClientToBackend, res.BackendToClient, res.PingsSent))
 }
 
 // causeLabel folds a cause into a label of bounded cardinality.

@@ -1,20 +1,88 @@
 package wsrelay
 
 import (
+	"io"
+	"net"
 	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/websocket-relay/websocket_relay/module/engine"
 )
 
-// TestRecordEndNegativeNotAdded: recordEnd runs on an engine goroutine
-// with no recover, and a Prometheus counter's Add panics on a negative
-// value: a negative figure is left out rather than end the process.
-func TestRecordEndNegativeNotAdded(t *testing.T) {
-	defer func() {
-		if p := recover(); p != nil {
-			t.Fatalf("recordEnd panicked: %v", p)
+// gatherTraffic scrapes reg and returns bytes_total and frames_total by
+// direction, and pings_sent_total under "pings".
+func gatherTraffic(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]float64)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			out[key] = m.GetCounter().GetValue()
 		}
-	}()
-	recordEnd(engine.Result{ClosedBy: "client", Cause: "client went away",
-		ClientToBackend: engine.Counters{Bytes: -9223372036854775795, Frames: 1}, PingsSent: -1})
+	}
+	return out
+}
+
+// TestTrafficCountsLiveRelays: bytes_total and frames_total show a live
+// relay's traffic as it flows, not only once it ends, and keep it after.
+// A negative figure (which the engine never reports) takes nothing away:
+// a counter's Add panicked on one, on the engine's goroutine, ending Caddy.
+func TestTrafficCountsLiveRelays(t *testing.T) {
+	tc := newTrafficCollector()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(tc)
+	const c2b = "caddy_websocket_relay_bytes_total/client_to_backend"
+	const frames = "caddy_websocket_relay_frames_total/client_to_backend"
+
+	tc.ended(nil, trafficOf(engine.Counters{Bytes: -9223372036854775795, Frames: 1}, engine.Counters{}, -1))
+	if m := gatherTraffic(t, reg); m[c2b] != 0 || m[frames] != 1 || m["caddy_websocket_relay_pings_sent_total"] != 0 {
+		t.Fatalf("after a negative figure: %v", m)
+	}
+
+	cTest, cRelay := net.Pipe()
+	bTest, bRelay := net.Pipe()
+	defer cTest.Close()
+	defer bTest.Close()
+	s := engine.New(engine.Leg{Conn: cRelay}, engine.Leg{Conn: bRelay},
+		engine.Config{WriteTimeout: 5 * time.Second, CloseTimeout: time.Second})
+	tc.started(s)
+	ended := make(chan engine.Result, 1)
+	s.Start(func(r engine.Result) {
+		recordEnd(s, r) // as the handler does, into the package's collector
+		tc.ended(s, trafficOf(r.ClientToBackend, r.BackendToClient, r.PingsSent))
+		ended <- r
+	})
+	go io.Copy(io.Discard, bTest)
+	frame := ws.MaskFrame(ws.NewBinaryFrame(make([]byte, 100)))
+	if err := ws.WriteFrame(cTest, frame); err != nil {
+		t.Fatal(err)
+	}
+	const wire = 2 + 4 + 100 // header, mask key, payload
+	deadline := time.Now().Add(5 * time.Second)
+	for m := gatherTraffic(t, reg); m[c2b] != wire || m[frames] != 2; m = gatherTraffic(t, reg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("while the relay lives: %v; want %d bytes and 1 more frame client to backend", m, wire)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cTest.Close() // the client goes away
+	var r engine.Result
+	select {
+	case r = <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the relay did not end")
+	}
+	if m := gatherTraffic(t, reg); m[c2b] != float64(r.ClientToBackend.Bytes) || m[c2b] != wire || m[frames] != 2 {
+		t.Fatalf("after the end: %v; result %+v", m, r)
+	}
 }

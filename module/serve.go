@@ -177,12 +177,13 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pe
 		s.Shutdown(code, reason)
 	}
 	activeConnections.Inc()
+	traffic.started(s)
 	remote, up := r.RemoteAddr, d.upstream
 	s.Start(func(res engine.Result) {
 		activeConnections.Dec()
 		h.live.remove(s)
 		h.logEnd(remote, up, res)
-		recordEnd(res)
+		recordEnd(s, res)
 	})
 	// Return now: the handler chain's goroutine and the request do not stay
 	// parked for the life of the connection; the session owns both sockets.

@@ -199,8 +199,8 @@ func TestBatchStopsWhereThePumpMustLook(t *testing.T) {
 			s := &Session{}
 			l := &leg{side: Backend, inMessage: tc.inMessage}
 			n, rem := s.batch(l, tc.buf, tc.cutOK)
-			if n != tc.n || rem != tc.remaining || l.counters.Frames != tc.frames {
-				t.Fatalf("batch = %d, %d (%d frames); want %d, %d (%d frames)", n, rem, l.counters.Frames, tc.n, tc.remaining, tc.frames)
+			if n != tc.n || rem != tc.remaining || l.counters.frames.Load() != tc.frames {
+				t.Fatalf("batch = %d, %d (%d frames); want %d, %d (%d frames)", n, rem, l.counters.frames.Load(), tc.n, tc.remaining, tc.frames)
 			}
 		})
 	}

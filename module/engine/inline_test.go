@@ -36,7 +36,7 @@ func TestInlineRoundTrips(t *testing.T) {
 	h.client.expectClose(1000, 2*time.Second)
 	h.wait(t, 5*time.Second)
 	for _, l := range h.session.legs {
-		t.Logf("%s leg: %d frames, %d inline batches, %d empty reads", l.side, l.counters.Frames, l.inlined, l.rd.empties)
+		t.Logf("%s leg: %d frames, %d inline batches, %d empty reads", l.side, l.counters.frames.Load(), l.inlined, l.rd.empties)
 		if l.inlined < trips/2 {
 			t.Errorf("%s leg relayed %d of %d frames inline, want most", l.side, l.inlined, trips)
 		}

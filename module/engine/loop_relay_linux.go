@@ -241,7 +241,7 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 		}
 		if !consume {
 			src.took(h) // goes with the frames around it, as the pump would send it
-			src.counters.Bytes += h.Length
+			src.counters.bytes.Add(h.Length)
 			pos += m
 			continue
 		}
@@ -252,7 +252,7 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 			return
 		}
 		src.took(h)
-		src.counters.Bytes += h.Length
+		src.counters.bytes.Add(h.Length)
 		s.pongs.Add(1)
 		pos += m
 		sent = pos

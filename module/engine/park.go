@@ -191,7 +191,7 @@ func (s *Session) waitIdle(src *leg) error {
 	if src.rd.tlsc != nil {
 		return s.waitIdleTLS(src, woken)
 	}
-	if src.counters.Frames > 0 && lingering.Add(1) <= lingerCap {
+	if src.counters.frames.Load() > 0 && lingering.Add(1) <= lingerCap {
 		s.inlineOn(src)
 		var err error
 		if s.loopOK {
@@ -205,7 +205,7 @@ func (s *Session) waitIdle(src *leg) error {
 		}
 		src.rd.clearDeadline() // an expired deadline would fail the next read at once
 	} else {
-		if src.counters.Frames > 0 {
+		if src.counters.frames.Load() > 0 {
 			lingering.Add(-1) // over the cap: park now
 		}
 		ready, err := src.rd.tryFill()

@@ -89,7 +89,7 @@ func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 		s.readFailed(src.side, err)
 		return true
 	}
-	src.counters.Bytes += int64(n)
+	src.counters.bytes.Add(int64(n))
 	s.seen(src)
 	// Inspect the payload in the read buffer, unmasked in place, then mask
 	// it back: what is forwarded is the client's bytes as they came.
@@ -177,7 +177,7 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		// dst is closing or gone: keep src's stream aligned, drop the frame.
 		w.unlock()
 		k, err := src.rd.skip(h.Length)
-		src.counters.Bytes += k
+		src.counters.bytes.Add(k)
 		if err != nil {
 			s.readFailed(src.side, err)
 			return false
@@ -216,12 +216,12 @@ func (s *Session) forwardData(src, dst *leg, h ws.Header) bool {
 		if int64(len(buf)) < remaining {
 			chunk = buf
 			remaining -= int64(len(buf))
-			src.counters.Bytes += int64(len(buf))
+			src.counters.bytes.Add(int64(len(buf)))
 		} else {
 			// The frame ends in this chunk: the data frames buffered
 			// after it go in the same write, the lock still held.
 			end := int(remaining)
-			src.counters.Bytes += remaining
+			src.counters.bytes.Add(remaining)
 			var more int
 			more, remaining = s.batch(src, buf[end:], w.waiting.Load() == 0)
 			chunk = buf[:end+more]
@@ -401,12 +401,12 @@ func (s *Session) batch(src *leg, b []byte, cutOK bool) (n int, remaining int64)
 		}
 		src.took(h)
 		if avail < h.Length {
-			src.counters.Bytes += avail
+			src.counters.bytes.Add(avail)
 			n += hs + int(avail)
 			remaining = h.Length - avail
 			break
 		}
-		src.counters.Bytes += h.Length
+		src.counters.bytes.Add(h.Length)
 		n += hs + int(h.Length)
 	}
 	return n, remaining
@@ -431,8 +431,8 @@ func (s *Session) peekFrame(src *leg, b []byte) (h ws.Header, hs int, avail int6
 // than ever comes, up to 2^63-1 bytes), and tracks whether a fragmented
 // message is open.
 func (l *leg) took(h ws.Header) {
-	l.counters.Frames++
-	l.counters.Bytes += int64(ws.HeaderSize(h))
+	l.counters.frames.Add(1)
+	l.counters.bytes.Add(int64(ws.HeaderSize(h)))
 	if !h.OpCode.IsControl() {
 		l.inMessage = !h.Fin
 	}

@@ -77,6 +77,22 @@ type Counters struct {
 	Frames int64
 }
 
+// legCounters are the Counters of the frames read from a leg. Only
+// whoever reads the leg (its pump, its read callback, an event loop)
+// writes them; Session.Traffic reads them at any time.
+type legCounters struct{ bytes, frames atomic.Int64 }
+
+func (c *legCounters) get() Counters {
+	return Counters{Bytes: c.bytes.Load(), Frames: c.frames.Load()}
+}
+
+// Traffic reports what the relay carried so far: the bytes and frames
+// read from each leg, and the relay pings sent. Each figure only grows,
+// up to the Result's. It may be called at any time, from any goroutine.
+func (s *Session) Traffic() (clientToBackend, backendToClient Counters, pingsSent int64) {
+	return s.legs[Client].counters.get(), s.legs[Backend].counters.get(), s.pings.Load()
+}
+
 // Result describes how a relay ended.
 type Result struct {
 	// ClosedBy is "client", "backend" or "relay".
@@ -136,7 +152,7 @@ type leg struct {
 	// peek parses headers already in the read buffer (forwardData's batch).
 	peek bytes.Reader
 
-	counters Counters // written by the pump that reads this leg
+	counters legCounters
 	// owed is how many bytes at the start of the read buffer belong to
 	// frames relayInline took but could not write whole (owedErr: the
 	// write failed); the other leg's writer stays locked until the pump
@@ -274,8 +290,8 @@ func (s *Session) outcome() Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.result
-	r.ClientToBackend = s.legs[Client].counters
-	r.BackendToClient = s.legs[Backend].counters
+	r.ClientToBackend = s.legs[Client].counters.get()
+	r.BackendToClient = s.legs[Backend].counters.get()
 	r.PingsSent = s.pings.Load()
 	r.PongsReceived = s.pongs.Load()
 	r.Duration = s.cfg.Now().Sub(s.start)

@@ -170,7 +170,7 @@ func (s *Session) waitIdleTLS(src *leg, woken bool) error {
 		return rd.fill() // crypto/tls has bytes: Read needs no poller
 	}
 	counted := false
-	if src.counters.Frames > 0 {
+	if src.counters.frames.Load() > 0 {
 		counted = lingering.Add(1) <= lingerCap
 		if !counted {
 			lingering.Add(-1) // over the cap: park now
