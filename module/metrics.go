@@ -31,7 +31,7 @@ var (
 	}, func() float64 { return float64(engine.OnLoops()) })
 	handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "handshake_failures_total",
-		Help: "Upgrade requests not relayed, by reason: bad_request, dial, handshake, rejected.",
+		Help: "Upgrade requests not relayed, by reason: bad_request, dial, handshake, rejected, client_gone.",
 	}, []string{"reason"})
 )
 

@@ -38,10 +38,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer h.live.abort(u) // a no-op once it became a relay
 	conn, up, err := h.dialUpstream(r.Context())
 	if err != nil && r.Context().Err() != nil {
+		handshakeFailures.WithLabelValues("client_gone").Inc()
 		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the dial"); c != nil {
 			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
 		}
-		return nil // nobody to answer
+		// 499, as reverse_proxy answers then, so that the access log
+		// says so (and a client that half-closed and still reads gets
+		// no empty 200).
+		w.WriteHeader(499)
+		return nil
 	}
 	if err != nil {
 		handshakeFailures.WithLabelValues("dial").Inc()
@@ -110,7 +115,9 @@ func (h *Handler) passAnswer(w http.ResponseWriter, r *http.Request, d *dialed) 
 				zap.Int("status", d.resp.StatusCode), zap.Error(err))
 		}
 		// What came goes out as it came; then net/http closes the
-		// connection, quietly.
+		// connection, quietly. The backend's goes first: closing the
+		// body would read on until its deadline.
+		d.conn.Close()
 		_ = http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
 	}
