@@ -5,14 +5,17 @@ package engine
 import (
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // SIOCINQ and SIOCOUTQ (linux/sockios.h): for a TCP socket, the bytes
 // received and not yet read, and the bytes written and not yet
-// acknowledged by the peer.
+// acknowledged by the peer. Their numbers differ between architectures
+// (ppc64le, mips), so they come from x/sys.
 const (
-	siocInq  = 0x541B
-	siocOutq = 0x5411
+	siocInq  = unix.SIOCINQ
+	siocOutq = unix.SIOCOUTQ
 )
 
 // clientQueues reads the client socket's queues, wherever the socket is
