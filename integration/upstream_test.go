@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +81,12 @@ func TestUpstreams(t *testing.T) {
 		tls_insecure_skip_verify
 	}
 	websocket_relay /unix/* %s
+	websocket_relay /hdr/* %s {
+		header_up Host {upstream_hostport}
+		header_up X-Real-IP {remote_host}
+		header_up +X-Tag edge
+		header_up -Cookie
+	}
 	websocket_relay /nosocket/* unix/%s
 	websocket_relay /trusted/* wss://%s {
 		tls_trusted_ca_certs %s
@@ -95,7 +102,7 @@ func TestUpstreams(t *testing.T) {
 	}
 	reverse_proxy %s
 }
-`, c.HTTPPort, silent, garbage, a.Addr, b.Addr, dead, a.Addr, secure.Addr, onSocket.Addr,
+`, c.HTTPPort, silent, garbage, a.Addr, b.Addr, dead, a.Addr, secure.Addr, onSocket.Addr, a.Addr,
 		filepath.Join(t.TempDir(), "none.sock"), secure.Addr, ca, secure.Addr, secure.Addr, ca,
 		secure.Addr, ca, a.Addr))
 	f := &fixture{App: a, Caddy: c}
@@ -184,6 +191,26 @@ func TestUpstreams(t *testing.T) {
 				t.Errorf("%s: upgrade to a wss backend whose certificate does not verify: %d %q, want 502", path, r.StatusCode, r.Body)
 			}
 		}
+	})
+	t.Run("header_up", func(t *testing.T) {
+		conn, _ := f.dialCoder(t, false, "/hdr/echo", &cws.DialOptions{HTTPHeader: http.Header{
+			"Cookie": {"session=secret"}, "X-Tag": {"client"}}})
+		bc := a.accept(t, "/hdr/echo")
+		checks := map[string]string{
+			"Host":      a.Addr, // the upstream's host:port, not the site's
+			"X-Real-IP": "127.0.0.1",
+			"Cookie":    "",
+			"X-Tag":     "client,edge",
+		}
+		got := map[string]string{"Host": bc.Req.Host, "X-Real-IP": bc.Req.Header.Get("X-Real-IP"),
+			"Cookie": bc.Req.Header.Get("Cookie"), "X-Tag": strings.Join(bc.Req.Header.Values("X-Tag"), ",")}
+		for k, want := range checks {
+			if got[k] != want {
+				t.Errorf("the backend got %s %q, want %q", k, got[k], want)
+			}
+		}
+		echoOnce(t, conn, "with header_up")
+		conn.Close(cws.StatusNormalClosure, "")
 	})
 	t.Run("missing unix socket", func(t *testing.T) {
 		r := c.rawRequest(t, false, "GET", "/nosocket/echo", upgradeLines())

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
@@ -123,7 +124,7 @@ func (h *Handler) backendTLS() (*tls.Config, error) {
 // X-Forwarded-* added as reverse_proxy does. The headers the handshake
 // itself needs are set again, even if the client's Connection header
 // named them.
-func backendRequest(r *http.Request, up relayconfig.Upstream) *http.Request {
+func backendRequest(r *http.Request, up relayconfig.Upstream, ops *relayconfig.HeaderOps) *http.Request {
 	out := r.Clone(context.Background())
 	out.Header = r.Header.Clone()
 	upgrade.RemoveHopHeaders(out.Header)
@@ -132,6 +133,7 @@ func backendRequest(r *http.Request, up relayconfig.Upstream) *http.Request {
 	out.Header.Set("Sec-WebSocket-Version", r.Header.Get("Sec-WebSocket-Version"))
 	out.Header.Set("Sec-WebSocket-Key", r.Header.Get("Sec-WebSocket-Key"))
 	setForwarded(out.Header, r)
+	applyHeaderOps(out, r, up, ops)
 	u := *r.URL
 	u.Scheme, u.Host = "", ""
 	if up.Path != "" {
@@ -145,6 +147,40 @@ func backendRequest(r *http.Request, up relayconfig.Upstream) *http.Request {
 	out.URL = &u
 	out.RequestURI = ""
 	return out
+}
+
+// applyHeaderOps applies header_up to out, the request for upstream up,
+// with r's placeholders and the upstream's, named as reverse_proxy names
+// them so that the Caddyfile's {upstream_hostport} means the same.
+// "Host" is out's host.
+func applyHeaderOps(out, r *http.Request, up relayconfig.Upstream, ops *relayconfig.HeaderOps) {
+	if ops == nil {
+		return
+	}
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		repl = caddy.NewReplacer()
+	}
+	host, port, _ := net.SplitHostPort(up.Addr)
+	repl.Set("http.reverse_proxy.upstream.hostport", up.Addr)
+	repl.Set("http.reverse_proxy.upstream.host", host)
+	repl.Set("http.reverse_proxy.upstream.port", port)
+	for _, k := range ops.Delete { // Validate keeps Host out
+		out.Header.Del(k)
+	}
+	for k, v := range ops.Set {
+		v = repl.ReplaceAll(v, "")
+		if http.CanonicalHeaderKey(k) == "Host" {
+			out.Host = v
+		} else {
+			out.Header.Set(k, v)
+		}
+	}
+	for k, vs := range ops.Add { // Validate keeps Host out
+		for _, v := range vs {
+			out.Header.Add(k, repl.ReplaceAll(v, ""))
+		}
+	}
 }
 
 // setForwarded sets X-Forwarded-For, -Proto and -Host as Caddy's
@@ -202,7 +238,7 @@ func lastFrom(h http.Header, k string, trusted bool, own string) string {
 // answer within HandshakeTimeout.
 func (h *Handler) handshake(conn net.Conn, up relayconfig.Upstream, r *http.Request) (*dialed, error) {
 	_ = conn.SetDeadline(now().Add(time.Duration(h.HandshakeTimeout)))
-	req := backendRequest(r, up)
+	req := backendRequest(r, up, h.HeaderUp)
 	bw := requestWriters.Get().(*bufio.Writer)
 	bw.Reset(conn)
 	br := answerReaders.Get().(*bufio.Reader)

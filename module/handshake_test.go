@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
@@ -36,7 +37,7 @@ func TestBackendRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := backendRequest(r, up)
+	out := backendRequest(r, up, nil)
 	if got := out.URL.RequestURI(); got != "/base/chat?room=1" {
 		t.Errorf("request URI %q", got)
 	}
@@ -58,7 +59,7 @@ func TestBackendRequest(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if got := backendRequest(rr, u).URL.RequestURI(); got != tc.want {
+		if got := backendRequest(rr, u, nil).URL.RequestURI(); got != tc.want {
 			t.Errorf("upstream %s, request path %s: request URI %q, want %q", tc.upstream, tc.path, got, tc.want)
 		}
 	}
@@ -91,7 +92,7 @@ func TestBackendRequestKeepsHandshakeHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := backendRequest(r, up)
+	out := backendRequest(r, up, nil)
 	for k, want := range map[string]string{
 		"Sec-WebSocket-Key":     "dGhlIHNhbXBsZSBub25jZQ==",
 		"Sec-WebSocket-Version": "13",
@@ -150,12 +151,55 @@ func TestForwardedHeaders(t *testing.T) {
 			vars := map[string]any{caddyhttp.TrustedProxyVarKey: tc.trusted}
 			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
 			up, _ := relayconfig.ParseUpstream("b:1")
-			out := backendRequest(r, up)
+			out := backendRequest(r, up, nil)
 			for k, want := range tc.want {
 				if got := out.Header[k]; !slices.Equal(got, want) {
 					t.Errorf("%s = %q, want %q", k, got, want)
 				}
 			}
 		})
+	}
+}
+
+// TestHeaderUp: header_up deletes, sets and adds fields of the request
+// to the backend, in that order, with the request's placeholders and the
+// upstream's, as reverse_proxy names them; Host sets the request's host.
+func TestHeaderUp(t *testing.T) {
+	r := upgradeRequest(func(r *http.Request) {
+		r.RemoteAddr = "192.0.2.7:5555"
+		r.Header.Set("Cookie", "session=1")
+		r.Header.Set("X-Keep", "kept")
+	})
+	repl := caddy.NewReplacer()
+	repl.Set("http.request.host", r.Host)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	up, _ := relayconfig.ParseUpstream("wss://backend.internal:8443")
+	ops := &relayconfig.HeaderOps{
+		Delete: []string{"cookie"},
+		Set: map[string]string{
+			"host":          "{http.reverse_proxy.upstream.hostport}",
+			"X-Origin-Host": "{http.request.host} via {http.reverse_proxy.upstream.host}:{http.reverse_proxy.upstream.port}",
+			"X-Keep":        "replaced",
+		},
+		Add: map[string][]string{"X-Multi": {"a", "b"}, "X-Keep": {"added"}},
+	}
+	out := backendRequest(r, up, ops)
+	if out.Host != "backend.internal:8443" {
+		t.Errorf("Host %q, want the upstream's host:port", out.Host)
+	}
+	for k, want := range map[string][]string{
+		"Cookie":            nil,
+		"X-Origin-Host":     {"example.com via backend.internal:8443"},
+		"X-Keep":            {"replaced", "added"},
+		"X-Multi":           {"a", "b"},
+		"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="},
+		"Connection":        {"Upgrade"},
+	} {
+		if got := out.Header[k]; !slices.Equal(got, want) {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if out := backendRequest(r, up, nil); out.Host != "example.com" {
+		t.Errorf("without header_up, Host %q, want the client's", out.Host)
 	}
 }

@@ -34,11 +34,14 @@ const Name = "websocket_relay"
 //	    tls_insecure_skip_verify
 //	    tls_trusted_ca_certs <pem_files...>
 //	    tls_server_name   <name>
+//	    header_up         [+|-]<field> [<value>]
 //	}
 //
 // An upstream is host:port, ws://host[:port][/path],
 // wss://host[:port][/path] or unix/<socket path>; `to` may repeat and
-// adds upstreams, every other subdirective may be given once. At least
+// adds upstreams, header_up may repeat too (`Field value` sets a field,
+// `+Field value` adds a value, `-Field` deletes it), every other
+// subdirective may be given once. At least
 // one upstream is required, and a wss:// one for tls_trusted_ca_certs
 // and tls_server_name. Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period
@@ -61,7 +64,7 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 		if d.Nesting() > 1 {
 			return d.Errf("unexpected '%s': subdirectives of %s take no block", name, Name)
 		}
-		if name != "to" && seen[name] {
+		if name != "to" && name != "header_up" && seen[name] {
 			return d.Errf("subdirective '%s' given more than once", name)
 		}
 		seen[name] = true
@@ -95,7 +98,7 @@ var durationFields = map[string]func(*relayconfig.Options) *caddy.Duration{
 // subdirectives lists every subdirective, for the unknown-name error.
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
 	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify, " +
-	"tls_trusted_ca_certs, tls_server_name"
+	"tls_trusted_ca_certs, tls_server_name, header_up"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.
@@ -137,6 +140,8 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 		}
 		o.TLSTrustedCACerts = args
 		return nil
+	case "header_up":
+		return parseHeaderUp(d, o)
 	case "tls_server_name":
 		val, err := oneArg(d)
 		if err != nil {
@@ -157,6 +162,43 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 		return err
 	}
 	*field(o) = caddy.Duration(dur)
+	return nil
+}
+
+// parseHeaderUp parses one `header_up [+|-]<field> [<value>]` line.
+func parseHeaderUp(d *caddyfile.Dispenser, o *relayconfig.Options) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	field, op := args[0], byte(0)
+	if field[0] == '+' || field[0] == '-' {
+		field, op = field[1:], field[0]
+	}
+	if err := relayconfig.CheckHeaderField(field, op); err != nil {
+		return d.Errf("header_up: %v", err)
+	}
+	if op == '-' && len(args) != 1 || op != '-' && len(args) != 2 {
+		return d.Errf("header_up: want '<field> <value>', '+<field> <value>' or '-<field>'")
+	}
+	if o.HeaderUp == nil {
+		o.HeaderUp = &relayconfig.HeaderOps{}
+	}
+	ops := o.HeaderUp
+	switch op {
+	case '-':
+		ops.Delete = append(ops.Delete, field)
+	case '+':
+		if ops.Add == nil {
+			ops.Add = make(map[string][]string)
+		}
+		ops.Add[field] = append(ops.Add[field], args[1])
+	default:
+		if ops.Set == nil {
+			ops.Set = make(map[string]string)
+		}
+		ops.Set[field] = args[1]
+	}
 	return nil
 }
 

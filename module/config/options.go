@@ -78,6 +78,10 @@ type Options struct {
 	// its certificate must be valid for. Default: the upstream's host.
 	TLSServerName string `json:"tls_server_name,omitempty"`
 
+	// HeaderUp changes the upgrade request's headers on its way to the
+	// backend, after hop-by-hop headers were removed and X-Forwarded-*
+	// added. Values may hold placeholders. Default: none.
+	HeaderUp *HeaderOps `json:"header_up,omitempty"`
 	// DisableEventLoops keeps every relay on the goroutine engine: no
 	// relay of plain (ws) legs moves onto the event loops when it idles.
 	// Default: false (the loops are used on Linux).
@@ -110,6 +114,9 @@ func (o *Options) Validate() error {
 		if _, err := ParseUpstream(u); err != nil {
 			return fmt.Errorf("websocket_relay: %w", err)
 		}
+	}
+	if err := o.HeaderUp.Validate(); err != nil {
+		return fmt.Errorf("websocket_relay: header_up: %w", err)
 	}
 	if (len(o.TLSTrustedCACerts) > 0 || o.TLSServerName != "") && !o.HasTLSUpstream() {
 		return fmt.Errorf("websocket_relay: tls_trusted_ca_certs and tls_server_name apply to wss:// upstreams, and none is configured")

@@ -20,6 +20,10 @@ func TestValidate(t *testing.T) {
 		{"server name without wss", Options{Upstreams: []string{"ws://a"}, TLSServerName: "a"}, "apply to wss:// upstreams"},
 		{"empty CA file name", Options{Upstreams: []string{"wss://b"}, TLSTrustedCACerts: []string{""}}, "empty file name"},
 		{"insecure without wss stays allowed", Options{Upstreams: []string{"a:1"}, TLSInsecureSkipVerify: true}, ""},
+		{"header_up", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Set: map[string]string{"Host": "h"}, Delete: []string{"Cookie"}}}, ""},
+		{"header_up of Upgrade", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Set: map[string]string{"upgrade": "x"}}}, "header_up: Upgrade is set by the upgrade itself"},
+		{"header_up adding Host", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Add: map[string][]string{"Host": {"h"}}}}, "Host can only be set"},
+		{"header_up with an empty name", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Delete: []string{""}}}, "not a header field name"},
 		{"negative timeout", Options{Upstreams: []string{"a:1"}, DialTimeout: -1}, "dial_timeout must not be negative"},
 	}
 	for _, tc := range tests {
