@@ -98,29 +98,36 @@ func TestRefusalPassedWhole(t *testing.T) {
 	}
 }
 
-// TestClientGoneDuringDial: a client that half-closes after its upgrade
-// request while the backend is dialed (a wss one that never answers the
-// TLS handshake) gets 499, as from reverse_proxy, not an empty 200.
-func TestClientGoneDuringDial(t *testing.T) {
+// TestClientGoneBeforeAnswer: a client that half-closes after its
+// upgrade request, while the backend is dialed (a wss one that never
+// answers the TLS handshake) or while its answer is awaited (a ws one
+// that never answers), gets 499 at once, as from reverse_proxy, not an
+// empty 200 nor a 502 at handshake_timeout.
+func TestClientGoneBeforeAnswer(t *testing.T) {
 	hang := stubServe(t, func(c net.Conn) { defer c.Close(); _, _ = io.Copy(io.Discard, c) })
 	port := freePort(t)
-	loadRoutes(t, port, relayRoute("", "wss://"+hang, "dial_timeout", "3s"))
+	loadRoutes(t, port,
+		relayRoute("/dial", "wss://"+hang, "dial_timeout", "5s"),
+		relayRoute("/answer", hang, "handshake_timeout", "5s"))
 	t.Cleanup(func() { _ = caddy.Stop() })
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(6 * time.Second))
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-	time.Sleep(200 * time.Millisecond)
-	_ = c.(*net.TCPConn).CloseWrite() // gone, as net/http sees it, but still reading
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 499 {
-		t.Fatalf("status %d, want 499", resp.StatusCode)
+	for _, path := range []string{"/dial", "/answer"} {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(8 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", path)
+		time.Sleep(200 * time.Millisecond)
+		_ = c.(*net.TCPConn).CloseWrite() // gone, as net/http sees it, but still reading
+		began := time.Now()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if took := time.Since(began); resp.StatusCode != 499 || took > 2*time.Second {
+			t.Errorf("%s: status %d after %v, want 499 at once", path, resp.StatusCode, took)
+		}
 	}
 }

@@ -22,6 +22,9 @@ import (
 	"github.com/websocket-relay/websocket_relay/module/upgrade"
 )
 
+// aLongTimeAgo is a deadline in the past: it ends a wait at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
 // dialed is a backend connection whose upgrade request was answered.
 type dialed struct {
 	conn     net.Conn
@@ -238,6 +241,8 @@ func lastFrom(h http.Header, k string, trusted bool, own string) string {
 // answer within HandshakeTimeout.
 func (h *Handler) handshake(conn net.Conn, up relayconfig.Upstream, r *http.Request) (*dialed, error) {
 	_ = conn.SetDeadline(now().Add(time.Duration(h.HandshakeTimeout)))
+	// A client that goes away cuts the wait for the backend short.
+	stop := context.AfterFunc(r.Context(), func() { _ = conn.SetDeadline(aLongTimeAgo) })
 	req := backendRequest(r, up, h.HeaderUp)
 	bw := requestWriters.Get().(*bufio.Writer)
 	bw.Reset(conn)
@@ -246,6 +251,11 @@ func (h *Handler) handshake(conn net.Conn, up relayconfig.Upstream, r *http.Requ
 	resp, err := upgrade.Exchange(bw, br, req, r.Header.Get("Sec-WebSocket-Key"))
 	bw.Reset(nil)
 	requestWriters.Put(bw)
+	if !stop() && err == nil {
+		// The client went away as the answer came: the deadline may be
+		// cut, or about to be.
+		err = fmt.Errorf("client went away: %w", context.Cause(r.Context()))
+	}
 	if err != nil {
 		putAnswerReader(br)
 		return nil, err

@@ -38,14 +38,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer h.live.abort(u) // a no-op once it became a relay
 	conn, up, err := h.dialUpstream(r.Context())
 	if err != nil && r.Context().Err() != nil {
-		handshakeFailures.WithLabelValues("client_gone").Inc()
-		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the dial"); c != nil {
-			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
-		}
-		// 499, as reverse_proxy answers then, so that the access log
-		// says so (and a client that half-closed and still reads gets
-		// no empty 200).
-		w.WriteHeader(499)
+		h.clientGone(w, r, "dial", err)
 		return nil
 	}
 	if err != nil {
@@ -54,6 +47,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: no upstream reachable")
 	}
 	d, err := h.handshake(conn, up, r)
+	if err != nil && r.Context().Err() != nil {
+		conn.Close()
+		h.clientGone(w, r, "backend handshake", err)
+		return nil
+	}
 	if err != nil {
 		conn.Close()
 		handshakeFailures.WithLabelValues("handshake").Inc()
@@ -71,6 +69,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	return h.relay(w, r, d, u)
+}
+
+// clientGone answers an upgrade whose client went away during the
+// backend's dial or handshake (stage) with 499, as reverse_proxy does, so
+// that the access log says so (and a client that half-closed and still
+// reads gets no empty 200).
+func (h *Handler) clientGone(w http.ResponseWriter, r *http.Request, stage string, err error) {
+	handshakeFailures.WithLabelValues("client_gone").Inc()
+	if c := h.logger.Check(zapcore.DebugLevel, "client went away during the "+stage); c != nil {
+		c.Write(zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
+	}
+	w.WriteHeader(499)
 }
 
 // refuse answers a failed upgrade with status and a one-line reason.
