@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 	"github.com/websocket-relay/websocket_relay/module/upgrade"
@@ -127,7 +128,7 @@ func (h *Handler) backendTLS() (*tls.Config, error) {
 // X-Forwarded-* added as reverse_proxy does. The headers the handshake
 // itself needs are set again, even if the client's Connection header
 // named them.
-func backendRequest(r *http.Request, up relayconfig.Upstream, ops *relayconfig.HeaderOps) *http.Request {
+func backendRequest(r *http.Request, up relayconfig.Upstream, ops *headers.HeaderOps) *http.Request {
 	out := r.Clone(context.Background())
 	out.Header = r.Header.Clone()
 	upgrade.RemoveHopHeaders(out.Header)
@@ -152,11 +153,34 @@ func backendRequest(r *http.Request, up relayconfig.Upstream, ops *relayconfig.H
 	return out
 }
 
+// headerOps converts header_up to Caddy's header operations, which
+// apply it as reverse_proxy's header_up is applied.
+func headerOps(ctx caddy.Context, ops *relayconfig.HeaderOps) (*headers.HeaderOps, error) {
+	if ops == nil {
+		return nil, nil
+	}
+	c := &headers.HeaderOps{Add: ops.Add, Set: ops.Set, Delete: ops.Delete}
+	for k, rs := range ops.Replace {
+		if c.Replace == nil {
+			c.Replace = make(map[string][]headers.Replacement)
+		}
+		for _, r := range rs {
+			c.Replace[k] = append(c.Replace[k], headers.Replacement{Search: r.Search, SearchRegexp: r.SearchRegexp, Replace: r.Replace})
+		}
+	}
+	if err := c.Provision(ctx); err != nil {
+		return nil, fmt.Errorf("websocket_relay: header_up: %w", err)
+	}
+	return c, nil
+}
+
 // applyHeaderOps applies header_up to out, the request for upstream up,
-// with r's placeholders and the upstream's, named as reverse_proxy names
-// them so that the Caddyfile's {upstream_hostport} means the same.
-// "Host" is out's host.
-func applyHeaderOps(out, r *http.Request, up relayconfig.Upstream, ops *relayconfig.HeaderOps) {
+// as reverse_proxy does: with r's placeholders and the upstream's (named
+// as reverse_proxy names them, so that {upstream_hostport} means the
+// same), and "Host" as out's host; an empty host falls back to the
+// upstream's address, as reverse_proxy's does (the client's for a Unix
+// socket). The upgrade's own fields are set again after it.
+func applyHeaderOps(out, r *http.Request, up relayconfig.Upstream, ops *headers.HeaderOps) {
 	if ops == nil {
 		return
 	}
@@ -168,22 +192,22 @@ func applyHeaderOps(out, r *http.Request, up relayconfig.Upstream, ops *relaycon
 	repl.Set("http.reverse_proxy.upstream.hostport", up.Addr)
 	repl.Set("http.reverse_proxy.upstream.host", host)
 	repl.Set("http.reverse_proxy.upstream.port", port)
-	for _, k := range ops.Delete { // Validate keeps Host out
-		out.Header.Del(k)
+	// Host takes part as the last value of a Host field, as in Caddy's
+	// HeaderOps.ApplyToRequest (which wants the replacer in out's context).
+	out.Header["Host"] = []string{out.Host}
+	ops.ApplyTo(out.Header, repl)
+	if v := out.Header["Host"]; len(v) > 0 && v[len(v)-1] != "" {
+		out.Host = v[len(v)-1]
+	} else if up.Network != "unix" {
+		out.Host = up.Addr
 	}
-	for k, v := range ops.Set {
-		v = repl.ReplaceAll(v, "")
-		if http.CanonicalHeaderKey(k) == "Host" {
-			out.Host = v
-		} else {
-			out.Header.Set(k, v)
-		}
-	}
-	for k, vs := range ops.Add { // Validate keeps Host out
-		for _, v := range vs {
-			out.Header.Add(k, repl.ReplaceAll(v, ""))
-		}
-	}
+	delete(out.Header, "Host")
+	out.Header.Del("Content-Length")
+	out.Header.Del("Transfer-Encoding")
+	out.Header.Set("Connection", "Upgrade")
+	out.Header.Set("Upgrade", "websocket")
+	out.Header.Set("Sec-WebSocket-Version", r.Header.Get("Sec-WebSocket-Version"))
+	out.Header.Set("Sec-WebSocket-Key", r.Header.Get("Sec-WebSocket-Key"))
 }
 
 // setForwarded sets X-Forwarded-For, -Proto and -Host as Caddy's
@@ -243,7 +267,7 @@ func (h *Handler) handshake(conn net.Conn, up relayconfig.Upstream, r *http.Requ
 	_ = conn.SetDeadline(now().Add(time.Duration(h.HandshakeTimeout)))
 	// A client that goes away cuts the wait for the backend short.
 	stop := context.AfterFunc(r.Context(), func() { _ = conn.SetDeadline(aLongTimeAgo) })
-	req := backendRequest(r, up, h.HeaderUp)
+	req := backendRequest(r, up, h.headerUp)
 	bw := requestWriters.Get().(*bufio.Writer)
 	bw.Reset(conn)
 	br := answerReaders.Get().(*bufio.Reader)

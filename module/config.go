@@ -3,6 +3,8 @@ package wsrelay
 import (
 	"crypto/tls"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+
 	"go.uber.org/zap"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
@@ -21,4 +23,6 @@ type Handler struct {
 	// tlsBase is the TLS config of wss:// dials, without the server name
 	// when TLSServerName is unset (each dial sets its upstream's host).
 	tlsBase *tls.Config
+	// headerUp is HeaderUp as Caddy's header operations.
+	headerUp *headers.HeaderOps
 }

@@ -1,17 +1,21 @@
 package wsrelay
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+	"github.com/websocket-relay/websocket_relay/module/upgrade"
 )
 
 func upgradeRequest(mutate func(r *http.Request)) *http.Request {
@@ -161,38 +165,56 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 }
 
-// TestHeaderUp: header_up deletes, sets and adds fields of the request
-// to the backend, in that order, with the request's placeholders and the
-// upstream's, as reverse_proxy names them; Host sets the request's host.
+// TestHeaderUp: header_up changes the request to the backend as
+// reverse_proxy's header_up changes its request (Caddy's own header
+// operations, in their order: add, set, delete, replace; wildcards;
+// unknown placeholders kept), with the upstream's placeholders, "Host"
+// as the request's host (an empty one falls back to the upstream's
+// address), and the upgrade's own fields set again after it.
 func TestHeaderUp(t *testing.T) {
 	r := upgradeRequest(func(r *http.Request) {
 		r.RemoteAddr = "192.0.2.7:5555"
-		r.Header.Set("Cookie", "session=1")
-		r.Header.Set("X-Keep", "kept")
+		r.Header.Set("Cookie", "s=1")
+		r.Header.Set("Referer", "http://app.example/x")
 	})
-	repl := caddy.NewReplacer()
-	repl.Set("http.request.host", r.Host)
+	repl := caddyhttp.NewTestReplacer(r)
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 	up, _ := relayconfig.ParseUpstream("wss://backend.internal:8443")
-	ops := &relayconfig.HeaderOps{
-		Delete: []string{"cookie"},
-		Set: map[string]string{
-			"host":          "{http.reverse_proxy.upstream.hostport}",
-			"X-Origin-Host": "{http.request.host} via {http.reverse_proxy.upstream.host}:{http.reverse_proxy.upstream.port}",
-			"X-Keep":        "replaced",
+	conf := &relayconfig.HeaderOps{
+		Add: map[string][]string{"Cookie": {"s=2"}, "X-Tag": {"edge"}},
+		Set: map[string][]string{
+			"Host":   {"{http.reverse_proxy.upstream.hostport}"},
+			"X-Tag":  {"set"},
+			"X-Via":  {"{http.request.host} via {http.reverse_proxy.upstream.host}:{http.reverse_proxy.upstream.port}"},
+			"X-Json": {`{"a":1}`},
 		},
-		Add: map[string][]string{"X-Multi": {"a", "b"}, "X-Keep": {"added"}},
+		Delete:  []string{"Cookie", "X-Forwarded-*", "*-Websocket-Key"},
+		Replace: map[string][]relayconfig.Replacement{"Referer": {{SearchRegexp: "^http://", Replace: "https://"}}},
+	}
+	ops, err := headerOps(caddy.Context{}, conf)
+	if err != nil {
+		t.Fatal(err)
 	}
 	out := backendRequest(r, up, ops)
 	if out.Host != "backend.internal:8443" {
 		t.Errorf("Host %q, want the upstream's host:port", out.Host)
 	}
+	// What Caddy's operations make of the same request's headers.
+	ref := backendRequest(r, up, nil).Header
+	ref.Set("Host", "example.com")
+	ops.ApplyTo(ref, repl)
+	ref.Del("Host")
+	for _, k := range []string{"Cookie", "X-Tag", "X-Via", "X-Json", "Referer", "X-Forwarded-For"} {
+		if got := out.Header[k]; !slices.Equal(got, ref[k]) {
+			t.Errorf("%s = %q, reverse_proxy's operations give %q", k, got, ref[k])
+		}
+	}
 	for k, want := range map[string][]string{
-		"Cookie":            nil,
-		"X-Origin-Host":     {"example.com via backend.internal:8443"},
-		"X-Keep":            {"replaced", "added"},
-		"X-Multi":           {"a", "b"},
-		"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="},
+		"X-Via":             {"example.com via backend.internal:8443"},
+		"X-Json":            {`{"a":1}`},
+		"Referer":           {"https://app.example/x"},
+		"X-Forwarded-For":   nil,
+		"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, // set again after the delete
 		"Connection":        {"Upgrade"},
 	} {
 		if got := out.Header[k]; !slices.Equal(got, want) {
@@ -201,5 +223,29 @@ func TestHeaderUp(t *testing.T) {
 	}
 	if out := backendRequest(r, up, nil); out.Host != "example.com" {
 		t.Errorf("without header_up, Host %q, want the client's", out.Host)
+	}
+	// A host a placeholder left empty falls back to the upstream's.
+	empty, _ := headerOps(caddy.Context{}, &relayconfig.HeaderOps{Set: map[string][]string{"Host": {"{http.request.header.X-Target}"}}})
+	if out := backendRequest(r, up, empty); out.Host != "backend.internal:8443" {
+		t.Errorf("Host set to an empty placeholder: %q, want the upstream's", out.Host)
+	}
+}
+
+// TestHeaderUpHostInjection: a Host that a placeholder filled with CR
+// and LF (a percent-decoded query value) fails the handshake; it is not
+// written as a header line of its own.
+func TestHeaderUpHostInjection(t *testing.T) {
+	r := upgradeRequest(func(r *http.Request) { r.URL.RawQuery = "tenant=a.internal%0d%0aX-Injected:%20yes" })
+	repl := caddyhttp.NewTestReplacer(r)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	ops, err := headerOps(caddy.Context{}, &relayconfig.HeaderOps{Set: map[string][]string{"Host": {"{http.request.uri.query.tenant}"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, _ := relayconfig.ParseUpstream("b:1")
+	var wire bytes.Buffer
+	_, err = upgrade.Exchange(bufio.NewWriter(&wire), bufio.NewReader(strings.NewReader("")), backendRequest(r, up, ops), "k")
+	if err == nil || !strings.Contains(err.Error(), "invalid Host") || wire.Len() != 0 {
+		t.Fatalf("error %v, wrote %q; want an invalid Host and nothing written", err, wire.String())
 	}
 }

@@ -54,6 +54,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.tlsBase = tc
+	if h.headerUp, err = headerOps(ctx, h.HeaderUp); err != nil {
+		return err
+	}
 	h.live = newRegistry(time.Duration(h.CloseTimeout) + time.Duration(h.WriteTimeout) + time.Second)
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("websocket_relay: registering metrics: %w", err)

@@ -5,7 +5,9 @@
 package directive
 
 import (
+	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,13 +36,14 @@ const Name = "websocket_relay"
 //	    tls_insecure_skip_verify
 //	    tls_trusted_ca_certs <pem_files...>
 //	    tls_server_name   <name>
-//	    header_up         [+|-]<field> [<value>]
+//	    header_up         [+|-]<field> [<value>|<regexp> <replacement>]
 //	}
 //
 // An upstream is host:port, ws://host[:port][/path],
 // wss://host[:port][/path] or unix/<socket path>; `to` may repeat and
-// adds upstreams, header_up may repeat too (`Field value` sets a field,
-// `+Field value` adds a value, `-Field` deletes it), every other
+// adds upstreams, header_up may repeat too (as reverse_proxy's:
+// `Field value` sets a field, `+Field value` adds a value, `-Field`
+// deletes it, `Field regexp replacement` replaces in it), every other
 // subdirective may be given once. At least
 // one upstream is required, and a wss:// one for tls_trusted_ca_certs
 // and tls_server_name. Durations take Caddy's units (including d for days) and must
@@ -165,39 +168,63 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 	return nil
 }
 
-// parseHeaderUp parses one `header_up [+|-]<field> [<value>]` line.
+// parseHeaderUp parses one header_up line as reverse_proxy's header_up
+// reads it: `[+|-|>]<field> [<value>]` sets a field (with + adds a
+// value, with - deletes it: a leading or trailing * matches a suffix,
+// prefix or substring), `<field> <regexp> <replacement>` replaces in its
+// values.
 func parseHeaderUp(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	args := d.RemainingArgs()
-	if len(args) == 0 {
+	if len(args) == 0 || len(args) > 3 {
 		return d.ArgErr()
-	}
-	field, op := args[0], byte(0)
-	if field[0] == '+' || field[0] == '-' {
-		field, op = field[1:], field[0]
-	}
-	if err := relayconfig.CheckHeaderField(field, op); err != nil {
-		return d.Errf("header_up: %v", err)
-	}
-	if op == '-' && len(args) != 1 || op != '-' && len(args) != 2 {
-		return d.Errf("header_up: want '<field> <value>', '+<field> <value>' or '-<field>'")
 	}
 	if o.HeaderUp == nil {
 		o.HeaderUp = &relayconfig.HeaderOps{}
 	}
 	ops := o.HeaderUp
+	field, value := args[0], ""
+	if len(args) > 1 {
+		value = args[1]
+	}
+	op := byte(0)
+	if field != "" && strings.ContainsRune("+-?>", rune(field[0])) {
+		op, field = field[0], field[1:]
+	}
+	if len(args) == 3 {
+		if err := relayconfig.CheckHeaderField(field, field == "*"); err != nil {
+			return d.Errf("header_up: %v", err)
+		}
+		if ops.Replace == nil {
+			ops.Replace = make(map[string][]relayconfig.Replacement)
+		}
+		ops.Replace[field] = append(ops.Replace[field], relayconfig.Replacement{SearchRegexp: value, Replace: args[2]})
+		if err := ops.Validate(); err != nil { // the regexp
+			return d.Errf("header_up: %v", err)
+		}
+		return nil
+	}
+	if err := relayconfig.CheckHeaderField(field, op == '-'); err != nil {
+		return d.Errf("header_up: %v", err)
+	}
 	switch op {
+	case '?':
+		return d.Errf("header_up: the default modifier '?' is for response headers; a request header is set or not")
 	case '-':
+		if len(args) != 1 {
+			return d.Errf("header_up: -%s deletes a field and takes no value", field)
+		}
 		ops.Delete = append(ops.Delete, field)
 	case '+':
 		if ops.Add == nil {
 			ops.Add = make(map[string][]string)
 		}
-		ops.Add[field] = append(ops.Add[field], args[1])
-	default:
+		field = http.CanonicalHeaderKey(field) // as reverse_proxy stores it
+		ops.Add[field] = append(ops.Add[field], value)
+	default: // set, as with '>' (deferring means nothing for a request)
 		if ops.Set == nil {
-			ops.Set = make(map[string]string)
+			ops.Set = make(map[string][]string)
 		}
-		ops.Set[field] = args[1]
+		ops.Set[http.CanonicalHeaderKey(field)] = []string{value}
 	}
 	return nil
 }

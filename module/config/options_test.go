@@ -20,10 +20,13 @@ func TestValidate(t *testing.T) {
 		{"server name without wss", Options{Upstreams: []string{"ws://a"}, TLSServerName: "a"}, "apply to wss:// upstreams"},
 		{"empty CA file name", Options{Upstreams: []string{"wss://b"}, TLSTrustedCACerts: []string{""}}, "empty file name"},
 		{"insecure without wss stays allowed", Options{Upstreams: []string{"a:1"}, TLSInsecureSkipVerify: true}, ""},
-		{"header_up", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Set: map[string]string{"Host": "h"}, Delete: []string{"Cookie"}}}, ""},
-		{"header_up of Upgrade", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Set: map[string]string{"upgrade": "x"}}}, "header_up: Upgrade is set by the upgrade itself"},
-		{"header_up adding Host", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Add: map[string][]string{"Host": {"h"}}}}, "Host can only be set"},
+		{"header_up", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Set: map[string][]string{"Host": {"h"}},
+			Delete: []string{"Cookie", "X-*", "*-Id", "*", "*Token*"}, Replace: map[string][]Replacement{"*": {{Search: "a"}}}}}, ""},
+		{"header_up of Upgrade", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Set: map[string][]string{"upgrade": {"x"}}}}, "header_up: Upgrade is set by the upgrade itself"},
 		{"header_up with an empty name", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Delete: []string{""}}}, "not a header field name"},
+		{"header_up setting a wildcard", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Add: map[string][]string{"X-*": {"v"}}}}, "not a header field name"},
+		{"header_up with both searches", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Replace: map[string][]Replacement{"X": {{Search: "a", SearchRegexp: "b"}}}}}, "not both"},
+		{"header_up with a bad regexp", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Replace: map[string][]Replacement{"X": {{SearchRegexp: "("}}}}}, "error parsing regexp"},
 		{"negative timeout", Options{Upstreams: []string{"a:1"}, DialTimeout: -1}, "dial_timeout must not be negative"},
 	}
 	for _, tc := range tests {
