@@ -132,12 +132,30 @@ func backendRequest(r *http.Request, up relayconfig.Upstream, ops *headers.Heade
 	out := r.Clone(context.Background())
 	out.Header = r.Header.Clone()
 	upgrade.RemoveHopHeaders(out.Header)
+	setForwarded(out.Header, r)
+	applyHeaderOps(out, r, up, ops)
+	// The upgrade's own fields, whatever header_up did (a wildcard may
+	// reach them); an upgrade request has no body.
+	out.Header.Del("Content-Length")
 	out.Header.Set("Connection", "Upgrade")
 	out.Header.Set("Upgrade", "websocket")
 	out.Header.Set("Sec-WebSocket-Version", r.Header.Get("Sec-WebSocket-Version"))
 	out.Header.Set("Sec-WebSocket-Key", r.Header.Get("Sec-WebSocket-Key"))
-	setForwarded(out.Header, r)
-	applyHeaderOps(out, r, up, ops)
+	switch {
+	case out.Host != "":
+	case up.Network == "unix":
+		out.Host = r.Host // a socket's path is no host
+	default:
+		// As reverse_proxy's request goes: to the upstream's address,
+		// without a scheme's default port.
+		out.Host = up.Addr
+		if host, port, _ := net.SplitHostPort(up.Addr); up.TLS && port == "443" || !up.TLS && port == "80" {
+			out.Host = host
+			if strings.Contains(host, ":") {
+				out.Host = "[" + host + "]"
+			}
+		}
+	}
 	u := *r.URL
 	u.Scheme, u.Host = "", ""
 	if up.Path != "" {
@@ -177,9 +195,9 @@ func headerOps(ctx caddy.Context, ops *relayconfig.HeaderOps) (*headers.HeaderOp
 // applyHeaderOps applies header_up to out, the request for upstream up,
 // as reverse_proxy does: with r's placeholders and the upstream's (named
 // as reverse_proxy names them, so that {upstream_hostport} means the
-// same), and "Host" as out's host; an empty host falls back to the
-// upstream's address, as reverse_proxy's does (the client's for a Unix
-// socket). The upgrade's own fields are set again after it.
+// same), and "Host" as out's host (left empty, backendRequest takes the
+// upstream's address, as reverse_proxy's request does; for a Unix socket
+// the client's).
 func applyHeaderOps(out, r *http.Request, up relayconfig.Upstream, ops *headers.HeaderOps) {
 	if ops == nil {
 		return
@@ -196,18 +214,11 @@ func applyHeaderOps(out, r *http.Request, up relayconfig.Upstream, ops *headers.
 	// HeaderOps.ApplyToRequest (which wants the replacer in out's context).
 	out.Header["Host"] = []string{out.Host}
 	ops.ApplyTo(out.Header, repl)
-	if v := out.Header["Host"]; len(v) > 0 && v[len(v)-1] != "" {
+	out.Host = ""
+	if v := out.Header["Host"]; len(v) > 0 {
 		out.Host = v[len(v)-1]
-	} else if up.Network != "unix" {
-		out.Host = up.Addr
 	}
 	delete(out.Header, "Host")
-	out.Header.Del("Content-Length")
-	out.Header.Del("Transfer-Encoding")
-	out.Header.Set("Connection", "Upgrade")
-	out.Header.Set("Upgrade", "websocket")
-	out.Header.Set("Sec-WebSocket-Version", r.Header.Get("Sec-WebSocket-Version"))
-	out.Header.Set("Sec-WebSocket-Key", r.Header.Get("Sec-WebSocket-Key"))
 }
 
 // setForwarded sets X-Forwarded-For, -Proto and -Host as Caddy's

@@ -249,3 +249,50 @@ func TestHeaderUpHostInjection(t *testing.T) {
 		t.Fatalf("error %v, wrote %q; want an invalid Host and nothing written", err, wire.String())
 	}
 }
+
+// TestBackendHost: the Host the backend gets. The client's by default; as
+// header_up leaves it, in punycode as net/http sends it; when header_up
+// deletes it, the upstream's address without a scheme's default port, as
+// reverse_proxy's request goes (a Unix socket's: the client's). A
+// client's Content-Length never goes on: an upgrade has no body.
+func TestBackendHost(t *testing.T) {
+	for _, tc := range []struct {
+		name, upstream string
+		conf           *relayconfig.HeaderOps
+		want           string
+	}{
+		{"client's", "ws://b:9000", nil, "example.com"},
+		{"set", "ws://b:9000", &relayconfig.HeaderOps{Set: map[string][]string{"Host": {"x.internal:81"}}}, "x.internal:81"},
+		{"IDN", "ws://b:9000", &relayconfig.HeaderOps{Set: map[string][]string{"Host": {"bücher.example"}}}, "xn--bcher-kva.example"},
+		{"added twice, the last", "ws://b:9000", &relayconfig.HeaderOps{Add: map[string][]string{"Host": {"a.example", "c.example"}}}, "c.example"},
+		{"deleted", "ws://b:9000", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "b:9000"},
+		{"every field deleted", "ws://b:9000", &relayconfig.HeaderOps{Delete: []string{"*"}}, "b:9000"},
+		{"deleted, wss default port", "wss://b.example", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "b.example"},
+		{"deleted, ws default port, IPv6", "ws://[::1]", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "[::1]"},
+		{"deleted, Unix socket", "unix//tmp/s.sock", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := upgradeRequest(func(r *http.Request) { r.Header.Set("Content-Length", "5") })
+			repl := caddyhttp.NewTestReplacer(r)
+			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+			ops, err := headerOps(caddy.Context{}, tc.conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			up, err := relayconfig.ParseUpstream(tc.upstream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wire bytes.Buffer
+			_, _ = upgrade.Exchange(bufio.NewWriter(&wire), bufio.NewReader(strings.NewReader("")), backendRequest(r, up, ops), "k")
+			got, err := http.ReadRequest(bufio.NewReader(&wire))
+			if err != nil {
+				t.Fatalf("the backend cannot read the request: %v", err)
+			}
+			if got.Host != tc.want || got.Header.Get("Content-Length") != "" || got.Header.Get("Sec-WebSocket-Key") == "" {
+				t.Fatalf("Host %q (want %q), Content-Length %q, key %q", got.Host, tc.want,
+					got.Header.Get("Content-Length"), got.Header.Get("Sec-WebSocket-Key"))
+			}
+		})
+	}
+}

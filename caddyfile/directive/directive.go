@@ -169,10 +169,12 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 }
 
 // parseHeaderUp parses one header_up line as reverse_proxy's header_up
-// reads it: `[+|-|>]<field> [<value>]` sets a field (with + adds a
-// value, with - deletes it: a leading or trailing * matches a suffix,
-// prefix or substring), `<field> <regexp> <replacement>` replaces in its
-// values.
+// reads it (Caddy's headers.CaddyfileHeaderOp): `+<field> <value>` adds a
+// value, `-<field>` deletes the field (a leading or trailing * matches a
+// suffix, prefix or substring), `[>]<field> <regexp> <replacement>`
+// replaces in its values, `[>]<field> [<value>]` sets it. As in Caddy, a
+// value after -<field>, or a third argument after +<field>, is ignored.
+// Field names take no placeholders.
 func parseHeaderUp(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	args := d.RemainingArgs()
 	if len(args) == 0 || len(args) > 3 {
@@ -186,45 +188,50 @@ func parseHeaderUp(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	if len(args) > 1 {
 		value = args[1]
 	}
-	op := byte(0)
-	if field != "" && strings.ContainsRune("+-?>", rune(field[0])) {
-		op, field = field[0], field[1:]
-	}
-	if len(args) == 3 {
-		if err := relayconfig.CheckHeaderField(field, field == "*"); err != nil {
-			return d.Errf("header_up: %v", err)
-		}
-		if ops.Replace == nil {
-			ops.Replace = make(map[string][]relayconfig.Replacement)
-		}
-		ops.Replace[field] = append(ops.Replace[field], relayconfig.Replacement{SearchRegexp: value, Replace: args[2]})
-		if err := ops.Validate(); err != nil { // the regexp
+	check := func(name string, wildcard bool) error {
+		if err := relayconfig.CheckHeaderField(name, wildcard); err != nil {
 			return d.Errf("header_up: %v", err)
 		}
 		return nil
 	}
-	if err := relayconfig.CheckHeaderField(field, op == '-'); err != nil {
-		return d.Errf("header_up: %v", err)
-	}
-	switch op {
-	case '?':
-		return d.Errf("header_up: the default modifier '?' is for response headers; a request header is set or not")
-	case '-':
-		if len(args) != 1 {
-			return d.Errf("header_up: -%s deletes a field and takes no value", field)
+	switch {
+	case strings.HasPrefix(field, "+"):
+		if err := check(field[1:], false); err != nil {
+			return err
 		}
-		ops.Delete = append(ops.Delete, field)
-	case '+':
 		if ops.Add == nil {
 			ops.Add = make(map[string][]string)
 		}
-		field = http.CanonicalHeaderKey(field) // as reverse_proxy stores it
-		ops.Add[field] = append(ops.Add[field], value)
-	default: // set, as with '>' (deferring means nothing for a request)
+		name := http.CanonicalHeaderKey(field[1:]) // as Caddy stores it
+		ops.Add[name] = append(ops.Add[name], value)
+	case strings.HasPrefix(field, "-"):
+		if err := check(field[1:], true); err != nil {
+			return err
+		}
+		ops.Delete = append(ops.Delete, field[1:])
+	case strings.HasPrefix(field, "?"):
+		return d.Errf("header_up: the default modifier '?' is for response headers; a request header is set or not")
+	case len(args) == 3:
+		name := strings.TrimLeft(field, ">")
+		if err := check(name, name == "*"); err != nil {
+			return err
+		}
+		if ops.Replace == nil {
+			ops.Replace = make(map[string][]relayconfig.Replacement)
+		}
+		ops.Replace[name] = append(ops.Replace[name], relayconfig.Replacement{SearchRegexp: value, Replace: args[2]})
+		if err := ops.Validate(); err != nil { // the regexp
+			return d.Errf("header_up: %v", err)
+		}
+	default: // set, with '>' too (deferring means nothing for a request)
+		name := strings.TrimPrefix(field, ">")
+		if err := check(name, false); err != nil {
+			return err
+		}
 		if ops.Set == nil {
 			ops.Set = make(map[string][]string)
 		}
-		ops.Set[http.CanonicalHeaderKey(field)] = []string{value}
+		ops.Set[http.CanonicalHeaderKey(name)] = []string{value}
 	}
 	return nil
 }

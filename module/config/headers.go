@@ -93,7 +93,7 @@ func (ops *HeaderOps) Validate() error {
 			if r.Search != "" && r.SearchRegexp != "" {
 				return fmt.Errorf("replacement %d for %s: give search or search_regexp, not both", i, k)
 			}
-			if r.SearchRegexp != "" && !strings.Contains(r.SearchRegexp, "{") {
+			if r.SearchRegexp != "" && !hasPlaceholder(r.SearchRegexp) {
 				if _, err := regexp.Compile(r.SearchRegexp); err != nil {
 					return fmt.Errorf("replacement %d for %s: %w", i, k, err)
 				}
@@ -101,4 +101,12 @@ func (ops *HeaderOps) Validate() error {
 		}
 	}
 	return nil
+}
+
+// hasPlaceholder reports whether s holds a {...} with something inside:
+// Caddy compiles such a regexp only once the placeholders are replaced,
+// and every other one at provisioning.
+func hasPlaceholder(s string) bool {
+	_, after, ok := strings.Cut(s, "{")
+	return ok && strings.Index(after, "}") > 0
 }

@@ -56,14 +56,16 @@ func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 }
 
 // writeRequest writes the request line and headers of req and flushes
-// them; an upgrade request has no body. A host that is empty or not a
-// valid Host value (a placeholder may have put CR or LF in it) is an
-// error, not a header written as it is.
+// them; an upgrade request has no body. The host goes in punycode, as
+// net/http sends it; one that is empty or not a valid Host value (a
+// placeholder may have put CR or LF in it) is an error, not a header
+// written as it is.
 func writeRequest(bw *bufio.Writer, req *http.Request) error {
-	if req.Host == "" || !httpguts.ValidHostHeader(req.Host) {
+	host, err := httpguts.PunycodeHostPort(req.Host) // as net/http sends it
+	if err != nil || host == "" || !httpguts.ValidHostHeader(host) {
 		return fmt.Errorf("invalid Host %q for the backend", req.Host)
 	}
-	fmt.Fprintf(bw, "GET %s HTTP/1.1\r\nHost: %s\r\n", req.URL.RequestURI(), req.Host)
+	fmt.Fprintf(bw, "GET %s HTTP/1.1\r\nHost: %s\r\n", req.URL.RequestURI(), host)
 	if err := req.Header.WriteSubset(bw, map[string]bool{"Host": true}); err != nil {
 		return err
 	}
