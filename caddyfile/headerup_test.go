@@ -23,7 +23,8 @@ func TestHeaderUpAsReverseProxy(t *testing.T) {
 		`X-A v`, `x-a v`, `X-A`, `>X-A v`, `X-A "a b"`,
 		`+X-A v`, `+x-a v`, `+X-A a b`,
 		`-X-A`, `-X-A v`, `-X-A a b`, `-X-Forwarded-*`, `-*-Id`, `-*Token*`, `-*`,
-		`X-A ^a b`, `>X-A ^a b`, `* a b`, `Referer ^http:// https://`,
+		`X-A ^a b`, `>X-A ^a b`, `>-X-A ^a b`, `>+X-A ^a b`, `>?X-A ^a b`, `>>X-A ^a b`, `* a b`,
+		`Referer ^http:// https://`, `+X-A`, `>X-A`, `+-X v`, `-x-a`, `x-a ^a b`,
 		`Host {upstream_hostport}`, `X-Real-IP {remote_host}`,
 	}
 	for _, line := range same {

@@ -148,8 +148,11 @@ func backendRequest(r *http.Request, up relayconfig.Upstream, ops *headers.Heade
 	default:
 		// As reverse_proxy's request goes: to the upstream's address,
 		// without a scheme's default port.
-		out.Host = up.Addr
-		if host, port, _ := net.SplitHostPort(up.Addr); up.TLS && port == "443" || !up.TLS && port == "80" {
+		// An IPv6 zone is not sent (RFC 6874), as net/http does not.
+		host, port, _ := net.SplitHostPort(up.Addr)
+		host, _, _ = strings.Cut(host, "%")
+		out.Host = net.JoinHostPort(host, port)
+		if up.TLS && port == "443" || !up.TLS && port == "80" {
 			out.Host = host
 			if strings.Contains(host, ":") {
 				out.Host = "[" + host + "]"

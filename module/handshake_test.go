@@ -269,6 +269,8 @@ func TestBackendHost(t *testing.T) {
 		{"every field deleted", "ws://b:9000", &relayconfig.HeaderOps{Delete: []string{"*"}}, "b:9000"},
 		{"deleted, wss default port", "wss://b.example", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "b.example"},
 		{"deleted, ws default port, IPv6", "ws://[::1]", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "[::1]"},
+		{"deleted, IPv6 with a zone", "ws://[fe80::1%25eth0]:9000", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "[fe80::1]:9000"},
+		{"deleted, IPv6 with a zone, default port", "ws://[fe80::1%25eth0]", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "[fe80::1]"},
 		{"deleted, Unix socket", "unix//tmp/s.sock", &relayconfig.HeaderOps{Delete: []string{"Host"}}, "example.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -212,7 +212,7 @@ func parseHeaderUp(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	case strings.HasPrefix(field, "?"):
 		return d.Errf("header_up: the default modifier '?' is for response headers; a request header is set or not")
 	case len(args) == 3:
-		name := strings.TrimLeft(field, ">")
+		name := strings.TrimLeft(field, "+-?>") // only > or nothing gets here; as Caddy trims
 		if err := check(name, name == "*"); err != nil {
 			return err
 		}
