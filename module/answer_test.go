@@ -26,18 +26,26 @@ func refusingBackend(t *testing.T, body func(c net.Conn)) string {
 	})
 }
 
-// askUpgradePath sends an upgrade request for path to 127.0.0.1:port and
-// reads the answer's status and whole body; err is the body's read error.
-func askUpgradePath(t *testing.T, port int, path string) (status int, body string, err error) {
+// sendUpgrade dials 127.0.0.1:port and sends an upgrade request for
+// path; the connection has a deadline 8 s away and closes with the test.
+func sendUpgrade(t *testing.T, port int, path string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(8 * time.Second))
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", path)
+	return c
+}
+
+// askUpgradePath sends an upgrade request for path to 127.0.0.1:port and
+// reads the answer's status and whole body; err is the body's read error.
+func askUpgradePath(t *testing.T, port int, path string) (status int, body string, err error) {
+	t.Helper()
+	c := sendUpgrade(t, port, path)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -111,14 +119,7 @@ func TestClientGoneBeforeAnswer(t *testing.T) {
 		relayRoute("/answer", hang, "handshake_timeout", "5s"))
 	t.Cleanup(func() { _ = caddy.Stop() })
 	for _, path := range []string{"/dial", "/answer"} {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(8 * time.Second))
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
-			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", path)
+		c := sendUpgrade(t, port, path)
 		time.Sleep(200 * time.Millisecond)
 		_ = c.(*net.TCPConn).CloseWrite() // gone, as net/http sees it, but still reading
 		began := time.Now()

@@ -326,8 +326,15 @@ func slowBackendLegs(t *testing.T) (client, backend *peer, cRelay, bRelay net.Co
 
 func startOn(t *testing.T, cfg Config, clientReads bool, pair func() (net.Conn, net.Conn)) *harness {
 	t.Helper()
-	cTest, cRelay := pair()
-	bTest, bRelay := pair()
+	return startPairs(t, cfg, clientReads, pair, pair)
+}
+
+// startPairs is startOn with the client's connection from clientPair and
+// the backend's from backendPair.
+func startPairs(t *testing.T, cfg Config, clientReads bool, clientPair, backendPair func() (net.Conn, net.Conn)) *harness {
+	t.Helper()
+	cTest, cRelay := clientPair()
+	bTest, bRelay := backendPair()
 	h := &harness{
 		client:  newPeer(t, cTest, true, clientReads),
 		backend: newPeer(t, bTest, false, true),

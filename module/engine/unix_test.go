@@ -45,19 +45,9 @@ func TestUnixBackendLeg(t *testing.T) {
 	cfg := loopConfig()
 	cfg.PingInterval = 50 * time.Millisecond
 	cfg.PongTimeout = 2 * time.Second
-	cTest, cRelay := loopbackPair(t)
-	bTest, bRelay := unixPair(t)
-	h := &harness{
-		client:  newPeer(t, cTest, true, true),
-		backend: newPeer(t, bTest, false, true),
-		result:  make(chan Result, 1),
-	}
-	h.session = New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
-	go func() { h.result <- h.session.Run() }()
-	t.Cleanup(func() {
-		cTest.Close()
-		bTest.Close()
-	})
+	h := startPairs(t, cfg, true,
+		func() (net.Conn, net.Conn) { return loopbackPair(t) },
+		func() (net.Conn, net.Conn) { return unixPair(t) })
 
 	waitOnLoop(t, h.session, 2*time.Second)
 	entries := loopEntries.Load()
