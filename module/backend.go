@@ -125,9 +125,10 @@ func (h *Handler) backendTLS() (*tls.Config, error) {
 // backendRequest builds the upgrade request for the backend: the client's
 // path and query under the upstream's path, its end-to-end headers
 // (Sec-WebSocket-*, Origin, cookies, auth), hop-by-hop headers removed and
-// X-Forwarded-* added as reverse_proxy does. The headers the handshake
-// itself needs are set again, even if the client's Connection header
-// named them.
+// X-Forwarded-* added as reverse_proxy does, then header_up (ops, nil for
+// none). The headers the handshake itself needs are set again last, even
+// if the client's Connection header or header_up reached them, and a
+// Host left empty becomes the upstream's.
 func backendRequest(r *http.Request, up relayconfig.Upstream, ops *headers.HeaderOps) *http.Request {
 	out := r.Clone(context.Background())
 	out.Header = r.Header.Clone()
