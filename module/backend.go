@@ -128,7 +128,8 @@ func (h *Handler) backendTLS() (*tls.Config, error) {
 // X-Forwarded-* added as reverse_proxy does, then header_up (ops, nil for
 // none). The headers the handshake itself needs are set again last, even
 // if the client's Connection header or header_up reached them, and a
-// Host left empty becomes the upstream's.
+// Host left empty becomes the upstream's address (for a Unix socket
+// upstream, the client's Host).
 func backendRequest(r *http.Request, up relayconfig.Upstream, ops *headers.HeaderOps) *http.Request {
 	out := r.Clone(context.Background())
 	out.Header = r.Header.Clone()

@@ -9,7 +9,8 @@ import (
 
 // HeaderOps change the headers of the upgrade request sent to the
 // backend, as Caddy's header operations (reverse_proxy's header_up) do,
-// in the same JSON form: Add, then Set, then Delete, then Replace. Values
+// in the same JSON form, applied in Caddy's order: a Delete of "*"
+// first, then Add, Set, the other Deletes, then Replace. Values
 // may hold Caddy placeholders, the upstream's
 // {http.reverse_proxy.upstream.hostport} (Caddyfile: {upstream_hostport})
 // with .host and .port among them; an unknown placeholder is left as

@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// Event loops (Config.Loops). A relay whose legs are both plain TCP
-// sockets, once both are idle (parked), leaves Go's runtime poller: each
-// socket is duplicated and its net.Conn closed, which takes it out of the
+// Event loops (Config.Loops). A relay whose legs are both plain sockets
+// (a TCP client; a TCP or Unix socket backend), once both are idle
+// (parked), leaves Go's runtime poller: each socket is duplicated and its
+// net.Conn closed, which takes it out of the
 // runtime's epoll set, and the pair joins one of a few event loops. A
 // loop is a goroutine locked to its own OS thread, waiting on its own
 // epoll set and reading and writing with plain system calls; a round trip

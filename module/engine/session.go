@@ -65,8 +65,9 @@ type Config struct {
 	StallTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Loops lets a relay whose legs are both plain TCP sockets move, once
-	// both are idle, onto the engine's event loops, which relay whole
+	// Loops lets a relay whose legs are both plain sockets (a TCP client;
+	// a TCP or Unix socket backend) move, once both are idle, onto the
+	// engine's event loops, which relay whole
 	// data frames without a goroutine wake-up (see loop_linux.go).
 	Loops bool
 }
