@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -216,6 +217,103 @@ func TestUpstreams(t *testing.T) {
 		r := c.rawRequest(t, false, "GET", "/nosocket/echo", upgradeLines())
 		if r.StatusCode != http.StatusBadGateway {
 			t.Errorf("upgrade to a Unix socket that does not exist: %d %q, want 502", r.StatusCode, r.Body)
+		}
+	})
+}
+
+// TestLBPolicy: with the same `lb_policy header X-User`, each user's
+// upgrades reach the backend that reverse_proxy sends that user's plain
+// requests to (sticky sessions across a long-poll fallback and its
+// WebSocket); least_conn sends a new connection to the backend whose
+// relay ended, where round_robin would go on in turn.
+func TestLBPolicy(t *testing.T) {
+	t.Parallel()
+	apps := []*app{newApp(t, appOpts{}), newApp(t, appOpts{}), newApp(t, appOpts{})}
+	addrs := make([]string, len(apps))
+	for i, a := range apps {
+		a.SetPage(fmt.Sprint(i))
+		addrs[i] = a.Addr
+	}
+	all := strings.Join(addrs, " ")
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	websocket_relay /sticky/* %s {
+		lb_policy header X-User
+	}
+	websocket_relay /least/* %s {
+		lb_policy least_conn
+	}
+	reverse_proxy %s {
+		lb_policy header X-User
+	}
+}
+`, c.HTTPPort, all, all, all))
+	f := &fixture{App: apps[0], Caddy: c}
+	// which returns the index of the app that accepted a connection on path.
+	which := func(t *testing.T, path string) (int, *backendConn) {
+		t.Helper()
+		cases := make([]reflect.SelectCase, len(apps)+1)
+		for i, a := range apps {
+			cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(a.connCh(path))}
+		}
+		cases[len(apps)] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(time.After(10 * time.Second))}
+		i, v, _ := reflect.Select(cases)
+		if i == len(apps) {
+			t.Fatalf("no backend accepted the connection on %s", path)
+		}
+		return i, v.Interface().(*backendConn)
+	}
+
+	t.Run("header hash as reverse_proxy's", func(t *testing.T) {
+		reached := map[int]bool{}
+		for u := range 12 {
+			user := fmt.Sprintf("user-%d", u)
+			req, _ := http.NewRequest(http.MethodGet, c.HTTPURL()+"/page.html", nil)
+			req.Header.Set("X-User", user)
+			resp, err := c.HTTPClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for range 2 {
+				conn, _ := f.dialCoder(t, false, "/sticky/echo", &cws.DialOptions{HTTPHeader: http.Header{"X-User": {user}}})
+				got, _ := which(t, "/sticky/echo")
+				if fmt.Sprint(got) != string(page) {
+					t.Errorf("%s: reverse_proxy chose backend %s, the relay %d", user, page, got)
+				}
+				reached[got] = true
+				echoOnce(t, conn, user)
+				conn.Close(cws.StatusNormalClosure, "")
+			}
+		}
+		if len(reached) < 2 {
+			t.Errorf("12 users all went to backend %v", reached)
+		}
+	})
+	t.Run("least_conn", func(t *testing.T) {
+		conns := make([]*cws.Conn, len(apps))
+		ended := len(c.ConnClosedLogs())
+		for range apps {
+			conn, _ := f.dialCoder(t, false, "/least/echo", nil)
+			i, _ := which(t, "/least/echo")
+			if conns[i] != nil {
+				t.Fatalf("a second connection went to backend %d while another held none", i)
+			}
+			conns[i] = conn
+		}
+		// End the relay of one backend at a time: the next connection
+		// goes there, the only one with fewer connections.
+		for _, i := range []int{1, 2, 0, 1} {
+			conns[i].Close(cws.StatusNormalClosure, "")
+			ended++
+			c.WaitConnClosed(ended)
+			conn, _ := f.dialCoder(t, false, "/least/echo", nil)
+			if got, _ := which(t, "/least/echo"); got != i {
+				t.Fatalf("backend %d's relay ended, and the next connection went to backend %d", i, got)
+			}
+			echoOnce(t, conn, "least_conn")
+			conns[i] = conn
 		}
 	})
 }

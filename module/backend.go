@@ -58,20 +58,23 @@ func (d *dialed) takeBuffered() []byte {
 	return b
 }
 
-// dialUpstream connects to the first upstream that answers, in
-// round-robin order, skipping those whose dial just failed. When ctx
-// ends (the client went away), it stops with ctx's error and marks no
-// upstream failed: the dial did not fail for the upstream's sake.
-func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, relayconfig.Upstream, error) {
+// dialUpstream connects to the first upstream that answers, in the
+// lb_policy's order for r, skipping those whose dial just failed, and
+// counts the connection against it until the lease's release. When r's
+// context ends (the client went away), it stops with the context's error
+// and marks no upstream failed: the dial did not fail for the upstream's
+// sake.
+func (h *Handler) dialUpstream(r *http.Request) (net.Conn, relayconfig.Upstream, *lease, error) {
+	ctx := r.Context()
 	var errs []error
-	for _, idx := range h.pool.order(now()) {
+	for _, idx := range h.pool.order(r, now()) {
 		up := h.pool.list[idx]
 		conn, err := h.dialOne(ctx, up)
 		if ctx.Err() != nil {
 			if conn != nil {
 				conn.Close()
 			}
-			return nil, relayconfig.Upstream{}, ctx.Err()
+			return nil, relayconfig.Upstream{}, nil, ctx.Err()
 		}
 		if err != nil {
 			h.pool.markFailed(idx, now())
@@ -79,9 +82,9 @@ func (h *Handler) dialUpstream(ctx context.Context) (net.Conn, relayconfig.Upstr
 			continue
 		}
 		h.pool.markHealthy(idx)
-		return conn, up, nil
+		return conn, up, h.pool.hold(idx), nil
 	}
-	return nil, relayconfig.Upstream{}, errors.Join(errs...)
+	return nil, relayconfig.Upstream{}, nil, errors.Join(errs...)
 }
 
 func (h *Handler) dialOne(ctx context.Context, up relayconfig.Upstream) (net.Conn, error) {

@@ -128,7 +128,8 @@ func TestHandshakeSkipsInformational(t *testing.T) {
 
 // TestRelayAbandonsBackend: when the client's connection cannot be taken
 // over after the backend said 101, the backend gets close 1001 (masked,
-// as from any client) and the handshake's pooled reader goes back.
+// as from any client), the handshake's pooled reader goes back and the
+// upstream no longer counts the connection.
 func TestRelayAbandonsBackend(t *testing.T) {
 	relaySide, backendSide := net.Pipe()
 	defer backendSide.Close()
@@ -145,10 +146,14 @@ func TestRelayAbandonsBackend(t *testing.T) {
 		}
 		got <- f
 	}()
-	h := &Handler{logger: zap.NewNop()}
+	h := &Handler{logger: zap.NewNop(), pool: newUpstreamPool([]relayconfig.Upstream{d.upstream}, nil)}
+	held := h.pool.hold(0)
 	// A ResponseRecorder cannot be hijacked.
-	if err := h.relay(httptest.NewRecorder(), upgradeRequest(nil), d, nil); err == nil {
+	if err := h.relay(httptest.NewRecorder(), upgradeRequest(nil), d, nil, held); err == nil {
 		t.Fatal("relay reported no error for a connection it could not take over")
+	}
+	if n := h.pool.conns[0].Load(); n != 0 {
+		t.Fatalf("upstream still counts %d connections after the relay gave up", n)
 	}
 	f := <-got
 	if !f.Header.Masked || f.Header.OpCode != ws.OpClose {

@@ -29,6 +29,10 @@ var (
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "event_loop_connections",
 		Help: "Relayed connections served by the relay's event loops now (idle or busy plain ws relays).",
 	}, func() float64 { return float64(engine.OnLoops()) })
+	upstreamConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "websocket_relay", Name: "upstream_connections",
+		Help: "Connections each upstream holds now: relays, and upgrades waiting for its answer.",
+	}, []string{"upstream"})
 	handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "handshake_failures_total",
 		Help: "Upgrade requests not relayed, by reason: bad_request, dial, handshake, rejected, client_gone.",
@@ -41,7 +45,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, traffic, readBuffers, onEventLoops, handshakeFailures} {
+	for _, c := range []prometheus.Collector{activeConnections, connectionsEnded, traffic, readBuffers, onEventLoops, upstreamConnections, handshakeFailures} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

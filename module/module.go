@@ -47,7 +47,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		list = append(list, u)
 	}
 	if len(list) > 0 {
-		h.pool = newUpstreamPool(list)
+		h.pool = newUpstreamPool(list, h.LBPolicy)
 	}
 	tc, err := h.backendTLS()
 	if err != nil {

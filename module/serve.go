@@ -36,7 +36,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// exit waits for it, as it waits for relays.
 	u := h.live.begin()
 	defer h.live.abort(u) // a no-op once it became a relay
-	conn, up, err := h.dialUpstream(r.Context())
+	conn, up, held, err := h.dialUpstream(r)
 	if err != nil && r.Context().Err() != nil {
 		h.clientGone(w, r, "dial", err)
 		return nil
@@ -46,6 +46,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.logger.Warn("no upstream reachable", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: no upstream reachable")
 	}
+	relayed := false // then the relay releases held
+	defer func() {
+		if !relayed {
+			held.release()
+		}
+	}()
 	d, err := h.handshake(conn, up, r)
 	if err != nil && r.Context().Err() != nil {
 		conn.Close()
@@ -68,7 +74,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.passAnswer(w, r, d)
 		return nil
 	}
-	return h.relay(w, r, d, u)
+	relayed = true
+	return h.relay(w, r, d, u, held)
 }
 
 // clientGone answers an upgrade whose client went away during the
@@ -162,8 +169,9 @@ func (c *clientWriter) Write(p []byte) (int, error) {
 
 // relay sends the backend's 101 to the client, takes over the client's
 // connection and starts the engine on both legs, as the relay upgrade u
-// of h.live became; it returns at once.
-func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pendingUpgrade) error {
+// of h.live became; it returns at once. It releases held when the
+// connection ends, or at once if it cannot be relayed.
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pendingUpgrade, held *lease) error {
 	hdr := d.resp.Header.Clone()
 	upgrade.RemoveHopHeaders(hdr)
 	for k, v := range hdr {
@@ -175,11 +183,13 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pe
 	clientConn, brw, err := hijackInnermost(w)
 	if err != nil {
 		d.abandon()
+		held.release()
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("hijacking client connection: %w", err))
 	}
 	if err := brw.Flush(); err != nil {
 		clientConn.Close()
 		d.abandon()
+		held.release()
 		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the upgrade"); c != nil {
 			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw), zap.Error(err))
 		}
@@ -198,6 +208,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pe
 	remote, up := r.RemoteAddr, d.upstream
 	s.Start(func(res engine.Result) {
 		activeConnections.Dec()
+		held.release()
 		h.live.remove(s)
 		h.logEnd(remote, up, res)
 		recordEnd(s, res)

@@ -1,18 +1,35 @@
 package wsrelay
 
 import (
+	"cmp"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/cespare/xxhash/v2"
+
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 )
 
-// upstreamPool hands out upstreams round-robin and skips one whose dial
-// failed within the last failBackoff.
+// upstreamPool orders the upstreams of each upgrade by the handler's
+// lb_policy and puts last those whose dial failed within the last
+// failBackoff. It counts the connections each upstream holds, for
+// least_conn and the upstream_connections gauge.
 type upstreamPool struct {
-	list []relayconfig.Upstream
-	next atomic.Uint64
+	list   []relayconfig.Upstream
+	policy *relayconfig.LBPolicy // nil: round_robin
+	// keys name the upstreams as reverse_proxy's Dial does ("host:port",
+	// "unix/<path>"): the hash policies hash them with the request's
+	// key, as reverse_proxy does, so both pick the same backend.
+	keys  []string
+	conns []atomic.Int64
+	next  atomic.Uint64
 
 	mu       sync.Mutex
 	failedAt map[int]time.Time
@@ -22,21 +39,28 @@ type upstreamPool struct {
 // another one is available.
 const failBackoff = 5 * time.Second
 
-func newUpstreamPool(list []relayconfig.Upstream) *upstreamPool {
-	return &upstreamPool{list: list, failedAt: make(map[int]time.Time)}
+func newUpstreamPool(list []relayconfig.Upstream, policy *relayconfig.LBPolicy) *upstreamPool {
+	p := &upstreamPool{list: list, policy: policy, conns: make([]atomic.Int64, len(list)), failedAt: make(map[int]time.Time)}
+	for _, u := range list {
+		key := u.Addr
+		if u.Network == "unix" {
+			key = "unix/" + u.Addr
+		}
+		p.keys = append(p.keys, key)
+	}
+	return p
 }
 
-// order returns the indexes of the upstreams to try for one request: the
-// round-robin choice first, then the rest; upstreams that failed recently
-// go last, so they are tried only when all others fail too.
-func (p *upstreamPool) order(now time.Time) []int {
-	n := len(p.list)
-	start := int(p.next.Add(1)-1) % n
-	healthy := make([]int, 0, n)
+// order returns the indexes of the upstreams to try for r: the policy's
+// choice first, then the rest in the policy's order; upstreams that
+// failed recently go last, so they are tried only when all others fail
+// too.
+func (p *upstreamPool) order(r *http.Request, now time.Time) []int {
+	ranked := p.rank(p.policy, r)
+	healthy := ranked[:0:0]
 	var failed []int
 	p.mu.Lock()
-	for i := 0; i < n; i++ {
-		idx := (start + i) % n
+	for _, idx := range ranked {
 		if t, ok := p.failedAt[idx]; ok && now.Sub(t) < failBackoff {
 			failed = append(failed, idx)
 			continue
@@ -45,6 +69,86 @@ func (p *upstreamPool) order(now time.Time) []int {
 	}
 	p.mu.Unlock()
 	return append(healthy, failed...)
+}
+
+// rank orders every upstream by policy for r.
+func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int {
+	n := len(p.list)
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	name := "round_robin"
+	if policy != nil {
+		name = policy.Policy
+	}
+	switch name {
+	case "first":
+		return idx
+	case "random":
+		rand.Shuffle(n, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		return idx
+	case "least_conn":
+		// Ties in random order, as reverse_proxy breaks them.
+		rand.Shuffle(n, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		counts := make([]int64, n)
+		for i := range counts {
+			counts[i] = p.conns[i].Load()
+		}
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(counts[a], counts[b]) })
+		return idx
+	case "ip_hash":
+		ip, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			ip = r.RemoteAddr
+		}
+		return p.byHash(idx, ip)
+	case "client_ip_hash":
+		addr, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		ip, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			ip = addr
+		}
+		return p.byHash(idx, ip)
+	case "uri_hash":
+		return p.byHash(idx, r.RequestURI)
+	case "header", "query":
+		var key string
+		switch {
+		case name == "query":
+			key = strings.Join(r.URL.Query()[policy.Key], ",")
+		case http.CanonicalHeaderKey(policy.Field) == "Host" && r.Host != "":
+			key = r.Host // net/http moves Host out of the header map
+		default:
+			key = r.Header.Get(policy.Field)
+		}
+		if key != "" {
+			return p.byHash(idx, key)
+		}
+		fallback := policy.Fallback
+		if fallback == nil {
+			fallback = &relayconfig.LBPolicy{Policy: "random"}
+		}
+		return p.rank(fallback, r)
+	}
+	start := int(p.next.Add(1)-1) % n // round_robin
+	for i := range idx {
+		idx[i] = (start + i) % n
+	}
+	return idx
+}
+
+// byHash orders idx by rendezvous (highest random weight) hashing of
+// key: reverse_proxy's hash of each upstream's Dial address followed by
+// key, highest first. The first is the one reverse_proxy's hash policy
+// picks; an upstream added or removed moves only the keys it wins.
+func (p *upstreamPool) byHash(idx []int, key string) []int {
+	weights := make([]uint64, len(idx))
+	for _, i := range idx {
+		weights[i] = xxhash.Sum64String(p.keys[i] + key)
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(weights[b], weights[a]) })
+	return idx
 }
 
 // markFailed records a failed dial of upstream idx at now.
@@ -59,4 +163,26 @@ func (p *upstreamPool) markHealthy(idx int) {
 	p.mu.Lock()
 	delete(p.failedAt, idx)
 	p.mu.Unlock()
+}
+
+// hold counts a connection to upstream idx until the lease's release.
+func (p *upstreamPool) hold(idx int) *lease {
+	p.conns[idx].Add(1)
+	upstreamConnections.WithLabelValues(p.list[idx].Raw).Inc()
+	return &lease{p: p, idx: idx}
+}
+
+// lease is one connection counted against an upstream.
+type lease struct {
+	p    *upstreamPool
+	idx  int
+	done atomic.Bool
+}
+
+// release ends the count; only its first call counts.
+func (l *lease) release() {
+	if l.done.CompareAndSwap(false, true) {
+		l.p.conns[l.idx].Add(-1)
+		upstreamConnections.WithLabelValues(l.p.list[l.idx].Raw).Dec()
+	}
 }

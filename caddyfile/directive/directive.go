@@ -37,6 +37,9 @@ const Name = "websocket_relay"
 //	    tls_trusted_ca_certs <pem_files...>
 //	    tls_server_name   <name>
 //	    header_up         [+|-]<field> [<value>|<regexp> <replacement>]
+//	    lb_policy         <policy> [<field>|<key>] [{
+//	        fallback <policy> [<field>|<key>]
+//	    }]
 //	}
 //
 // An upstream is host:port, ws://host[:port][/path],
@@ -46,7 +49,10 @@ const Name = "websocket_relay"
 // deletes it, `Field regexp replacement` replaces in it), every other
 // subdirective may be given once. At least
 // one upstream is required, and a wss:// one for tls_trusted_ca_certs
-// and tls_server_name. Durations take Caddy's units (including d for days) and must
+// and tls_server_name. lb_policy reads as reverse_proxy's: round_robin,
+// least_conn, first, random, ip_hash, client_ip_hash, uri_hash,
+// `header <field>` or `query <key>`, the last two with a fallback (which
+// may have its own block). Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period
 // off` closes all relays at once on a config reload; `event_loops off`
 // keeps every relay on the goroutine engine. The matcher is removed by
@@ -65,7 +71,7 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	for d.NextBlock(0) {
 		name := d.Val()
 		if d.Nesting() > 1 {
-			return d.Errf("unexpected '%s': subdirectives of %s take no block", name, Name)
+			return d.Errf("unexpected '%s': subdirectives of %s other than lb_policy take no block", name, Name)
 		}
 		if name != "to" && name != "header_up" && seen[name] {
 			return d.Errf("subdirective '%s' given more than once", name)
@@ -101,7 +107,7 @@ var durationFields = map[string]func(*relayconfig.Options) *caddy.Duration{
 // subdirectives lists every subdirective, for the unknown-name error.
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
 	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify, " +
-	"tls_trusted_ca_certs, tls_server_name, header_up"
+	"tls_trusted_ca_certs, tls_server_name, header_up, lb_policy"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.
@@ -145,6 +151,13 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 		return nil
 	case "header_up":
 		return parseHeaderUp(d, o)
+	case "lb_policy":
+		p, err := parseLBPolicy(d)
+		if err != nil {
+			return err
+		}
+		o.LBPolicy = p
+		return nil
 	case "tls_server_name":
 		val, err := oneArg(d)
 		if err != nil {
@@ -234,6 +247,54 @@ func parseHeaderUp(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 		ops.Set[http.CanonicalHeaderKey(name)] = []string{value}
 	}
 	return nil
+}
+
+// parseLBPolicy parses the policy whose name is the next argument, its
+// field or key, and a block with its fallback, as reverse_proxy's
+// lb_policy reads them.
+func parseLBPolicy(d *caddyfile.Dispenser) (*relayconfig.LBPolicy, error) {
+	line := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	if !slices.Contains(relayconfig.LBPolicies, args[0]) {
+		return nil, d.Errf("%s: unknown policy '%s' (want one of: %s)", line, args[0], strings.Join(relayconfig.LBPolicies, ", "))
+	}
+	if len(args) > 2 {
+		return nil, d.ArgErr()
+	}
+	p := &relayconfig.LBPolicy{Policy: args[0]}
+	if len(args) == 2 {
+		switch p.Policy {
+		case "header":
+			p.Field = args[1]
+		case "query":
+			p.Key = args[1]
+		default:
+			return nil, d.Errf("%s: policy %s takes no argument, got '%s'", line, p.Policy, args[1])
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "fallback" {
+			return nil, d.Errf("%s: unrecognized option '%s' (want fallback)", line, d.Val())
+		}
+		if p.Fallback != nil {
+			return nil, d.Errf("%s: fallback given more than once", line)
+		}
+		if p.Policy != "header" && p.Policy != "query" {
+			return nil, d.Errf("%s: only the header and query policies take a fallback", line)
+		}
+		fb, err := parseLBPolicy(d)
+		if err != nil {
+			return nil, err
+		}
+		p.Fallback = fb
+	}
+	if err := p.Validate(); err != nil {
+		return nil, d.Errf("%s: %v", line, err)
+	}
+	return p, nil
 }
 
 // addUpstreams checks each address and appends it to o.Upstreams, so a

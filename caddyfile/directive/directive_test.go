@@ -73,6 +73,10 @@ var goodCases = []struct {
 				"X-A":     {{SearchRegexp: "^a", Replace: "b"}},
 			},
 		}}},
+	{"lb_policy with a fallback that has its own", "websocket_relay a:1 b:2 {\n\tlb_policy header X-User {\n\t\tfallback query room {\n\t\t\tfallback least_conn\n\t\t}\n\t}\n\tping_interval 5s\n}",
+		relayconfig.Options{Upstreams: []string{"a:1", "b:2"}, PingInterval: sec(5), LBPolicy: &relayconfig.LBPolicy{
+			Policy: "header", Field: "X-User", Fallback: &relayconfig.LBPolicy{
+				Policy: "query", Key: "room", Fallback: &relayconfig.LBPolicy{Policy: "least_conn"}}}}},
 	{"event_loops on is the default", "websocket_relay a:1 {\n\tevent_loops on\n}",
 		relayconfig.Options{Upstreams: []string{"a:1"}}},
 }
@@ -163,6 +167,13 @@ var badCases = []struct {
 	{"zero handshake_timeout", "websocket_relay a:1 {\n\thandshake_timeout 0ms\n}",
 		[]string{"handshake_timeout: duration must be positive"}},
 	{"zero close_timeout", "websocket_relay a:1 {\n\tclose_timeout 0d\n}", []string{"close_timeout: duration must be positive"}},
+	{"lb_policy unknown", "websocket_relay a:1 {\n\tlb_policy sticky\n}", []string{"unknown policy 'sticky'", "least_conn", "Testfile:2"}},
+	{"lb_policy twice", "websocket_relay a:1 {\n\tlb_policy first\n\tlb_policy random\n}", []string{"'lb_policy' given more than once", "Testfile:3"}},
+	{"lb_policy header without a field", "websocket_relay a:1 {\n\tlb_policy header\n}", []string{"needs a field", "Testfile:2"}},
+	{"lb_policy header with a bad field", "websocket_relay a:1 {\n\tlb_policy header \"X A\"\n}", []string{"not a header field name", "Testfile:2"}},
+	{"lb_policy fallback twice", "websocket_relay a:1 {\n\tlb_policy query q {\n\t\tfallback first\n\t\tfallback random\n\t}\n}", []string{"fallback given more than once", "Testfile:4"}},
+	{"lb_policy fallback of a plain policy", "websocket_relay a:1 {\n\tlb_policy first {\n\t\tfallback random\n\t}\n}", []string{"only the header and query policies take a fallback", "Testfile:3"}},
+	{"lb_policy fallback without a policy", "websocket_relay a:1 {\n\tlb_policy query q {\n\t\tfallback\n\t}\n}", []string{"wrong argument count", "Testfile:3"}},
 	{"nested block", "websocket_relay a:1 {\n\tping_interval 5s {\n\t}\n}", []string{"take no block", "Testfile:2"}},
 }
 

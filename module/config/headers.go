@@ -51,9 +51,7 @@ func CheckHeaderField(field string, wildcard bool) error {
 	if name == "*" && wildcard {
 		return nil
 	}
-	if name == "" || strings.ContainsFunc(name, func(r rune) bool {
-		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}*`, r)
-	}) {
+	if !validFieldName(name) {
 		return fmt.Errorf("%q is not a header field name", field)
 	}
 	canon := http.CanonicalHeaderKey(field)
@@ -63,6 +61,13 @@ func CheckHeaderField(field string, wildcard bool) error {
 		}
 	}
 	return nil
+}
+
+// validFieldName reports whether name is an HTTP token (RFC 9110 5.1).
+func validFieldName(name string) bool {
+	return name != "" && !strings.ContainsFunc(name, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}*`, r)
+	})
 }
 
 // Validate checks every field name and regular expression of ops (nil

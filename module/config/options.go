@@ -25,7 +25,7 @@ const (
 // config holds them: the module's Handler embeds them, and the
 // Caddyfile's directive fills them.
 type Options struct {
-	// Upstreams are the backends, taken round-robin: "host:port",
+	// Upstreams are the backends, taken in LBPolicy's order: "host:port",
 	// "ws://host:port[/path]" or "wss://host:port[/path]". A path in an
 	// upstream is prefixed to the request's path. Required.
 	Upstreams []string `json:"upstreams,omitempty"`
@@ -78,6 +78,10 @@ type Options struct {
 	// its certificate must be valid for. Default: the upstream's host.
 	TLSServerName string `json:"tls_server_name,omitempty"`
 
+	// LBPolicy chooses the upstream of each upgrade, as reverse_proxy's
+	// lb_policy does. Default: round_robin.
+	LBPolicy *LBPolicy `json:"lb_policy,omitempty"`
+
 	// HeaderUp changes the upgrade request's headers on its way to the
 	// backend, after hop-by-hop headers were removed and X-Forwarded-*
 	// added. Values may hold placeholders. Default: none.
@@ -114,6 +118,9 @@ func (o *Options) Validate() error {
 		if _, err := ParseUpstream(u); err != nil {
 			return fmt.Errorf("websocket_relay: %w", err)
 		}
+	}
+	if err := o.LBPolicy.Validate(); err != nil {
+		return fmt.Errorf("websocket_relay: lb_policy: %w", err)
 	}
 	if err := o.HeaderUp.Validate(); err != nil {
 		return fmt.Errorf("websocket_relay: header_up: %w", err)

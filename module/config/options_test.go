@@ -27,6 +27,15 @@ func TestValidate(t *testing.T) {
 		{"header_up setting a wildcard", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Add: map[string][]string{"X-*": {"v"}}}}, "not a header field name"},
 		{"header_up with both searches", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Replace: map[string][]Replacement{"X": {{Search: "a", SearchRegexp: "b"}}}}}, "not both"},
 		{"header_up with a bad regexp", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Replace: map[string][]Replacement{"X": {{SearchRegexp: "("}}}}}, "error parsing regexp"},
+		{"lb_policy", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "header", Field: "X-User",
+			Fallback: &LBPolicy{Policy: "query", Key: "k", Fallback: &LBPolicy{Policy: "least_conn"}}}}, ""},
+		{"lb_policy unknown", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "cookie"}}, `lb_policy: unknown policy "cookie"`},
+		{"lb_policy empty", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{}}, `unknown policy ""`},
+		{"lb_policy header without field", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "header"}}, "needs a field"},
+		{"lb_policy header with a key", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "header", Field: "X", Key: "k"}}, "not a key"},
+		{"lb_policy query with a field", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "query", Key: "k", Field: "X"}}, "not a field"},
+		{"lb_policy plain with a fallback", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "first", Fallback: &LBPolicy{Policy: "random"}}}, "takes no field, key or fallback"},
+		{"lb_policy bad fallback", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "query", Key: "k", Fallback: &LBPolicy{Policy: "x"}}}, "fallback: unknown policy"},
 		{"negative timeout", Options{Upstreams: []string{"a:1"}, DialTimeout: -1}, "dial_timeout must not be negative"},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,70 @@
+package relaycaddyfile
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/websocket-relay/websocket_relay/caddyfile/directive"
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+)
+
+// TestLBPolicyAsReverseProxy: an lb_policy line gives the relay the JSON
+// that reverse_proxy's own parser gives its selection_policy, fallbacks
+// included, and one that reverse_proxy refuses is refused. The policies
+// the relay does not have (weighted_round_robin, random_choose, cookie)
+// are refused with the list of those it has.
+func TestLBPolicyAsReverseProxy(t *testing.T) {
+	t.Parallel()
+	parse := func(line string) (rp, relay string, rpErr, relayErr error) {
+		var h reverseproxy.Handler
+		rpErr = h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("reverse_proxy a:1 {\n\tlb_policy " + line + "\n}"))
+		if rpErr == nil {
+			rp = string(h.LoadBalancing.SelectionPolicyRaw)
+		}
+		var o relayconfig.Options
+		relayErr = directive.Unmarshal(caddyfile.NewTestDispenser("websocket_relay a:1 {\n\tlb_policy "+line+"\n}"), &o)
+		if relayErr == nil {
+			b, _ := json.Marshal(o.LBPolicy)
+			relay = string(b)
+		}
+		return rp, relay, rpErr, relayErr
+	}
+	same := []string{
+		"round_robin", "least_conn", "first", "random", "ip_hash", "client_ip_hash", "uri_hash",
+		"header X-User", "header host", "query room",
+		"header X-User {\n\t\tfallback first\n\t}",
+		"query room {\n\t\tfallback header X-A {\n\t\t\tfallback least_conn\n\t\t}\n\t}",
+	}
+	for _, line := range same {
+		rp, relay, rpErr, relayErr := parse(line)
+		if rpErr != nil || relayErr != nil {
+			t.Errorf("%q: reverse_proxy: %v, relay: %v", line, rpErr, relayErr)
+			continue
+		}
+		var a, b any
+		_ = json.Unmarshal([]byte(rp), &a)
+		_ = json.Unmarshal([]byte(relay), &b)
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%q: the relay reads %s, reverse_proxy %s", line, relay, rp)
+		}
+	}
+	for _, line := range []string{"nope", "header", "query", "first x", "least_conn a b",
+		"header X-A {\n\t\tfallback nope\n\t}", "header X-A {\n\t\tfallback first x\n\t}", "header X-A {\n\t\tbogus\n\t}"} {
+		_, relay, rpErr, relayErr := parse(line)
+		if rpErr == nil || relayErr == nil {
+			t.Errorf("%q: reverse_proxy: %v, the relay: %v (%s); want both to refuse it", line, rpErr, relayErr, relay)
+		} else if !strings.Contains(relayErr.Error(), "Testfile:") {
+			t.Errorf("%q: error %q names no line", line, relayErr)
+		}
+	}
+	for _, line := range []string{"weighted_round_robin 1 2", "random_choose 2", "cookie lb"} {
+		if _, _, _, err := parse(line); err == nil || !strings.Contains(err.Error(), "round_robin, least_conn") {
+			t.Errorf("%q: error %v, want the list of policies", line, err)
+		}
+	}
+}
