@@ -86,6 +86,9 @@ func (s *Session) seen(src *leg) {
 func (s *Session) control(src, dst *leg, h ws.Header) (stop bool) {
 	n := int(h.Length)
 	if err := src.rd.need(n); err != nil {
+		// The payload that came before the peer went counts: the counts
+		// are of the bytes read, as they come (need fails short of n).
+		src.counters.bytes.Add(int64(min(len(src.rd.buffered()), n)))
 		s.readFailed(src.side, err)
 		return true
 	}
