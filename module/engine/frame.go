@@ -63,6 +63,23 @@ func checkHeader(h ws.Header, src Side, inMessage bool, allowedRSV byte) error {
 	return nil
 }
 
+// wireHeaderSize is the size on the wire of a frame header whose second
+// byte is b1 (RFC 6455 5.2): the length's form, minimal or not, and the
+// mask key.
+func wireHeaderSize(b1 byte) int {
+	n := 2
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	return n
+}
+
 // validCloseCode reports whether code may appear in a close frame on the
 // wire (RFC 6455 7.4.1-7.4.2): 1000-1003, 1007-1014 and 3000-4999.
 // 1004-1006 and 1015 are reserved and must never be sent.

@@ -128,7 +128,7 @@ func (st *diffStream) add(rng *rand.Rand, fin bool, op ws.OpCode, payload []byte
 	st.wire = append(st.wire, onWire...)
 	st.ends = append(st.ends, len(st.wire))
 	st.counters.Frames++
-	st.counters.Bytes += int64(ws.HeaderSize(h)) + h.Length
+	st.counters.Bytes += int64(len(hdr)) + h.Length // as the bytes came
 
 	desc := fmt.Sprintf("frame %d (%s, %s fin=%v len=%d", len(st.ends)-1, what, diffOpNames[op], fin, len(payload))
 	if odd {

@@ -240,7 +240,7 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 			break
 		}
 		if !consume {
-			src.took(h) // goes with the frames around it, as the pump would send it
+			src.took(h, m-int(h.Length)) // goes with the frames around it, as the pump would send it
 			src.counters.bytes.Add(h.Length)
 			pos += m
 			continue
@@ -251,7 +251,7 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 			s.leaveLoop(src, buf[sent+w:n], pos-sent-w, err, nil)
 			return
 		}
-		src.took(h)
+		src.took(h, m-int(h.Length))
 		src.counters.bytes.Add(h.Length)
 		s.pongs.Add(1)
 		pos += m

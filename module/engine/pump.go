@@ -36,6 +36,13 @@ func (s *Session) pump(src *leg) (parked bool) {
 			continue
 		}
 		src.rd.arm()
+		// The header's size as it came: a length not in its minimal form
+		// is taken (and re-encoded), but counted for the bytes it took.
+		if err := src.rd.need(2); err != nil {
+			s.readFailed(src.side, err)
+			return false
+		}
+		hs := wireHeaderSize(src.rd.buffered()[1])
 		h, err := ws.ReadHeaderBuffer(&src.rd, src.hdr[:])
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
@@ -50,7 +57,7 @@ func (s *Session) pump(src *leg) (parked bool) {
 			s.violate(src.side, err)
 			return false
 		}
-		src.took(h)
+		src.took(h, hs)
 		if h.OpCode.IsControl() {
 			if s.control(src, dst, h) {
 				return false
@@ -402,7 +409,7 @@ func (s *Session) batch(src *leg, b []byte, cutOK bool) (n int, remaining int64)
 		if avail < h.Length && (avail == 0 || !cutOK) {
 			break
 		}
-		src.took(h)
+		src.took(h, hs)
 		if avail < h.Length {
 			src.counters.bytes.Add(avail)
 			n += hs + int(avail)
@@ -429,13 +436,13 @@ func (s *Session) peekFrame(src *leg, b []byte) (h ws.Header, hs int, avail int6
 	return h, hs, avail, ok
 }
 
-// took counts a frame whose header src has read, and its header's bytes
-// (its payload's are counted as they are read: a frame may announce more
-// than ever comes, up to 2^63-1 bytes), and tracks whether a fragmented
-// message is open.
-func (l *leg) took(h ws.Header) {
+// took counts a frame whose header src has read, and its header's hs
+// bytes on the wire (its payload's are counted as they are read: a frame
+// may announce more than ever comes, up to 2^63-1 bytes), and tracks
+// whether a fragmented message is open.
+func (l *leg) took(h ws.Header, hs int) {
 	l.counters.frames.Add(1)
-	l.counters.bytes.Add(int64(ws.HeaderSize(h)))
+	l.counters.bytes.Add(int64(hs))
 	if !h.OpCode.IsControl() {
 		l.inMessage = !h.Fin
 	}

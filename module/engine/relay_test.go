@@ -482,3 +482,70 @@ func TestCountsCutControlFrame(t *testing.T) {
 		}
 	}
 }
+
+// longHeader is a frame with its payload length in the 16-bit (form 16)
+// or 64-bit (form 64) form, which RFC 6455 5.2 says must be minimal and
+// the relay takes anyway (re-encoding it), masked with a zero key when
+// masked is set.
+func longHeader(first byte, masked bool, form int, payload []byte) []byte {
+	b := []byte{first, 126}
+	if form == 64 {
+		b[1] = 127
+		b = binary.BigEndian.AppendUint64(b, uint64(len(payload)))
+	} else {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(payload)))
+	}
+	if masked {
+		b[1] |= 0x80
+		b = append(b, 0, 0, 0, 0)
+	}
+	return append(b, payload...)
+}
+
+// TestCountsNonMinimalHeaders: frames whose lengths are not in the
+// minimal form are relayed (re-encoded), and counted for the bytes their
+// headers took on the wire, not the minimal form's (they once were).
+func TestCountsNonMinimalHeaders(t *testing.T) {
+	for _, transport := range append([]string{"pipe", "tcp"}, loopTransports...) {
+		for _, from := range []Side{Client, Backend} {
+			t.Run(transport+"/"+from.String(), func(t *testing.T) {
+				h := startOver(t, transport, quickConfig())
+				src, dst := h.client, h.backend
+				if from == Backend {
+					src, dst = h.backend, h.client
+				}
+				raw := bytes.Join([][]byte{
+					longHeader(0x80|byte(ws.OpBinary), src.mask, 16, []byte("hello")),
+					longHeader(0x80|byte(ws.OpText), src.mask, 64, []byte("world")),
+					longHeader(0x80|byte(ws.OpPing), src.mask, 16, []byte("ping")),
+				}, nil)
+				go src.writeRaw(raw)
+				for _, want := range []string{"hello", "world", "ping"} {
+					got := dst.next(5 * time.Second)
+					if got.Header.Masked {
+						got = ws.UnmaskFrame(got)
+					}
+					if string(got.Payload) != want {
+						t.Fatalf("got %q, want %q", got.Payload, want)
+					}
+				}
+				cf := closeFrame(1000, "done")
+				if src.mask {
+					cf = ws.MaskFrame(cf)
+				}
+				closeLen := len(mustCompile(t, cf))
+				src.send(closeFrame(1000, "done"))
+				dst.expectClose(1000, 5*time.Second)
+				dst.send(closeFrame(1000, "done"))
+				r := h.wait(t, 5*time.Second)
+				counted := r.ClientToBackend
+				if from == Backend {
+					counted = r.BackendToClient
+				}
+				if want := int64(len(raw) + closeLen); counted.Bytes != want || counted.Frames != 4 {
+					t.Fatalf("%d bytes in %d frames, want %d in 4 (the bytes as they came)", counted.Bytes, counted.Frames, want)
+				}
+			})
+		}
+	}
+}
