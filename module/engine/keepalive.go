@@ -85,6 +85,11 @@ func (s *Session) tick() {
 		if written.IsZero() {
 			return // the client leg is closing: no more pings
 		}
+		// Both legs may have parked while the ping held the client's
+		// writer (through it, or the rest of one a loop began): the last
+		// to park could not take the relay onto a loop then, and nothing
+		// else would until the next frame. Nothing holds it now.
+		s.enterLoop(s.legs[Client], true)
 		s.pings.Add(1)
 		s.monitor.PingWritten(written)
 		_, at := s.monitor.Next(written, last)

@@ -37,7 +37,8 @@ func (s *Session) canLoop() bool {
 // go idle, parks (or, when parked is set, once src has parked): the other
 // leg must be parked, neither closing, and both writers free. It reports
 // whether it did; src's goroutine must then return at once, as after
-// park.
+// park. The keepalive also calls it, with parked set, once a relay ping
+// let go of the client's writer (see tick).
 func (s *Session) enterLoop(src *leg, parked bool) bool {
 	if !s.loopOK {
 		return false

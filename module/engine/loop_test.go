@@ -376,3 +376,47 @@ func TestBusyRelaysJoinLoops(t *testing.T) {
 		}
 	}
 }
+
+// TestLoopJoinedAfterPingHeldWriter: when both legs of a relay park
+// while a relay ping holds the client's writer, the last to park cannot
+// take the relay onto a loop; once the ping is written, the relay joins
+// one then, not at the peers' next frame (a client that never answers
+// pings and a backend with nothing to say would keep it off for good).
+// The test holds the writer itself while the legs park, as a ping in
+// flight would, and lets the keepalive's ping take it from there.
+func TestLoopJoinedAfterPingHeldWriter(t *testing.T) {
+	cfg := loopConfig()
+	cfg.PingInterval = 500 * time.Millisecond
+	cfg.PongTimeout = 10 * time.Second
+	h := startTCP(t, cfg)
+	s := h.session
+	waitOnLoop(t, s, 2*time.Second)
+	c := s.legs[Client]
+	// Off the loop, with a writer waiting, so both legs park in the poller.
+	c.w.waiting.Add(1)
+	s.recall()
+	waitBothParked(t, h, 2*time.Second)
+	c.w.mu.Lock() // held, as by a ping being written
+	c.w.waiting.Add(-1)
+	if onLoop(s) {
+		t.Fatal("the relay joined a loop with the client's writer held")
+	}
+	// The keepalive's ping waits for the writer, then goes out through it.
+	for deadline := time.Now().Add(2 * time.Second); c.w.waiting.Load() == 0; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.w.mu.Unlock()
+			t.Fatal("no ping waited for the client's writer")
+		}
+	}
+	c.w.mu.Unlock()
+	if p := h.client.next(2 * time.Second); p.Header.OpCode != ws.OpPing || string(p.Payload) != string(pingPayload) {
+		t.Fatalf("got %v %q, want a relay ping", p.Header.OpCode, p.Payload)
+	}
+	// Not answered: nothing comes from either peer now.
+	for deadline := time.Now().Add(time.Second); !onLoop(s); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("relay still off the loops a second after the ping, both legs parked")
+		}
+	}
+	closeBoth(t, h)
+}
