@@ -2,6 +2,7 @@ package wsrelay
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -90,10 +91,17 @@ func (h *Handler) clientGone(w http.ResponseWriter, r *http.Request, stage strin
 	w.WriteHeader(499)
 }
 
-// refuse answers a failed upgrade with status and a one-line reason.
+// refuse answers a failed upgrade with status and a one-line reason, or,
+// when the server has error routes (handle_errors), returns the status
+// as a handler error for them to answer, as reverse_proxy's errors go.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, reason string) error {
 	if c := h.logger.Check(zapcore.DebugLevel, "upgrade refused"); c != nil {
 		c.Write(zap.String("remote_addr", r.RemoteAddr), zap.Int("status", status), zap.String("reason", reason))
+	}
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		// The server has handle_errors: it answers, as it answers
+		// reverse_proxy's errors ({err.status_code}, {err.message}).
+		return caddyhttp.Error(status, errors.New(reason))
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -179,6 +187,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pe
 	}
 	w.Header().Set("Upgrade", "websocket")
 	w.Header().Set("Connection", "Upgrade")
+	upgrade.UseRFCNames(w.Header()) // as reverse_proxy answers
 	w.WriteHeader(http.StatusSwitchingProtocols)
 	clientConn, brw, err := hijackInnermost(w)
 	if err != nil {

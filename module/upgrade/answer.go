@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -66,7 +68,14 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		return fmt.Errorf("invalid Host %q for the backend", req.Host)
 	}
 	fmt.Fprintf(bw, "GET %s HTTP/1.1\r\nHost: %s\r\n", req.URL.RequestURI(), host)
-	if err := req.Header.WriteSubset(bw, map[string]bool{"Host": true}); err != nil {
+	// The WebSocket fields go in RFC 6455's spelling, as reverse_proxy
+	// sends them: some backends compare names case-sensitively.
+	for _, k := range rfcOrder {
+		for _, v := range req.Header[k] {
+			fmt.Fprintf(bw, "%s: %s\r\n", rfcNames[k], valueNewlines.Replace(strings.TrimSpace(v)))
+		}
+	}
+	if err := req.Header.WriteSubset(bw, writtenApart); err != nil {
 		return err
 	}
 	if _, err := bw.WriteString("\r\n"); err != nil {
@@ -74,6 +83,23 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	}
 	return bw.Flush()
 }
+
+// writtenApart are the fields writeRequest writes itself.
+var writtenApart = map[string]bool{"Host": true}
+
+// rfcOrder are the keys of rfcNames, in a fixed order.
+var rfcOrder []string
+
+func init() {
+	for k := range rfcNames {
+		writtenApart[k] = true
+		rfcOrder = append(rfcOrder, k)
+	}
+	slices.Sort(rfcOrder)
+}
+
+// valueNewlines makes a field value one line, as http.Header.Write does.
+var valueNewlines = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
 
 // checkAnswer checks a 101 answer (RFC 6455 4.1, client side).
 func checkAnswer(resp *http.Response, key string) error {

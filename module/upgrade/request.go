@@ -57,6 +57,29 @@ func AcceptFor(key string) string {
 	return base64.StdEncoding.EncodeToString(h.Sum(nil))
 }
 
+// rfcNames maps the Go-canonical spelling of the WebSocket fields to RFC
+// 6455's, which reverse_proxy sends (caddy PR #6621): some backends and
+// clients compare field names case-sensitively.
+var rfcNames = map[string]string{
+	"Sec-Websocket-Accept":     "Sec-WebSocket-Accept",
+	"Sec-Websocket-Extensions": "Sec-WebSocket-Extensions",
+	"Sec-Websocket-Key":        "Sec-WebSocket-Key",
+	"Sec-Websocket-Protocol":   "Sec-WebSocket-Protocol",
+	"Sec-Websocket-Version":    "Sec-WebSocket-Version",
+}
+
+// UseRFCNames renames the WebSocket fields of h to RFC 6455's spelling,
+// as reverse_proxy does on both legs. Call it last: http.Header's methods
+// no longer find the renamed fields.
+func UseRFCNames(h http.Header) {
+	for k, rk := range rfcNames {
+		if v, ok := h[k]; ok {
+			delete(h, k)
+			h[rk] = append(h[rk], v...)
+		}
+	}
+}
+
 // hopHeaders are removed when a request or response crosses the relay
 // (RFC 9110 7.6.1); Connection and Upgrade are set again for the upgrade.
 // Alt-Svc too, as reverse_proxy does: the backend's alternative services

@@ -135,7 +135,7 @@ func TestExchange(t *testing.T) {
 		t.Fatalf("Exchange = %v, %v; want the 101", resp, err)
 	}
 	if !strings.HasPrefix(sent.String(), "GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\n") ||
-		!strings.Contains(sent.String(), "Sec-Websocket-Key: "+key+"\r\n") || !strings.HasSuffix(sent.String(), "\r\n\r\n") {
+		!strings.Contains(sent.String(), "Sec-WebSocket-Key: "+key+"\r\n") || !strings.HasSuffix(sent.String(), "\r\n\r\n") {
 		t.Fatalf("sent %q", sent.String())
 	}
 	if rest, _ := io.ReadAll(br); string(rest) != "\x82\x01z" {
