@@ -73,6 +73,7 @@ type caddyProc struct {
 	HTTPSPort int
 	AdminPort int // 0 when the admin API is off
 	servers   string
+	env       []string
 
 	cmd    *exec.Cmd
 	logs   *rt.LogSink
@@ -86,6 +87,8 @@ type caddyOpts struct {
 	Admin bool
 	// Servers is the body of a global `servers` block (e.g. timeouts).
 	Servers string
+	// Env is added to caddy's environment (e.g. GODEBUG settings).
+	Env []string
 }
 
 // newCaddy picks ports and a temp dir for a caddy process; call Start with
@@ -102,6 +105,7 @@ func newCaddy(t *testing.T, opts caddyOpts) *caddyProc {
 		c.AdminPort = freePort(t)
 	}
 	c.servers = opts.Servers
+	c.env = opts.Env
 	return c
 }
 
@@ -194,6 +198,7 @@ func (c *caddyProc) start(sites string) bool {
 		"XDG_CONFIG_HOME="+filepath.Join(c.Dir, "config"),
 		"XDG_DATA_HOME="+filepath.Join(c.Dir, "data"),
 	)
+	c.cmd.Env = append(c.cmd.Env, c.env...)
 	c.cmd.Stdout = c.logs
 	c.cmd.Stderr = c.logs
 	if err := c.cmd.Start(); err != nil {

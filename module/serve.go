@@ -23,15 +23,27 @@ import (
 // request to next. Before the 101, failures are HTTP statuses with a
 // one-line reason; after it, close codes and one log line.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !upgrade.IsUpgrade(r) {
+	// An HTTP/2 or HTTP/3 stream (extended CONNECT) is relayed as a
+	// stream; its backend gets an HTTP/1.1 upgrade all the same.
+	stream := upgrade.IsExtendedConnect(r)
+	if !stream && !upgrade.IsUpgrade(r) {
 		return next.ServeHTTP(w, r)
 	}
-	if status, reason := upgrade.CheckClientHandshake(r); status != 0 {
+	check := upgrade.CheckClientHandshake
+	if stream {
+		check = upgrade.CheckExtendedConnect
+	}
+	if status, reason := check(r); status != 0 {
 		if status == http.StatusUpgradeRequired {
 			w.Header().Set("Sec-WebSocket-Version", "13")
 		}
 		handshakeFailures.WithLabelValues("bad_request").Inc()
 		return h.refuse(w, r, status, reason)
+	}
+	up1 := r // the request the backend's upgrade is made from
+	if stream {
+		up1 = upgrade.AsUpgrade(r, upgrade.NewKey())
+		defer watchExit()() // this handler holds a server's shutdown
 	}
 	// Counted from here until it is a relay (add) or is not (abort): an
 	// exit waits for it, as it waits for relays.
@@ -53,7 +65,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			held.release()
 		}
 	}()
-	d, err := h.handshake(conn, up, r)
+	d, err := h.handshake(conn, up, up1)
 	if err != nil && r.Context().Err() != nil {
 		conn.Close()
 		h.clientGone(w, r, "backend handshake", err)
@@ -76,6 +88,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	relayed = true
+	if stream {
+		return h.relayStream(w, r, d, u, held)
+	}
 	return h.relay(w, r, d, u, held)
 }
 
@@ -204,7 +219,16 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pe
 		}
 		return nil
 	}
-	client := engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}
+	h.start(engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}, r, d, u, held, nil)
+	// Return now: the handler chain's goroutine and the request do not stay
+	// parked for the life of the connection; the session owns both sockets.
+	return nil
+}
+
+// start relays between client and d's backend as the relay upgrade u of
+// h.live became, and returns at once; when the relay ends, held is
+// released and then ended, if any, is called.
+func (h *Handler) start(client engine.Leg, r *http.Request, d *dialed, u *pendingUpgrade, held *lease, ended func()) {
 	backend := engine.Leg{Conn: d.conn, Prefix: d.takeBuffered()}
 	s := engine.New(client, backend, h.engineConfig(upgrade.AllowedRSV(d.resp.Header.Values("Sec-WebSocket-Extensions"))))
 	if ok, code, reason := h.live.add(u, s); !ok {
@@ -221,10 +245,10 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pe
 		h.live.remove(s)
 		h.logEnd(remote, up, res)
 		recordEnd(s, res)
+		if ended != nil {
+			ended()
+		}
 	})
-	// Return now: the handler chain's goroutine and the request do not stay
-	// parked for the life of the connection; the session owns both sockets.
-	return nil
 }
 
 // hijackInnermost takes the client connection from net/http's own
@@ -234,14 +258,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pe
 // counters would race with its writes. The bare connection is also a plain
 // *net.TCPConn (or *tls.Conn), which lets idle legs park.
 func hijackInnermost(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
-	for {
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			break
-		}
-		w = u.Unwrap()
-	}
-	return http.NewResponseController(w).Hijack()
+	return http.NewResponseController(innermost(w)).Hijack()
 }
 
 // buffered copies the bytes a reader already holds.
@@ -274,7 +291,7 @@ func (h *Handler) logEnd(remote string, up relayconfig.Upstream, res engine.Resu
 		zap.Int64("pings_sent", res.PingsSent),
 		zap.Int64("pongs_received", res.PongsReceived),
 	}
-	if q := res.ClientQueues; q != nil {
+	if q := res.ClientQueues; q != nil && (q.Unread >= 0 || q.Unacked >= 0 || q.TLSHeld >= 0) { // a stream has no socket
 		fields = append(fields, zap.Int("client_unread_bytes", q.Unread), zap.Int("client_unacked_bytes", q.Unacked),
 			zap.Int("client_tls_held_bytes", q.TLSHeld))
 	}

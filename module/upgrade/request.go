@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
 	"net/http"
@@ -16,6 +17,57 @@ func IsUpgrade(r *http.Request) bool {
 	return r.Method == http.MethodGet &&
 		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") &&
 		httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket")
+}
+
+// IsExtendedConnect reports whether r opens a WebSocket with HTTP/2's or
+// HTTP/3's extended CONNECT (RFC 8441, RFC 9220): a CONNECT whose
+// :protocol pseudo-header is "websocket", which Go's HTTP/2 server puts
+// in r.Header and quic-go's HTTP/3 server in r.Proto.
+func IsExtendedConnect(r *http.Request) bool {
+	if r.Method != http.MethodConnect {
+		return false
+	}
+	switch r.ProtoMajor {
+	case 2:
+		return strings.EqualFold(r.Header.Get(":protocol"), "websocket")
+	case 3:
+		return strings.EqualFold(r.Proto, "websocket")
+	}
+	return false
+}
+
+// CheckExtendedConnect checks the rest of an extended CONNECT (RFC 8441
+// 5, RFC 9220 3): Sec-WebSocket-Version 13; there is no key. It returns
+// 0 when the request is good, else a status and a one-line reason.
+func CheckExtendedConnect(r *http.Request) (status int, reason string) {
+	versions := r.Header.Values("Sec-WebSocket-Version")
+	if len(versions) != 1 || strings.TrimSpace(versions[0]) != "13" {
+		return http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version: want 13"
+	}
+	return 0, ""
+}
+
+// AsUpgrade returns an HTTP/1.1 upgrade request for the backend made from
+// r, an extended CONNECT: a GET with Connection and Upgrade, key, the
+// :protocol pseudo-header gone, and r's context, URL and other headers.
+func AsUpgrade(r *http.Request, key string) *http.Request {
+	out := r.Clone(r.Context())
+	out.Method = http.MethodGet
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	out.Body = http.NoBody
+	delete(out.Header, ":protocol")
+	out.Header.Set("Connection", "Upgrade")
+	out.Header.Set("Upgrade", "websocket")
+	out.Header.Set("Sec-WebSocket-Key", key)
+	return out
+}
+
+// NewKey returns a fresh Sec-WebSocket-Key (RFC 6455 4.1: 16 random
+// bytes in base64).
+func NewKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.StdEncoding.EncodeToString(b[:])
 }
 
 // CheckClientHandshake checks the rest of an upgrade request. It returns

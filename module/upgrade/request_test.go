@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -152,5 +153,63 @@ func TestExchange(t *testing.T) {
 	resp, err = Exchange(bufio.NewWriter(io.Discard), bufio.NewReader(strings.NewReader(strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", Max1xx+1)+ok)), upgradeRequest(nil), key)
 	if !errors.Is(err, ErrBadHandshake) {
 		t.Fatalf("%d informational answers: %v, %v; want ErrBadHandshake", Max1xx+1, resp, err)
+	}
+}
+
+// TestExtendedConnect: a CONNECT with :protocol websocket is an upgrade
+// on HTTP/2 (Go keeps the pseudo-header in Header) and HTTP/3 (quic-go
+// puts it in Proto), nothing else is; it needs version 13 and no key;
+// AsUpgrade makes the backend's HTTP/1.1 GET of it.
+func TestExtendedConnect(t *testing.T) {
+	mk := func(method string, major int, proto string, hdr http.Header) *http.Request {
+		r := httptest.NewRequest(method, "/chat?room=1", nil)
+		r.ProtoMajor, r.Proto = major, proto
+		for k, v := range hdr {
+			r.Header[k] = v
+		}
+		return r
+	}
+	h2 := http.Header{":protocol": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Origin": {"https://example.com"}}
+	cases := []struct {
+		name string
+		r    *http.Request
+		want bool
+	}{
+		{"HTTP/2", mk(http.MethodConnect, 2, "HTTP/2.0", h2), true},
+		{"HTTP/3", mk(http.MethodConnect, 3, "websocket", http.Header{"Sec-Websocket-Version": {"13"}}), true},
+		{"HTTP/2 other protocol", mk(http.MethodConnect, 2, "HTTP/2.0", http.Header{":protocol": {"webtransport"}}), false},
+		{"HTTP/2 plain CONNECT", mk(http.MethodConnect, 2, "HTTP/2.0", nil), false},
+		{"HTTP/3 plain CONNECT", mk(http.MethodConnect, 3, "HTTP/3.0", nil), false},
+		{"HTTP/1.1 CONNECT", mk(http.MethodConnect, 1, "HTTP/1.1", h2), false},
+		{"HTTP/2 GET", mk(http.MethodGet, 2, "HTTP/2.0", h2), false},
+	}
+	for _, c := range cases {
+		if got := IsExtendedConnect(c.r); got != c.want {
+			t.Errorf("%s: IsExtendedConnect = %v, want %v", c.name, got, c.want)
+		}
+	}
+	r := cases[0].r
+	if st, reason := CheckExtendedConnect(r); st != 0 {
+		t.Fatalf("good extended CONNECT refused: %d %s", st, reason)
+	}
+	noVersion := mk(http.MethodConnect, 2, "HTTP/2.0", http.Header{":protocol": {"websocket"}})
+	if st, _ := CheckExtendedConnect(noVersion); st != http.StatusUpgradeRequired {
+		t.Errorf("no version: %d, want 426", st)
+	}
+	key := NewKey()
+	if !ValidKey(key) || key == NewKey() {
+		t.Fatalf("NewKey %q: not a valid fresh key", key)
+	}
+	out := AsUpgrade(r, key)
+	if out.Method != http.MethodGet || out.ProtoMajor != 1 || !IsUpgrade(out) || out.Header.Get(":protocol") != "" ||
+		out.Header.Get("Sec-WebSocket-Key") != key || out.Header.Get("Origin") != "https://example.com" ||
+		out.URL.Path != "/chat" || out.URL.RawQuery != "room=1" || out.Context() != r.Context() {
+		t.Fatalf("AsUpgrade: %s %s %v %v", out.Method, out.URL, out.Proto, out.Header)
+	}
+	if st, reason := CheckClientHandshake(out); st != 0 {
+		t.Fatalf("AsUpgrade's request fails the HTTP/1.1 checks: %d %s", st, reason)
+	}
+	if r.Method != http.MethodConnect || r.Header.Get(":protocol") != "websocket" {
+		t.Fatal("AsUpgrade changed the client's request")
 	}
 }
