@@ -107,14 +107,7 @@ func TestBurstRelaysEveryFrame(t *testing.T) {
 					t.Fatalf("long-form payload %q", got.Payload)
 				}
 				sameFrame(t, dst.nextSkipPings(5*time.Second), tailWant[0])
-				src.send(closeFrame(1000, "done"))
-				dst.expectClose(1000, 5*time.Second)
-				dst.send(closeFrame(1000, "done"))
-				r := h.wait(t, 5*time.Second)
-				counted := r.ClientToBackend
-				if from == Backend {
-					counted = r.BackendToClient
-				}
+				counted, r := closeAndCount(t, h, src, dst, from)
 				// Every frame, the consumed pong and the close included.
 				n := int64(len(want) + 3)
 				if from == Client {

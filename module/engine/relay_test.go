@@ -400,11 +400,7 @@ func TestCountsReceivedBytesOnly(t *testing.T) {
 	for _, transport := range append([]string{"pipe", "tcp"}, loopTransports...) {
 		t.Run(transport, func(t *testing.T) {
 			cfg := quickConfig()
-			pair := net.Pipe
-			if transport != "pipe" {
-				pair = func() (net.Conn, net.Conn) { return loopbackPair(t) }
-				cfg.Loops = transport == "loop"
-			}
+			pair := pairFor(t, transport, &cfg)
 			cTest, cRelay := pair()
 			bTest, bRelay := pair()
 			defer bTest.Close()
@@ -441,11 +437,7 @@ func TestCountsCutControlFrame(t *testing.T) {
 			t.Run(transport+"/"+from.String(), func(t *testing.T) {
 				cfg := quickConfig()
 				cfg.CloseTimeout = 200 * time.Millisecond // the other peer never answers
-				pair := net.Pipe
-				if transport != "pipe" {
-					pair = func() (net.Conn, net.Conn) { return loopbackPair(t) }
-					cfg.Loops = transport == "loop"
-				}
+				pair := pairFor(t, transport, &cfg)
 				cTest, cRelay := pair()
 				bTest, bRelay := pair()
 				defer cTest.Close()
@@ -502,6 +494,31 @@ func longHeader(first byte, masked bool, form int, payload []byte) []byte {
 	return append(b, payload...)
 }
 
+// pairFor returns the connection pairs of transport ("pipe", "tcp" or an
+// event-loop transport, which turns cfg.Loops on for "loop").
+func pairFor(t *testing.T, transport string, cfg *Config) func() (net.Conn, net.Conn) {
+	if transport == "pipe" {
+		return net.Pipe
+	}
+	cfg.Loops = transport == "loop"
+	return func() (net.Conn, net.Conn) { return loopbackPair(t) }
+}
+
+// closeAndCount has src close with 1000 and dst answer, waits for the
+// relay's end and returns its counts of what came from from (src's side)
+// and its result.
+func closeAndCount(t *testing.T, h *harness, src, dst *peer, from Side) (Counters, Result) {
+	t.Helper()
+	src.send(closeFrame(1000, "done"))
+	dst.expectClose(1000, 5*time.Second)
+	dst.send(closeFrame(1000, "done"))
+	r := h.wait(t, 5*time.Second)
+	if from == Backend {
+		return r.BackendToClient, r
+	}
+	return r.ClientToBackend, r
+}
+
 // TestCountsNonMinimalHeaders: frames whose lengths are not in the
 // minimal form are relayed (re-encoded), and counted for the bytes their
 // headers took on the wire, not the minimal form's (they once were).
@@ -534,14 +551,7 @@ func TestCountsNonMinimalHeaders(t *testing.T) {
 					cf = ws.MaskFrame(cf)
 				}
 				closeLen := len(mustCompile(t, cf))
-				src.send(closeFrame(1000, "done"))
-				dst.expectClose(1000, 5*time.Second)
-				dst.send(closeFrame(1000, "done"))
-				r := h.wait(t, 5*time.Second)
-				counted := r.ClientToBackend
-				if from == Backend {
-					counted = r.BackendToClient
-				}
+				counted, _ := closeAndCount(t, h, src, dst, from)
 				if want := int64(len(raw) + closeLen); counted.Bytes != want || counted.Frames != 4 {
 					t.Fatalf("%d bytes in %d frames, want %d in 4 (the bytes as they came)", counted.Bytes, counted.Frames, want)
 				}
