@@ -24,42 +24,29 @@ type rawBackend struct {
 
 func newRawBackend(t *testing.T) *rawBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	b := &rawBackend{Addr: ln.Addr().String(), Reqs: make(chan string, 16)}
-	go func() {
+	b := &rawBackend{Reqs: make(chan string, 16)}
+	b.Addr = stubBackend(t, func(c net.Conn) {
+		defer c.Close() // at the latest when caddy goes
+		br := bufio.NewReader(c)
+		var raw strings.Builder
+		key := ""
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close() // at the latest when caddy goes
-				br := bufio.NewReader(c)
-				var raw strings.Builder
-				key := ""
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					raw.WriteString(line)
-					if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
-						key = strings.TrimSpace(v)
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				b.Reqs <- raw.String()
-				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", upgrade.AcceptFor(key))
-				_, _ = io.Copy(io.Discard, c) // hold it open until the peer goes
-			}()
+			raw.WriteString(line)
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
+				key = strings.TrimSpace(v)
+			}
+			if line == "\r\n" {
+				break
+			}
 		}
-	}()
+		b.Reqs <- raw.String()
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", upgrade.AcceptFor(key))
+		_, _ = io.Copy(io.Discard, c) // hold it open until the peer goes
+	})
 	return b
 }
 
