@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,8 +14,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/cespare/xxhash/v2"
+	"golang.org/x/net/http/httpguts"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+	"github.com/websocket-relay/websocket_relay/module/upgrade"
 )
 
 // upstreamPool orders the upstreams of each upgrade by the handler's
@@ -114,13 +117,10 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int
 		return p.byHash(idx, r.RequestURI)
 	case "header", "query":
 		var key string
-		switch {
-		case name == "query":
+		if name == "query" {
 			key = strings.Join(r.URL.Query()[policy.Key], ",")
-		case http.CanonicalHeaderKey(policy.Field) == "Host" && r.Host != "":
-			key = r.Host // net/http moves Host out of the header map
-		default:
-			key = r.Header.Get(policy.Field)
+		} else {
+			key = selectionHeader(r, policy.Field)
 		}
 		if key != "" {
 			return p.byHash(idx, key)
@@ -136,6 +136,42 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int
 		idx[i] = (start + i) % n
 	}
 	return idx
+}
+
+// selectionHeader is the value of field that reverse_proxy's header
+// policy hashes for r. reverse_proxy selects on its prepared request:
+// hop-by-hop fields removed (Connection and Upgrade set again for an
+// upgrade, TE kept as "trailers"), Early-Data, X-Forwarded-* and Via set
+// as they go to its backend. Host is r.Host (net/http moves Host out of
+// the header map) in any letter case, as documented; reverse_proxy takes
+// it only when spelled "Host" (its `header host` uses the fallback).
+func selectionHeader(r *http.Request, field string) string {
+	if http.CanonicalHeaderKey(field) == "Host" && r.Host != "" {
+		return r.Host
+	}
+	h := r.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	te := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
+	var up string
+	if httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") && len(h["Upgrade"]) > 0 {
+		up = strings.ToLower(h["Upgrade"][0])
+	}
+	upgrade.RemoveHopHeaders(h)
+	if te {
+		h["Te"] = []string{"trailers"}
+	}
+	if up != "" {
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = []string{up}
+	}
+	if r.TLS != nil && !r.TLS.HandshakeComplete {
+		h["Early-Data"] = []string{"1"}
+	}
+	setForwarded(h, r)
+	h["Via"] = append(h["Via"], strconv.Itoa(r.ProtoMajor)+"."+strconv.Itoa(r.ProtoMinor)+" Caddy")
+	return h.Get(field)
 }
 
 // byHash orders idx by rendezvous (highest random weight) hashing of
