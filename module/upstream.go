@@ -131,7 +131,7 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int
 		}
 		return p.rank(fallback, r)
 	}
-	start := int(p.next.Add(1)-1) % n // round_robin
+	start := int((p.next.Add(1) - 1) % uint64(n)) // round_robin; int of the count may be negative
 	for i := range idx {
 		idx[i] = (start + i) % n
 	}

@@ -216,3 +216,18 @@ func gaugeValue(t *testing.T, upstream string) float64 {
 	}
 	return m.GetGauge().GetValue()
 }
+
+// TestRoundRobinWraps: the round-robin counter picks a valid upstream
+// at any count; int of a uint64 count past the int's range (2^31 upgrades
+// where int has 32 bits) was negative, and so was its index.
+func TestRoundRobinWraps(t *testing.T) {
+	p := newUpstreamPool([]relayconfig.Upstream{{Raw: "a"}, {Raw: "b"}, {Raw: "c"}}, nil)
+	for _, at := range []uint64{1<<31 - 1, 1<<32 - 1, 1<<63 - 1, 1<<64 - 2} {
+		p.next.Store(at)
+		for range 3 {
+			if o := p.order(nil, time.Now()); len(o) != 3 || o[0] < 0 || o[0] > 2 {
+				t.Fatalf("at %d: order %v", at, o)
+			}
+		}
+	}
+}
