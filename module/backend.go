@@ -60,7 +60,8 @@ func (d *dialed) takeBuffered() []byte {
 
 // dialUpstream connects to the first upstream that answers, in the
 // lb_policy's order for r, skipping those whose dial just failed, and
-// counts the connection against it until the lease's release. When r's
+// counts the connection against it, from the dial on, until the lease's
+// release. When r's
 // context ends (the client went away), it stops with the context's error
 // and marks no upstream failed: the dial did not fail for the upstream's
 // sake.
@@ -69,20 +70,25 @@ func (h *Handler) dialUpstream(r *http.Request) (net.Conn, relayconfig.Upstream,
 	var errs []error
 	for _, idx := range h.pool.order(r, now()) {
 		up := h.pool.list[idx]
+		// Counted from the dial on, as reverse_proxy counts a request
+		// before its round trip: upgrades that come meanwhile see it.
+		held := h.pool.hold(idx)
 		conn, err := h.dialOne(ctx, up)
 		if ctx.Err() != nil {
+			held.release()
 			if conn != nil {
 				conn.Close()
 			}
 			return nil, relayconfig.Upstream{}, nil, ctx.Err()
 		}
 		if err != nil {
+			held.release()
 			h.pool.markFailed(idx, now())
 			errs = append(errs, fmt.Errorf("dialing upstream %s: %w", up.Raw, err))
 			continue
 		}
 		h.pool.markHealthy(idx)
-		return conn, up, h.pool.hold(idx), nil
+		return conn, up, held, nil
 	}
 	return nil, relayconfig.Upstream{}, nil, errors.Join(errs...)
 }

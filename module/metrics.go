@@ -31,7 +31,7 @@ var (
 	}, func() float64 { return float64(engine.OnLoops()) })
 	upstreamConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "upstream_connections",
-		Help: "Connections each upstream holds now: relays, and upgrades waiting for its answer.",
+		Help: "Connections each upstream holds now: relays, and upgrades dialing it or waiting for its answer.",
 	}, []string{"upstream"})
 	handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "handshake_failures_total",

@@ -2,6 +2,9 @@ package wsrelay
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
+	"sync"
 	"errors"
 	"fmt"
 	"net/http"
@@ -229,5 +232,69 @@ func TestRoundRobinWraps(t *testing.T) {
 				t.Fatalf("at %d: order %v", at, o)
 			}
 		}
+	}
+}
+
+// TestLeastConnCountsDials: an upgrade counts against its upstream from
+// the dial on, as reverse_proxy counts a request before its round trip:
+// upgrades that come while a dial is under way (a TLS handshake, a
+// backend slow to accept) do not all go to the upstream that looked
+// least loaded before any of them got through.
+func TestLeastConnCountsDials(t *testing.T) {
+	var list []relayconfig.Upstream
+	accepted := make([]chan struct{}, 2)
+	for i := range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		accepted[i] = make(chan struct{}, 16)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted[i] <- struct{}{}
+				t.Cleanup(func() { c.Close() }) // never answers the TLS handshake
+			}
+		}()
+		u, err := relayconfig.ParseUpstream("wss://" + ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, u)
+	}
+	h := &Handler{pool: newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "least_conn"}), tlsBase: &tls.Config{}}
+	h.DialTimeout = caddy.Duration(3 * time.Second)
+	busy := h.pool.hold(0) // upstream 0 holds a relay, 1 none
+	defer busy.release()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+			if _, _, l, err := h.dialUpstream(r); err == nil {
+				l.release()
+			}
+		}()
+		// The next upgrade comes once this one's dial is under way.
+		select {
+		case <-accepted[0]:
+		case <-accepted[1]:
+		case <-time.After(2 * time.Second):
+			t.Fatal("no dial reached a backend")
+		}
+	}
+	if n := h.pool.conns[1].Load(); n != 2 {
+		// The first dial goes to upstream 1, which then holds as many
+		// as 0; of the next two, one goes to each.
+		t.Fatalf("upstream 1 counts %d of the 3 dials under way (upstream 0: %d, with a relay), want 2", n, h.pool.conns[0].Load())
 	}
 }
