@@ -135,7 +135,7 @@ func TestRelayAbandonsBackend(t *testing.T) {
 	defer backendSide.Close()
 	br := answerReaders.Get().(*bufio.Reader)
 	br.Reset(relaySide)
-	d := &dialed{conn: relaySide, upstream: relayconfig.Upstream{Raw: "test"}, br: br,
+	d := &dialed{conn: relaySide, upstream: relayconfig.Upstream{Raw: "test", Addr: "abandon.test:1"}, br: br,
 		resp: &http.Response{StatusCode: http.StatusSwitchingProtocols, Header: http.Header{}}}
 	got := make(chan ws.Frame, 1)
 	go func() {

@@ -30,8 +30,10 @@ type upstreamPool struct {
 	// keys name the upstreams as reverse_proxy's Dial does ("host:port",
 	// "unix/<path>"): the hash policies hash them with the request's
 	// key, as reverse_proxy does, so both pick the same backend.
-	keys  []string
-	conns []atomic.Int64
+	keys []string
+	// conns are the upstreams' connection counts, shared by every pool
+	// with the same upstream (connCount).
+	conns []*atomic.Int64
 	next  atomic.Uint64
 
 	mu       sync.Mutex
@@ -43,15 +45,32 @@ type upstreamPool struct {
 const failBackoff = 5 * time.Second
 
 func newUpstreamPool(list []relayconfig.Upstream, policy *relayconfig.LBPolicy) *upstreamPool {
-	p := &upstreamPool{list: list, policy: policy, conns: make([]atomic.Int64, len(list)), failedAt: make(map[int]time.Time)}
+	p := &upstreamPool{list: list, policy: policy, failedAt: make(map[int]time.Time)}
 	for _, u := range list {
 		key := u.Addr
 		if u.Network == "unix" {
 			key = "unix/" + u.Addr
 		}
 		p.keys = append(p.keys, key)
+		p.conns = append(p.conns, connCount(key))
 	}
 	return p
+}
+
+// connCounts holds one connection count per upstream address, for every
+// handler and configuration of the process, as reverse_proxy counts per
+// host: least_conn sees what another directive, or a configuration still
+// draining after a reload, holds on the same backend. An entry stays
+// when no configuration names its address any more (a few bytes for each
+// address ever configured).
+var connCounts sync.Map // key -> *atomic.Int64
+
+func connCount(key string) *atomic.Int64 {
+	if c, ok := connCounts.Load(key); ok {
+		return c.(*atomic.Int64)
+	}
+	c, _ := connCounts.LoadOrStore(key, new(atomic.Int64))
+	return c.(*atomic.Int64)
 }
 
 // order returns the indexes of the upstreams to try for r: the policy's

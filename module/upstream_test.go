@@ -164,7 +164,7 @@ func TestHashPolicyFallsBack(t *testing.T) {
 // connections held, ties at random, and a released lease counts no more
 // (twice released, once counted).
 func TestLeastConn(t *testing.T) {
-	list := []relayconfig.Upstream{{Raw: "a"}, {Raw: "b"}, {Raw: "c"}}
+	list := []relayconfig.Upstream{{Raw: "a", Addr: "least-a:1"}, {Raw: "b", Addr: "least-b:1"}, {Raw: "c", Addr: "least-c:1"}}
 	p := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "least_conn"})
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	var held []*lease
@@ -296,5 +296,27 @@ func TestLeastConnCountsDials(t *testing.T) {
 		// The first dial goes to upstream 1, which then holds as many
 		// as 0; of the next two, one goes to each.
 		t.Fatalf("upstream 1 counts %d of the 3 dials under way (upstream 0: %d, with a relay), want 2", n, h.pool.conns[0].Load())
+	}
+}
+
+// TestLeastConnAcrossHandlers: the counts are the upstream's, not one
+// handler's: a second directive (or a configuration still draining) to
+// the same backends sees the connections the first holds.
+func TestLeastConnAcrossHandlers(t *testing.T) {
+	list := []relayconfig.Upstream{{Raw: "x", Addr: "across-x:1"}, {Raw: "y", Addr: "across-y:1"}}
+	least := &relayconfig.LBPolicy{Policy: "least_conn"}
+	chat, feed := newUpstreamPool(list, least), newUpstreamPool(list, least)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	held := []*lease{chat.hold(0), chat.hold(0)}
+	for range 10 {
+		if o := feed.order(r, time.Now()); o[0] != 1 {
+			t.Fatalf("another handler holds 2 on x and none on y; order %v, want y first", o)
+		}
+	}
+	for _, l := range held {
+		l.release()
+	}
+	if n := feed.conns[0].Load(); n != 0 {
+		t.Fatalf("x counts %d after both released", n)
 	}
 }
