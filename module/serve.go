@@ -78,6 +78,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("upstream", up.Raw), zap.Error(err))
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
 	}
+	if stream && d.resp.StatusCode/100 == 2 {
+		// A 2xx to an extended CONNECT opens the WebSocket (RFC 8441
+		// 5, RFC 9220 3): a backend's 200 page passed on would be read
+		// as frames. Over HTTP/1.1 it is a refusal; here it cannot be.
+		conn.Close()
+		handshakeFailures.WithLabelValues("handshake").Inc()
+		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
+			zap.String("upstream", up.Raw), zap.Int("status", d.resp.StatusCode), zap.String("reason", "answered a stream's upgrade without 101"))
+		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
+	}
 	if d.resp.StatusCode != http.StatusSwitchingProtocols {
 		// An answer to pass on, never a relay: an exit need not wait
 		// for a client that reads it slowly.
