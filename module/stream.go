@@ -1,13 +1,15 @@
 package wsrelay
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -117,23 +119,57 @@ func innermost(w http.ResponseWriter) http.ResponseWriter {
 
 // streamConn is an HTTP/2 or HTTP/3 stream as a net.Conn for the engine:
 // reads from the request body, writes to the response, each write
-// flushed, and deadlines through the response controller. Close ends
-// both directions: a blocked read returns, and so does a write under
-// way (its deadline passes, which resets the stream); with no write
-// under way, the stream ends cleanly once ServeHTTP returns. The engine
-// is done with it before ServeHTTP returns, after which w and the body
-// are not to be touched.
+// flushed. Deadlines keep net.Conn's meaning: they bound a read or write
+// under way, and one that passes between operations does nothing (the
+// next operation fails at once). They cannot be handed to the response
+// controller as they are: Go's HTTP/2 server resets the stream when a
+// write deadline passes, and ends the body for good when a read deadline
+// does, whether or not an operation is under way, so an idle relay was
+// cut write_timeout after its last write to the client, and the cut was
+// not reported as a timeout. So each operation arms its own timer, which
+// only when it fires during that operation sets a past deadline through
+// the controller (ending the operation, and on HTTP/2 the stream).
+// Close ends both directions: a blocked read returns, and so does a
+// write under way (as its deadline passing does); no read or write starts
+// after it; with no write under way, the stream ends cleanly once
+// ServeHTTP returns. The engine is done with it before ServeHTTP
+// returns, after which w and the body are not to be touched: the
+// controller is only called with an operation under way, or from Close.
 type streamConn struct {
 	body          io.ReadCloser
 	w             http.ResponseWriter
 	rc            *http.ResponseController
 	local, remote net.Addr
-	writing       atomic.Bool
-	closeOnce     sync.Once
+
+	mu     sync.Mutex
+	closed bool
+	rd, wr streamOp
+	// gone is closed by Close. A write cut by its deadline resets an
+	// HTTP/2 stream, which ends the body too: a read that fails after
+	// that waits for Close, so that the relay hears of the write's
+	// timeout, not of a client gone, as over a socket.
+	gone chan struct{}
+}
+
+// streamOp is one direction's deadline and the operation under way.
+type streamOp struct {
+	deadline time.Time
+	busy     bool // a read (or write) is under way
+	expired  bool // its deadline passed while it was
+	cut      bool // a deadline passed during an operation, ever
+	timer    *time.Timer
 }
 
 func newStreamConn(r *http.Request, w http.ResponseWriter, rc *http.ResponseController) *streamConn {
-	c := &streamConn{body: r.Body, w: w, rc: rc, remote: streamAddr{r.Proto, r.RemoteAddr}}
+	body := r.Body
+	if ir, ok := body.(*caddyhttp.IdleTimeoutReader); ok {
+		// Caddy's read_body_idle (1m by default) would cut a client
+		// that is silent for longer, and each of its reads installs
+		// its own deadline over the relay's (stall_timeout): the relay
+		// bounds the stream's reads itself, as it does a socket's.
+		body = ir.ReadCloser
+	}
+	c := &streamConn{body: body, w: w, rc: rc, remote: streamAddr{r.Proto, r.RemoteAddr}, gone: make(chan struct{})}
 	c.local, _ = r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if c.local == nil {
 		c.local = streamAddr{r.Proto, ""}
@@ -141,40 +177,128 @@ func newStreamConn(r *http.Request, w http.ResponseWriter, rc *http.ResponseCont
 	return c
 }
 
-func (c *streamConn) Read(p []byte) (int, error) { return c.body.Read(p) }
+// errStreamTimeout is a read or write cut by its deadline.
+var errStreamTimeout = fmt.Errorf("stream: %w", os.ErrDeadlineExceeded)
 
-func (c *streamConn) Write(p []byte) (int, error) {
-	c.writing.Store(true)
-	defer c.writing.Store(false)
-	n, err := c.w.Write(p)
-	if err == nil {
-		err = c.rc.Flush()
+// begin starts an operation on op, or says why it cannot start.
+func (c *streamConn) begin(op *streamOp, cut func(time.Time) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	if !op.deadline.IsZero() {
+		d := time.Until(op.deadline)
+		if d <= 0 {
+			return errStreamTimeout
+		}
+		if op.timer == nil {
+			op.timer = time.AfterFunc(d, func() { c.expire(op, cut) })
+		} else {
+			op.timer.Reset(d)
+		}
+	}
+	op.busy, op.expired = true, false
+	return nil
+}
+
+// end ends the operation on op and reports whether its deadline cut it.
+func (c *streamConn) end(op *streamOp) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if op.timer != nil {
+		op.timer.Stop()
+	}
+	op.busy = false
+	return op.expired
+}
+
+// expire cuts the operation under way on op once its deadline passed.
+// The lock is held while the controller is called: the operation, which
+// the engine waits for before ServeHTTP returns, cannot end meanwhile.
+func (c *streamConn) expire(op *streamOp, cut func(time.Time) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !op.busy || op.expired || op.deadline.IsZero() || time.Now().Before(op.deadline) {
+		return
+	}
+	op.expired, op.cut = true, true
+	_ = cut(aLongTimeAgo)
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	if err := c.begin(&c.rd, c.rc.SetReadDeadline); err != nil {
+		return 0, err
+	}
+	n, err := c.body.Read(p)
+	if c.end(&c.rd) && err != nil {
+		err = errStreamTimeout
+	} else if err != nil && c.writeCut() {
+		<-c.gone
+		err = net.ErrClosed
 	}
 	return n, err
 }
 
+func (c *streamConn) Write(p []byte) (int, error) {
+	if err := c.begin(&c.wr, c.rc.SetWriteDeadline); err != nil {
+		return 0, err
+	}
+	n, err := c.w.Write(p)
+	if err == nil {
+		err = c.rc.Flush()
+	}
+	if c.end(&c.wr) && err != nil {
+		err = errStreamTimeout // HTTP/2 says "stream closed"
+	}
+	return n, err
+}
+
+// writeCut reports whether a write's deadline cut the stream.
+func (c *streamConn) writeCut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wr.cut
+}
+
 func (c *streamConn) Close() error {
-	c.closeOnce.Do(func() {
-		_ = c.body.Close()
-		if c.writing.Load() {
-			_ = c.rc.SetWriteDeadline(aLongTimeAgo)
-		}
-	})
-	return nil
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.gone)
+	if c.wr.busy {
+		_ = c.rc.SetWriteDeadline(aLongTimeAgo)
+	}
+	c.mu.Unlock()
+	return c.body.Close()
 }
 
 func (c *streamConn) LocalAddr() net.Addr  { return c.local }
 func (c *streamConn) RemoteAddr() net.Addr { return c.remote }
 
 func (c *streamConn) SetDeadline(t time.Time) error {
-	if err := c.rc.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return c.rc.SetWriteDeadline(t)
+	_ = c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
 }
 
-func (c *streamConn) SetReadDeadline(t time.Time) error  { return c.rc.SetReadDeadline(t) }
-func (c *streamConn) SetWriteDeadline(t time.Time) error { return c.rc.SetWriteDeadline(t) }
+// SetReadDeadline and SetWriteDeadline take effect from the next read or
+// write (the engine sets them between operations).
+func (c *streamConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.rd.deadline = t
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *streamConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wr.deadline = t
+	c.mu.Unlock()
+	return nil
+}
 
 // streamAddr is a stream's peer address as the request gives it.
 type streamAddr struct{ network, addr string }
