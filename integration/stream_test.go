@@ -31,6 +31,14 @@ type streamClient struct {
 // HTTP/2 or HTTP/3 (proto 2 or 3), with extra headers.
 func dialStream(t *testing.T, c *caddyProc, proto int, path string, hdr http.Header) *streamClient {
 	t.Helper()
+	sc, _ := dialStreamCtx(t, c, proto, path, hdr)
+	return sc
+}
+
+// dialStreamCtx is dialStream with a context whose cancel resets the
+// stream (RST_STREAM on HTTP/2; both directions cancelled on HTTP/3).
+func dialStreamCtx(t *testing.T, c *caddyProc, proto int, path string, hdr http.Header) (*streamClient, context.CancelFunc) {
+	t.Helper()
 	var rt http.RoundTripper
 	var done func()
 	switch proto {
@@ -38,16 +46,14 @@ func dialStream(t *testing.T, c *caddyProc, proto int, path string, hdr http.Hea
 		// x/net's transport: net/http's refuses the :protocol field
 		// before its HTTP/2 code, which would send it, sees it.
 		tr := &http2.Transport{TLSClientConfig: c.TLSConfig()}
-		done = tr.CloseIdleConnections
-		rt = tr
+		rt, done = tr, tr.CloseIdleConnections
 	case 3:
 		tr := &http3.Transport{TLSClientConfig: c.TLSConfig()}
-		done = func() { tr.Close() }
-		rt = tr
+		rt, done = tr, func() { tr.Close() }
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	t.Cleanup(func() { pw.Close() })
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodConnect,
+	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect,
 		fmt.Sprintf("https://localhost:%d%s", c.HTTPSPort, path), pr)
 	for k, v := range hdr {
 		req.Header[k] = v
@@ -69,13 +75,15 @@ func dialStream(t *testing.T, c *caddyProc, proto int, path string, hdr http.Hea
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			cancel()
 			t.Fatalf("HTTP/%d extended CONNECT %s: %v", proto, path, r.err)
 		}
-		t.Cleanup(func() { r.resp.Body.Close(); done() })
-		return &streamClient{resp: r.resp, out: pw, done: done}
+		t.Cleanup(func() { cancel(); pw.Close(); r.resp.Body.Close(); done() })
+		return &streamClient{resp: r.resp, out: pw, done: done}, cancel
 	case <-time.After(10 * time.Second):
+		cancel()
 		t.Fatalf("HTTP/%d extended CONNECT %s: no answer in 10 s", proto, path)
-		return nil
+		return nil, nil
 	}
 }
 
@@ -87,9 +95,8 @@ func (s *streamClient) send(t *testing.T, f ws.Frame) {
 	}
 }
 
-// read reads one frame within d.
-func (s *streamClient) read(t *testing.T, d time.Duration) ws.Frame {
-	t.Helper()
+// next reads one frame within d.
+func (s *streamClient) next(d time.Duration) (ws.Frame, error) {
 	type result struct {
 		f   ws.Frame
 		err error
@@ -101,14 +108,20 @@ func (s *streamClient) read(t *testing.T, d time.Duration) ws.Frame {
 	}()
 	select {
 	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("reading a frame from the stream: %v", r.err)
-		}
-		return r.f
+		return r.f, r.err
 	case <-time.After(d):
-		t.Fatalf("no frame on the stream within %v", d)
-		return ws.Frame{}
+		return ws.Frame{}, fmt.Errorf("no frame on the stream within %v", d)
 	}
+}
+
+// read is next, failing the test on an error.
+func (s *streamClient) read(t *testing.T, d time.Duration) ws.Frame {
+	t.Helper()
+	f, err := s.next(d)
+	if err != nil {
+		t.Fatalf("reading a frame from the stream: %v", err)
+	}
+	return f
 }
 
 // TestExtendedConnect: a WebSocket opened on an HTTP/2 stream (RFC 8441;

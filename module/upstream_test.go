@@ -3,13 +3,13 @@ package wsrelay
 import (
 	"context"
 	"crypto/tls"
-	"net"
-	"sync"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 

@@ -48,19 +48,8 @@ func TestStreamIdlePastWriteTimeout(t *testing.T) {
 			}
 			time.Sleep(2500 * time.Millisecond) // quiet, past write_timeout
 			sc.send(t, ws.NewTextFrame([]byte("two")))
-			type res struct {
-				f   ws.Frame
-				err error
-			}
-			ch := make(chan res, 1)
-			go func() { f, err := ws.ReadFrame(sc.resp.Body); ch <- res{f, err} }()
-			select {
-			case r := <-ch:
-				if r.err != nil || string(r.f.Payload) != "two" {
-					t.Fatalf("after %v of quiet: frame %q, error %v; want the echo of two", 2500*time.Millisecond, r.f.Payload, r.err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no echo")
+			if f, err := sc.next(5 * time.Second); err != nil || string(f.Payload) != "two" {
+				t.Fatalf("after 2.5s of quiet: frame %q, error %v; want the echo of two", f.Payload, err)
 			}
 		})
 	}
@@ -133,19 +122,8 @@ func TestStreamClientSilentPastReadBodyIdle(t *testing.T) {
 			sc.read(t, 5*time.Second)
 			time.Sleep(2500 * time.Millisecond)
 			sc.send(t, ws.NewTextFrame([]byte("two")))
-			type res struct {
-				f   ws.Frame
-				err error
-			}
-			ch := make(chan res, 1)
-			go func() { f, err := ws.ReadFrame(sc.resp.Body); ch <- res{f, err} }()
-			select {
-			case r := <-ch:
-				if r.err != nil || string(r.f.Payload) != "two" {
-					t.Fatalf("after 2.5s of client silence: frame %v %q, error %v; want the echo of two", r.f.Header.OpCode, r.f.Payload, r.err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no echo")
+			if f, err := sc.next(5 * time.Second); err != nil || string(f.Payload) != "two" {
+				t.Fatalf("after 2.5s of client silence: frame %v %q, error %v; want the echo of two", f.Header.OpCode, f.Payload, err)
 			}
 		})
 	}

@@ -2,9 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"context"
-	"crypto/sha1"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -15,39 +12,9 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/quic-go/quic-go/http3"
-	"golang.org/x/net/http2"
-)
 
-// dialStreamCtx is dialStream with a context whose cancel resets the
-// stream (RST_STREAM on HTTP/2; both directions cancelled on HTTP/3).
-func dialStreamCtx(t *testing.T, c *caddyProc, proto int, path string) (*streamClient, context.CancelFunc) {
-	t.Helper()
-	var rt http.RoundTripper
-	var done func()
-	if proto == 2 {
-		tr := &http2.Transport{TLSClientConfig: c.TLSConfig()}
-		rt, done = tr, tr.CloseIdleConnections
-	} else {
-		tr := &http3.Transport{TLSClientConfig: c.TLSConfig()}
-		rt, done = tr, func() { tr.Close() }
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, fmt.Sprintf("https://localhost:%d%s", c.HTTPSPort, path), pr)
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	if proto == 2 {
-		req.Header.Set(":protocol", "websocket")
-	} else {
-		req.Proto = "websocket"
-	}
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		t.Fatalf("HTTP/%d CONNECT: %v", proto, err)
-	}
-	t.Cleanup(func() { cancel(); pw.Close(); resp.Body.Close(); done() })
-	return &streamClient{resp: resp, out: pw, done: done}, cancel
-}
+	"github.com/websocket-relay/websocket_relay/module/upgrade"
+)
 
 // TestStreamEndings: over both protocols, a backend killed mid-relay gets
 // its client 1014; a client that resets its stream gets its backend 1001
@@ -60,7 +27,7 @@ func TestStreamEndings(t *testing.T) {
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("HTTP/%d backend killed", proto), func(t *testing.T) {
 			path := fmt.Sprintf("/kill%d/echo", proto)
-			sc, _ := dialStreamCtx(t, c, proto, path)
+			sc := dialStream(t, c, proto, path, http.Header{"Sec-Websocket-Version": {"13"}})
 			bc := a.accept(t, path)
 			sc.send(t, ws.NewTextFrame([]byte("x")))
 			sc.read(t, 5*time.Second)
@@ -76,7 +43,7 @@ func TestStreamEndings(t *testing.T) {
 		})
 		t.Run(fmt.Sprintf("HTTP/%d client reset", proto), func(t *testing.T) {
 			path := fmt.Sprintf("/rst%d/echo", proto)
-			sc, cancel := dialStreamCtx(t, c, proto, path)
+			sc, cancel := dialStreamCtx(t, c, proto, path, http.Header{"Sec-Websocket-Version": {"13"}})
 			bc := a.accept(t, path)
 			sc.send(t, ws.NewTextFrame([]byte("x")))
 			sc.read(t, 5*time.Second)
@@ -95,7 +62,7 @@ func TestStreamEndings(t *testing.T) {
 		})
 		t.Run(fmt.Sprintf("HTTP/%d stall mid-frame", proto), func(t *testing.T) {
 			path := fmt.Sprintf("/stall%d/echo", proto)
-			sc, _ := dialStreamCtx(t, c, proto, path)
+			sc := dialStream(t, c, proto, path, http.Header{"Sec-Websocket-Version": {"13"}})
 			bc := a.accept(t, path)
 			at := time.Now()
 			sc.out.Write([]byte{0x81}) // a frame's first byte, then nothing
@@ -131,7 +98,7 @@ func TestStreamReloadThenExit(t *testing.T) {
 	var scs []*streamClient
 	for i, proto := range []int{2, 2, 3, 3} {
 		path := fmt.Sprintf("/r%d/echo", i)
-		sc, _ := dialStreamCtx(t, c, proto, path)
+		sc := dialStream(t, c, proto, path, http.Header{"Sec-Websocket-Version": {"13"}})
 		a.accept(t, path)
 		scs = append(scs, sc)
 	}
@@ -180,14 +147,13 @@ func TestStreamExitDuringUpgrade(t *testing.T) {
 			return
 		}
 		<-release
-		h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", base64.StdEncoding.EncodeToString(h[:]))
+		fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", upgrade.AcceptFor(req.Header.Get("Sec-WebSocket-Key")))
 		io.Copy(io.Discard, conn)
 	}()
 	c := newCaddy(t, caddyOpts{Env: []string{"GODEBUG=http2xconnect=1"}})
 	c.Start(fmt.Sprintf("https://localhost:%d {\n\ttls internal\n\twebsocket_relay %s\n}\n", c.HTTPSPort, ln.Addr()))
 	got := make(chan *streamClient, 1)
-	go func() { sc, _ := dialStreamCtx(t, c, 3, "/pending"); got <- sc }()
+	go func() { got <- dialStream(t, c, 3, "/pending", http.Header{"Sec-Websocket-Version": {"13"}}) }()
 	time.Sleep(time.Second)
 	c.Signal(syscall.SIGTERM)
 	time.Sleep(500 * time.Millisecond)
