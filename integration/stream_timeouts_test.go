@@ -105,14 +105,17 @@ func TestStreamBackend2xxNotUpgrade(t *testing.T) {
 }
 
 // TestStreamClientSilentPastReadBodyIdle: Caddy's read_body_idle (1m by
-// default) bounds reads of a request body; a stream relay's client may
-// stay silent longer (ping_interval off or longer), as over HTTP/1.1,
-// where the relay owns the socket.
+// default) bounds reads of a request body, and read_body and write bound
+// a request; a stream relay's client may stay silent longer
+// (ping_interval off or longer) and the relay live longer, as over
+// HTTP/1.1, where the relay owns the socket; with an access log too,
+// whose counting reader wraps the body's idle reader.
 func TestStreamClientSilentPastReadBodyIdle(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, appOpts{})
-	c := newCaddy(t, caddyOpts{Env: []string{"GODEBUG=http2xconnect=1"}, Servers: "\ttimeouts {\n\t\tread_body_idle 1s\n\t}"})
-	c.Start(fmt.Sprintf("https://localhost:%d {\n\ttls internal\n\twebsocket_relay %s {\n\t\tping_interval 1m\n\t\tpong_timeout 1m\n\t}\n}\n", c.HTTPSPort, a.Addr))
+	c := newCaddy(t, caddyOpts{Env: []string{"GODEBUG=http2xconnect=1"},
+		Servers: "\ttimeouts {\n\t\tread_body_idle 1s\n\t\tread_body 2s\n\t\twrite 2s\n\t}"})
+	c.Start(fmt.Sprintf("https://localhost:%d {\n\ttls internal\n\tlog\n\twebsocket_relay %s {\n\t\tping_interval 1m\n\t\tpong_timeout 1m\n\t}\n}\n", c.HTTPSPort, a.Addr))
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("HTTP/%d", proto), func(t *testing.T) {
 			path := fmt.Sprintf("/silent%d/echo", proto)

@@ -162,13 +162,20 @@ type streamOp struct {
 
 func newStreamConn(r *http.Request, w http.ResponseWriter, rc *http.ResponseController) *streamConn {
 	body := r.Body
-	if ir, ok := body.(*caddyhttp.IdleTimeoutReader); ok {
+	if ir, _ := caddyhttp.IdleTimeoutsFromContext(r.Context()); ir != nil {
 		// Caddy's read_body_idle (1m by default) would cut a client
 		// that is silent for longer, and each of its reads installs
 		// its own deadline over the relay's (stall_timeout): the relay
-		// bounds the stream's reads itself, as it does a socket's.
+		// reads the body beneath it (and beneath the access log's
+		// counting reader, or a max_size, which wrap it), and bounds
+		// the stream's reads itself, as it does a socket's.
 		body = ir.ReadCloser
 	}
+	// The server's read_body and write timeouts put a timer on each
+	// HTTP/2 stream that ends it when it fires; they bound requests,
+	// not the relays they became (as a hijack lifts them over HTTP/1.1).
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	c := &streamConn{body: body, w: w, rc: rc, remote: streamAddr{r.Proto, r.RemoteAddr}, gone: make(chan struct{})}
 	c.local, _ = r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if c.local == nil {
