@@ -9,7 +9,8 @@ import (
 )
 
 // TestServerTimeoutsSpareRelays: the server's timeouts (read_body, write,
-// read_header) bound requests, not the relayed connections they became:
+// read_header, and the idle ones, read_body_idle and write_idle, 1m by
+// default) bound requests, not the relayed connections they became:
 // a relayed connection lives on past them, over ws and wss, both idle
 // and busy. (net/http lifts the request's deadlines as the relay takes
 // the connection over, and the relay sets its own from then on.)
@@ -18,7 +19,7 @@ func TestServerTimeoutsSpareRelays(t *testing.T) {
 	const limit = time.Second
 	f := startRelay(t, appOpts{}, relayConf{
 		Options: []string{"ping_interval 10s", "pong_timeout 10s"},
-		Servers: fmt.Sprintf("\ttimeouts {\n\t\tread_body %s\n\t\tread_header %s\n\t\twrite %s\n\t}", limit, limit, limit),
+		Servers: fmt.Sprintf("\ttimeouts {\n\t\tread_body %s\n\t\tread_header %s\n\t\twrite %s\n\t\tread_body_idle %s\n\t\twrite_idle %s\n\t}", limit, limit, limit, limit, limit),
 	})
 	for _, secure := range []bool{false, true} {
 		t.Run(fmt.Sprintf("secure=%v", secure), func(t *testing.T) {
