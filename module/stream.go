@@ -255,8 +255,12 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	if err == nil {
 		err = c.rc.Flush()
 	}
-	if c.end(&c.wr) && err != nil {
-		err = errStreamTimeout // HTTP/2 says "stream closed"
+	if c.end(&c.wr) {
+		// HTTP/2 says "stream closed", or nothing when the bytes went
+		// out just as the deadline reset the stream: the stream is gone
+		// either way, and the relay must hear of it (a read that the
+		// reset failed waits for the Close that follows).
+		err = errStreamTimeout
 	}
 	return n, err
 }
