@@ -108,14 +108,15 @@ func TestStreamBackend2xxNotUpgrade(t *testing.T) {
 // default) bounds reads of a request body, and read_body and write bound
 // a request; a stream relay's client may stay silent longer
 // (ping_interval off or longer) and the relay live longer, as over
-// HTTP/1.1, where the relay owns the socket; with an access log too,
-// whose counting reader wraps the body's idle reader.
+// HTTP/1.1, where the relay owns the socket; with an access log and a
+// request_body max_size too, whose readers wrap the body's idle reader
+// (a relay's client is not capped by max_size, over HTTP/1.1 neither).
 func TestStreamClientSilentPastReadBodyIdle(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, appOpts{})
 	c := newCaddy(t, caddyOpts{Env: []string{"GODEBUG=http2xconnect=1"},
 		Servers: "\ttimeouts {\n\t\tread_body_idle 1s\n\t\tread_body 2s\n\t\twrite 2s\n\t}"})
-	c.Start(fmt.Sprintf("https://localhost:%d {\n\ttls internal\n\tlog\n\twebsocket_relay %s {\n\t\tping_interval 1m\n\t\tpong_timeout 1m\n\t}\n}\n", c.HTTPSPort, a.Addr))
+	c.Start(fmt.Sprintf("https://localhost:%d {\n\ttls internal\n\tlog\n\trequest_body {\n\t\tmax_size 1KB\n\t}\n\twebsocket_relay %s {\n\t\tping_interval 1m\n\t\tpong_timeout 1m\n\t}\n}\n", c.HTTPSPort, a.Addr))
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("HTTP/%d", proto), func(t *testing.T) {
 			path := fmt.Sprintf("/silent%d/echo", proto)
@@ -125,8 +126,21 @@ func TestStreamClientSilentPastReadBodyIdle(t *testing.T) {
 			sc.read(t, 5*time.Second)
 			time.Sleep(2500 * time.Millisecond)
 			sc.send(t, ws.NewTextFrame([]byte("two")))
+			big := bytes.Repeat([]byte("m"), 4096) // past max_size
+			sc.send(t, ws.NewBinaryFrame(big))
 			if f, err := sc.next(5 * time.Second); err != nil || string(f.Payload) != "two" {
 				t.Fatalf("after 2.5s of client silence: frame %v %q, error %v; want the echo of two", f.Header.OpCode, f.Payload, err)
+			}
+			var got []byte
+			for len(got) < len(big) {
+				f, err := sc.next(5 * time.Second)
+				if err != nil {
+					t.Fatalf("after %d of the 4 KiB past max_size: %v", len(got), err)
+				}
+				got = append(got, f.Payload...)
+			}
+			if !bytes.Equal(got, big) {
+				t.Fatal("the 4 KiB message came back changed")
 			}
 		})
 	}
