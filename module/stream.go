@@ -44,6 +44,11 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, d *dialed,
 		}
 		return nil
 	}
+	// The server's read_body and write timeouts put a timer on each
+	// HTTP/2 stream that ends it when it fires; they bound requests,
+	// not the relays they became (as a hijack lifts them over HTTP/1.1).
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	ended := make(chan struct{})
 	h.start(engine.Leg{Conn: newStreamConn(r, inner, rc)}, r, d, u, held, func() { close(ended) })
 	<-ended
@@ -171,11 +176,6 @@ func newStreamConn(r *http.Request, w http.ResponseWriter, rc *http.ResponseCont
 		// the stream's reads itself, as it does a socket's.
 		body = ir.ReadCloser
 	}
-	// The server's read_body and write timeouts put a timer on each
-	// HTTP/2 stream that ends it when it fires; they bound requests,
-	// not the relays they became (as a hijack lifts them over HTTP/1.1).
-	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Time{})
 	c := &streamConn{body: body, w: w, rc: rc, remote: streamAddr{r.Proto, r.RemoteAddr}, gone: make(chan struct{})}
 	c.local, _ = r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if c.local == nil {
