@@ -87,5 +87,22 @@ func FuzzCheckClientHandshake(f *testing.F) {
 		if status, _ := CheckClientHandshake(r); status == 0 && !ValidKey(key) {
 			t.Fatalf("accepted key %q", key)
 		}
+		// The same fields as an HTTP/2 extended CONNECT, upgrade as its
+		// :protocol: one that passes makes a backend upgrade that passes
+		// the HTTP/1.1 checks.
+		c := httptest.NewRequest(http.MethodConnect, "/", nil)
+		c.ProtoMajor = 2
+		c.Header[":protocol"] = []string{upgrade}
+		c.Header["Sec-Websocket-Version"] = []string{version}
+		if !IsExtendedConnect(c) {
+			return
+		}
+		if status, _ := CheckExtendedConnect(c); status != 0 {
+			return
+		}
+		out := AsUpgrade(c, NewKey())
+		if status, reason := CheckClientHandshake(out); status != 0 || !IsUpgrade(out) {
+			t.Fatalf("extended CONNECT with :protocol %q, version %q: backend upgrade refused: %d %s", upgrade, version, status, reason)
+		}
 	})
 }
