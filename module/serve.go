@@ -222,17 +222,24 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pe
 	}
 	if err := brw.Flush(); err != nil {
 		clientConn.Close()
-		d.abandon()
-		held.release()
-		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the upgrade"); c != nil {
-			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw), zap.Error(err))
-		}
+		h.lostInUpgrade(r, d, held, err)
 		return nil
 	}
 	h.start(engine.Leg{Conn: clientConn, Prefix: buffered(brw.Reader)}, r, d, u, held, nil)
 	// Return now: the handler chain's goroutine and the request do not stay
 	// parked for the life of the connection; the session owns both sockets.
 	return nil
+}
+
+// lostInUpgrade ends an upgrade whose client went away as the backend's
+// answer was passed on (err): the backend gets 1001, and the upstream
+// no longer counts the connection.
+func (h *Handler) lostInUpgrade(r *http.Request, d *dialed, held *lease, err error) {
+	d.abandon()
+	held.release()
+	if c := h.logger.Check(zapcore.DebugLevel, "client went away during the upgrade"); c != nil {
+		c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw), zap.Error(err))
+	}
 }
 
 // start relays between client and d's backend as the relay upgrade u of

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/websocket-relay/websocket_relay/module/engine"
 	"github.com/websocket-relay/websocket_relay/module/upgrade"
@@ -37,11 +35,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, d *dialed,
 	inner.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(inner)
 	if err := rc.Flush(); err != nil {
-		d.abandon()
-		held.release()
-		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the upgrade"); c != nil {
-			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", d.upstream.Raw), zap.Error(err))
-		}
+		h.lostInUpgrade(r, d, held, err)
 		return nil
 	}
 	// The server's read_body and write timeouts put a timer on each
