@@ -177,6 +177,11 @@ func selectionHeader(r *http.Request, field string) string {
 	if httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") && len(h["Upgrade"]) > 0 {
 		up = strings.ToLower(h["Upgrade"][0])
 	}
+	if upgrade.IsExtendedConnect(r) {
+		// reverse_proxy selects on the HTTP/1.1 upgrade it makes of an
+		// extended CONNECT, with Connection and Upgrade set.
+		up = "websocket"
+	}
 	upgrade.RemoveHopHeaders(h)
 	if te {
 		h["Te"] = []string{"trailers"}
