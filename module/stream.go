@@ -22,17 +22,23 @@ import (
 // has no key), then the frames, unchanged (masked, as over HTTP/1.1),
 // flow on the stream's two directions. A stream cannot be taken from
 // the server as a connection can, so ServeHTTP stays until the relay
-// ends. The stream is written beneath Caddy's response wrappers (as a
-// hijack takes the connection): an encoder must not touch the frames.
+// ends. The 200 goes through Caddy's response wrappers, as a 101 does;
+// the frames go beneath them (as a hijack takes the connection): an
+// encoder must not touch the frames.
 func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, d *dialed, u *pendingUpgrade, held *lease) error {
 	inner := innermost(w)
 	hdr := d.resp.Header.Clone()
 	upgrade.RemoveHopHeaders(hdr)
 	hdr.Del("Sec-WebSocket-Accept")
 	for k, v := range hdr {
-		inner.Header()[k] = v
+		w.Header()[k] = v
 	}
-	inner.WriteHeader(http.StatusOK)
+	// The status goes through Caddy's wrappers, as an HTTP/1.1 upgrade's
+	// 101 does: the site's deferred header operations (`header -Field`,
+	// `header >Field`) apply to it as they do to the 101 (and as they do
+	// to reverse_proxy's answer on a stream). An encoder writes a
+	// CONNECT's 2xx at once; the frames go beneath the wrappers.
+	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(inner)
 	if err := rc.Flush(); err != nil {
 		h.lostInUpgrade(r, d, held, err)
