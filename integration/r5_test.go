@@ -143,3 +143,21 @@ func TestStreamThroughEncodeAndLog(t *testing.T) {
 		t.Errorf("caddy output has a superfluous WriteHeader:\n%s", out)
 	}
 }
+
+// TestRefusalVersionSpelling: the relay's own 426 names
+// Sec-WebSocket-Version in RFC 6455's spelling, as its other WebSocket
+// fields are on both legs (clients that compare names case-sensitively).
+func TestRefusalVersionSpelling(t *testing.T) {
+	t.Parallel()
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	websocket_relay 127.0.0.1:9
+}
+`, c.HTTPPort))
+	lines := without(upgradeLines(), "Sec-WebSocket-Version")
+	lines = append(lines, "Sec-WebSocket-Version: 8")
+	head, _ := rawHead(t, c.HTTPPort, "HTTP/1.1", "/", lines)
+	if !strings.HasPrefix(head, "HTTP/1.1 426") || !strings.Contains(head, "\r\nSec-WebSocket-Version: 13\r\n") {
+		t.Errorf("answer:\n%s", head)
+	}
+}

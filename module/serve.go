@@ -35,7 +35,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if status, reason := check(r); status != 0 {
 		if status == http.StatusUpgradeRequired {
-			w.Header().Set("Sec-WebSocket-Version", "13")
+			// In RFC 6455's spelling, as the relay's other WebSocket
+			// fields (upgrade.UseRFCNames).
+			w.Header()["Sec-WebSocket-Version"] = []string{"13"}
 		}
 		handshakeFailures.WithLabelValues("bad_request").Inc()
 		return h.refuse(w, r, status, reason)
