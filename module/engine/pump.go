@@ -38,11 +38,19 @@ func (s *Session) pump(src *leg) (parked bool) {
 		src.rd.arm()
 		// The header's size as it came: a length not in its minimal form
 		// is taken (and re-encoded), but counted for the bytes it took.
+		// A header cut off counts the bytes of it that came, as a
+		// payload cut off does.
 		if err := src.rd.need(2); err != nil {
+			src.counters.bytes.Add(int64(len(src.rd.buffered())))
 			s.readFailed(src.side, err)
 			return false
 		}
 		hs := wireHeaderSize(src.rd.buffered()[1])
+		if err := src.rd.need(hs); err != nil {
+			src.counters.bytes.Add(int64(len(src.rd.buffered())))
+			s.readFailed(src.side, err)
+			return false
+		}
 		h, err := ws.ReadHeaderBuffer(&src.rd, src.hdr[:])
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {

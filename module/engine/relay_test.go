@@ -427,50 +427,61 @@ func TestCountsReceivedBytesOnly(t *testing.T) {
 	}
 }
 
-// TestCountsCutControlFrame: a peer sends a ping's header announcing 100
-// bytes, 40 of them, and goes away: the count is the header and the 40
-// bytes that came (it once counted the header only), whether the
+// TestCountsCutFrames: a peer sends part of a frame and goes away: the
+// count is the bytes that came, the header's and the payload's: a ping
+// whose header announces 100 bytes and 40 of them (once only its header
+// counted), or part of a header (once none of it counted), whether the
 // goroutines or an event loop read them, from either side.
-func TestCountsCutControlFrame(t *testing.T) {
-	for _, transport := range append([]string{"pipe", "tcp"}, loopTransports...) {
-		for _, from := range []Side{Client, Backend} {
-			t.Run(transport+"/"+from.String(), func(t *testing.T) {
-				cfg := quickConfig()
-				cfg.CloseTimeout = 200 * time.Millisecond // the other peer never answers
-				pair := pairFor(t, transport, &cfg)
-				cTest, cRelay := pair()
-				bTest, bRelay := pair()
-				defer cTest.Close()
-				defer bTest.Close()
-				go io.Copy(io.Discard, cTest)
-				go io.Copy(io.Discard, bTest)
-				s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
-				result := make(chan Result, 1)
-				go func() { result <- s.Run() }()
-				if cfg.Loops {
-					waitLoop(t, s)
-				}
-				src := cTest
-				hdr := []byte{0x80 | byte(ws.OpPing), 0x80 | 100, 1, 2, 3, 4}
-				if from == Backend {
-					src = bTest
-					hdr = []byte{0x80 | byte(ws.OpPing), 100}
-				}
-				if _, err := src.Write(append(hdr, make([]byte, 40)...)); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(100 * time.Millisecond)
-				src.Close()
-				r := waitResult(t, result)
-				counted := r.ClientToBackend
-				if from == Backend {
-					counted = r.BackendToClient
-				}
-				if want := int64(len(hdr) + 40); counted.Bytes != want || counted.Frames != 1 {
-					t.Fatalf("%s: %d bytes in %d frames, want %d in 1 (header and the payload that came)",
-						from, counted.Bytes, counted.Frames, want)
-				}
-			})
+func TestCountsCutFrames(t *testing.T) {
+	cases := []struct {
+		name           string
+		client, backnd []byte // what the client (masked) or the backend sends
+		frames         int64
+	}{
+		{"control payload", append([]byte{0x80 | byte(ws.OpPing), 0x80 | 100, 1, 2, 3, 4}, make([]byte, 40)...),
+			append([]byte{0x80 | byte(ws.OpPing), 100}, make([]byte, 40)...), 1},
+		{"header", []byte{0x82, 0x80 | 126, 0x01, 9}, []byte{0x82, 126, 0x01}, 0},
+		{"first byte", []byte{0x82}, []byte{0x82}, 0},
+	}
+	for _, tc := range cases {
+		for _, transport := range append([]string{"pipe", "tcp"}, loopTransports...) {
+			for _, from := range []Side{Client, Backend} {
+				t.Run(tc.name+"/"+transport+"/"+from.String(), func(t *testing.T) {
+					cfg := quickConfig()
+					cfg.CloseTimeout = 200 * time.Millisecond // the other peer never answers
+					pair := pairFor(t, transport, &cfg)
+					cTest, cRelay := pair()
+					bTest, bRelay := pair()
+					defer cTest.Close()
+					defer bTest.Close()
+					go io.Copy(io.Discard, cTest)
+					go io.Copy(io.Discard, bTest)
+					s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, cfg)
+					result := make(chan Result, 1)
+					go func() { result <- s.Run() }()
+					if cfg.Loops {
+						waitLoop(t, s)
+					}
+					src, sent := cTest, tc.client
+					if from == Backend {
+						src, sent = bTest, tc.backnd
+					}
+					if _, err := src.Write(sent); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(100 * time.Millisecond)
+					src.Close()
+					r := waitResult(t, result)
+					counted := r.ClientToBackend
+					if from == Backend {
+						counted = r.BackendToClient
+					}
+					if counted.Bytes != int64(len(sent)) || counted.Frames != tc.frames {
+						t.Fatalf("%s: %d bytes in %d frames, want %d in %d (what came)",
+							from, counted.Bytes, counted.Frames, len(sent), tc.frames)
+					}
+				})
+			}
 		}
 	}
 }
