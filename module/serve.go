@@ -68,6 +68,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}()
 	d, err := h.handshake(conn, up, up1)
+	if err == nil && stream && d.resp.StatusCode/100 == 2 {
+		// A 2xx to an extended CONNECT opens the WebSocket (RFC 8441
+		// 5, RFC 9220 3): a backend's 200 page passed on would be read
+		// as frames. Over HTTP/1.1 it is a refusal; here it cannot be,
+		// so it is a failed handshake.
+		putAnswerReader(d.br)
+		err = fmt.Errorf("answered a stream's upgrade with %d, not 101", d.resp.StatusCode)
+	}
 	if err != nil && r.Context().Err() != nil {
 		conn.Close()
 		h.clientGone(w, r, "backend handshake", err)
@@ -78,16 +86,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		handshakeFailures.WithLabelValues("handshake").Inc()
 		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
 			zap.String("upstream", up.Raw), zap.Error(err))
-		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
-	}
-	if stream && d.resp.StatusCode/100 == 2 {
-		// A 2xx to an extended CONNECT opens the WebSocket (RFC 8441
-		// 5, RFC 9220 3): a backend's 200 page passed on would be read
-		// as frames. Over HTTP/1.1 it is a refusal; here it cannot be.
-		conn.Close()
-		handshakeFailures.WithLabelValues("handshake").Inc()
-		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
-			zap.String("upstream", up.Raw), zap.Int("status", d.resp.StatusCode), zap.String("reason", "answered a stream's upgrade without 101"))
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
 	}
 	if d.resp.StatusCode != http.StatusSwitchingProtocols {
