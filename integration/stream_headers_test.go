@@ -54,6 +54,9 @@ func TestHandleErrors426KeepsVersion(t *testing.T) {
 // operations (`header -Field`, `header >Field value`, which Caddy applies
 // as the status is written) shape a stream's 200 as they shape an
 // HTTP/1.1 upgrade's 101, and as reverse_proxy's answers on both.
+//
+// The cookie policy's cookie is in each answer too, as reverse_proxy
+// sets it.
 func TestDeferredHeaderOpsOnStreams(t *testing.T) {
 	t.Parallel()
 	b := stubBackend(t, func(c net.Conn) {
@@ -80,13 +83,29 @@ func TestDeferredHeaderOpsOnStreams(t *testing.T) {
 	tls internal
 	header -X-Powered-By
 	header >X-Frame-Options DENY
-	websocket_relay /relay* %s
-	reverse_proxy %s
+	websocket_relay /relay* %s {
+		lb_policy cookie srv s3cret
+	}
+	reverse_proxy %s {
+		lb_policy cookie srv s3cret
+	}
 }
 `, c.HTTPSPort, b, b))
+	stockCookie := ""
 	check := func(what string, h http.Header) {
 		if h.Get("X-Powered-By") != "" || h.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("%s: X-Powered-By %q (want none), X-Frame-Options %q (want DENY)", what, h.Get("X-Powered-By"), h.Get("X-Frame-Options"))
+		}
+		// The cookie policy's cookie, as reverse_proxy sets it (over
+		// TLS: Secure, SameSite=None).
+		if stockCookie == "" {
+			stockCookie = h.Get("Set-Cookie")
+			if !strings.HasPrefix(stockCookie, "srv=") || !strings.HasSuffix(stockCookie, "; Secure; SameSite=None") {
+				t.Fatalf("%s: reverse_proxy set %q", what, stockCookie)
+			}
+		}
+		if got := h.Values("Set-Cookie"); len(got) != 1 || got[0] != stockCookie {
+			t.Errorf("%s: Set-Cookie %q, want reverse_proxy's %q", what, got, stockCookie)
 		}
 	}
 	for _, path := range []string{"/stock", "/relay"} {

@@ -225,7 +225,10 @@ func TestUpstreams(t *testing.T) {
 // upgrades reach the backend that reverse_proxy sends that user's plain
 // requests to (sticky sessions across a long-poll fallback and its
 // WebSocket); least_conn sends a new connection to the backend whose
-// relay ended, where round_robin would go on in turn.
+// relay ended, where round_robin would go on in turn; with the same
+// `lb_policy cookie`, reverse_proxy's cookie sends upgrades to its
+// backend, and an upgrade's cookie sends reverse_proxy's requests to the
+// relay's.
 func TestLBPolicy(t *testing.T) {
 	t.Parallel()
 	apps := []*app{newApp(t, appOpts{}), newApp(t, appOpts{}), newApp(t, appOpts{})}
@@ -243,11 +246,19 @@ func TestLBPolicy(t *testing.T) {
 	websocket_relay /least/* %s {
 		lb_policy least_conn
 	}
+	websocket_relay /cookie/* %s {
+		lb_policy cookie srv s3cret
+	}
+	handle_path /cookiepage/* {
+		reverse_proxy %s {
+			lb_policy cookie srv s3cret
+		}
+	}
 	reverse_proxy %s {
 		lb_policy header X-User
 	}
 }
-`, c.HTTPPort, all, all, all))
+`, c.HTTPPort, all, all, all, all, all))
 	f := &fixture{App: apps[0], Caddy: c}
 	// which returns the index of the app that accepted a connection on path.
 	which := func(t *testing.T, path string) (int, *backendConn) {
@@ -289,6 +300,65 @@ func TestLBPolicy(t *testing.T) {
 		}
 		if len(reached) < 2 {
 			t.Errorf("12 users all went to backend %v", reached)
+		}
+	})
+	t.Run("cookie as reverse_proxy's", func(t *testing.T) {
+		// page fetches the page through reverse_proxy's cookie policy
+		// with cookie (if any): the backend's index and the cookie set.
+		page := func(cookie string) (string, string) {
+			req, _ := http.NewRequest(http.MethodGet, c.HTTPURL()+"/cookiepage/page.html", nil)
+			if cookie != "" {
+				req.Header.Set("Cookie", cookie)
+			}
+			resp, err := c.HTTPClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(body), resp.Header.Get("Set-Cookie")
+		}
+		// upgrade opens a relay with cookie (if any): the backend's
+		// index and the cookie its 101 set.
+		upgrade := func(cookie string) (string, string) {
+			opts := &cws.DialOptions{HTTPHeader: http.Header{}}
+			if cookie != "" {
+				opts.HTTPHeader.Set("Cookie", cookie)
+			}
+			conn, resp := f.dialCoder(t, false, "/cookie/echo", opts)
+			got, _ := which(t, "/cookie/echo")
+			echoOnce(t, conn, "cookie")
+			conn.Close(cws.StatusNormalClosure, "")
+			return fmt.Sprint(got), resp.Header.Get("Set-Cookie")
+		}
+		nameValue := func(setCookie string) string { return strings.Split(setCookie, ";")[0] }
+		reached := map[string]bool{}
+		for range 8 {
+			// A page first: the upgrades follow reverse_proxy's cookie,
+			// and set none of their own.
+			p, set := page("")
+			if !strings.HasPrefix(set, "srv=") || !strings.Contains(set, "HttpOnly") {
+				t.Fatalf("reverse_proxy set %q", set)
+			}
+			for range 2 {
+				got, again := upgrade(nameValue(set))
+				if got != p || again != "" {
+					t.Errorf("reverse_proxy served backend %s and set %q; the upgrade with its cookie reached %s and set %q", p, set, got, again)
+				}
+			}
+			// An upgrade first: its 101 sets the cookie, which sends
+			// the pages to its backend.
+			got, set := upgrade("")
+			if want := "; Path=/; HttpOnly; SameSite=Lax"; !strings.HasPrefix(set, "srv=") || !strings.HasSuffix(set, want) {
+				t.Fatalf("the 101 set %q, want srv=<value>%s as reverse_proxy sets it", set, want)
+			}
+			if p, again := page(nameValue(set)); p != got || again != "" {
+				t.Errorf("the upgrade reached backend %s and set %q; the page with its cookie came from %s, which set %q", got, set, p, again)
+			}
+			reached[got] = true
+		}
+		if len(reached) < 2 {
+			t.Errorf("8 upgrades without a cookie all went to backend %v (the fallback is random)", reached)
 		}
 	})
 	t.Run("least_conn", func(t *testing.T) {

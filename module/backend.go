@@ -34,6 +34,22 @@ type dialed struct {
 	// br holds bytes read past the backend's response headers: the first
 	// frames, or the body of a non-101 answer.
 	br *bufio.Reader
+	// cookie is the cookie policy's, for the client's answer (nil: none).
+	cookie *http.Cookie
+}
+
+// answerHeader puts the backend's answer's header fields on the client's
+// answer w, hop-by-hop fields aside, and then the cookie policy's
+// cookie, beside the backend's own, as reverse_proxy answers.
+func (d *dialed) answerHeader(w http.ResponseWriter) {
+	hdr := d.resp.Header.Clone()
+	upgrade.RemoveHopHeaders(hdr)
+	for k, v := range hdr {
+		w.Header()[k] = v
+	}
+	if d.cookie != nil {
+		w.Header().Add("Set-Cookie", d.cookie.String())
+	}
 }
 
 // The buffers of the upgrade handshake are pooled: a connection uses them

@@ -88,6 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("upstream", up.Raw), zap.Error(err))
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
 	}
+	d.cookie = h.pool.stickyCookie(r, held.idx)
 	if d.resp.StatusCode != http.StatusSwitchingProtocols {
 		// An answer to pass on, never a relay: an exit need not wait
 		// for a client that reads it slowly.
@@ -147,11 +148,7 @@ func (h *Handler) passAnswer(w http.ResponseWriter, r *http.Request, d *dialed) 
 		putAnswerReader(d.br) // the body was read through it
 		d.br = nil
 	}()
-	hdr := d.resp.Header.Clone()
-	upgrade.RemoveHopHeaders(hdr)
-	for k, v := range hdr {
-		w.Header()[k] = v
-	}
+	d.answerHeader(w)
 	w.WriteHeader(d.resp.StatusCode)
 	body := &deadlineReader{r: d.resp.Body, conn: d.conn, timeout: time.Duration(h.HandshakeTimeout)}
 	cw := &clientWriter{w: w}
@@ -205,11 +202,7 @@ func (c *clientWriter) Write(p []byte) (int, error) {
 // of h.live became; it returns at once. It releases held when the
 // connection ends, or at once if it cannot be relayed.
 func (h *Handler) relay(w http.ResponseWriter, r *http.Request, d *dialed, u *pendingUpgrade, held *lease) error {
-	hdr := d.resp.Header.Clone()
-	upgrade.RemoveHopHeaders(hdr)
-	for k, v := range hdr {
-		w.Header()[k] = v
-	}
+	d.answerHeader(w)
 	w.Header().Set("Upgrade", "websocket")
 	w.Header().Set("Connection", "Upgrade")
 	upgrade.UseRFCNames(w.Header()) // as reverse_proxy answers

@@ -12,7 +12,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/websocket-relay/websocket_relay/module/engine"
-	"github.com/websocket-relay/websocket_relay/module/upgrade"
 )
 
 // relayStream relays a WebSocket that the client opened on an HTTP/2 or
@@ -27,12 +26,8 @@ import (
 // encoder must not touch the frames.
 func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, d *dialed, u *pendingUpgrade, held *lease) error {
 	inner := innermost(w)
-	hdr := d.resp.Header.Clone()
-	upgrade.RemoveHopHeaders(hdr)
-	hdr.Del("Sec-WebSocket-Accept")
-	for k, v := range hdr {
-		w.Header()[k] = v
-	}
+	d.answerHeader(w)
+	w.Header().Del("Sec-WebSocket-Accept")
 	// The status goes through Caddy's wrappers, as an HTTP/1.1 upgrade's
 	// 101 does: the site's deferred header operations (`header -Field`,
 	// `header >Field`) apply to it as they do to the 101 (and as they do

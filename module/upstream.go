@@ -2,6 +2,9 @@ package wsrelay
 
 import (
 	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -34,7 +37,10 @@ type upstreamPool struct {
 	// conns are the upstreams' connection counts, shared by every pool
 	// with the same upstream (connCount).
 	conns []*atomic.Int64
-	next  atomic.Uint64
+	next  atomic.Uint64 // round_robin's and weighted_round_robin's count
+	// cookies are, for each cookie policy of the chain, the cookie value
+	// that names each upstream (cookieValue of its key).
+	cookies map[*relayconfig.LBPolicy][]string
 
 	mu       sync.Mutex
 	failedAt map[int]time.Time
@@ -54,7 +60,25 @@ func newUpstreamPool(list []relayconfig.Upstream, policy *relayconfig.LBPolicy) 
 		p.keys = append(p.keys, key)
 		p.conns = append(p.conns, connCount(key))
 	}
+	for c := policy; c != nil; c = c.Fallback {
+		if c.Policy == "cookie" {
+			if p.cookies == nil {
+				p.cookies = make(map[*relayconfig.LBPolicy][]string)
+			}
+			for _, key := range p.keys {
+				p.cookies[c] = append(p.cookies[c], cookieValue(c.Secret, key))
+			}
+		}
+	}
 	return p
+}
+
+// cookieValue is the cookie policy's value naming the upstream dialed
+// as key: reverse_proxy's, the hex HMAC-SHA256 of its Dial address.
+func cookieValue(secret, key string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(key))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // connCounts holds one connection count per upstream address, for every
@@ -110,15 +134,42 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int
 	case "random":
 		rand.Shuffle(n, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
 		return idx
-	case "least_conn":
+	case "least_conn", "random_choose":
 		// Ties in random order, as reverse_proxy breaks them.
 		rand.Shuffle(n, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
 		counts := make([]int64, n)
 		for i := range counts {
 			counts[i] = p.conns[i].Load()
 		}
-		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(counts[a], counts[b]) })
+		byCount := func(a, b int) int { return cmp.Compare(counts[a], counts[b]) }
+		if name == "random_choose" {
+			// The least loaded of k drawn at random, then the others
+			// drawn, then the rest at random.
+			slices.SortStableFunc(idx[:min(policy.ChooseCount(), n)], byCount)
+			return idx
+		}
+		slices.SortStableFunc(idx, byCount)
 		return idx
+	case "weighted_round_robin":
+		return p.weighted(policy.Weights)
+	case "cookie":
+		fallback := policy.Fallback
+		if fallback == nil {
+			fallback = &relayconfig.LBPolicy{Policy: "random"}
+		}
+		ranked := p.rank(fallback, r)
+		m := p.cookieMatch(policy, r)
+		if m < 0 {
+			return ranked
+		}
+		// The cookie's upstream first, as reverse_proxy takes it
+		// whatever the fallback (a weight of 0 included).
+		if i := slices.Index(ranked, m); i >= 0 {
+			copy(ranked[1:i+1], ranked[:i])
+			ranked[0] = m
+			return ranked
+		}
+		return append([]int{m}, ranked...)
 	case "ip_hash":
 		ip, _, err := net.SplitHostPort(r.RemoteAddr)
 		if err != nil {
@@ -135,13 +186,7 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int
 	case "uri_hash":
 		return p.byHash(idx, r.RequestURI)
 	case "header", "query":
-		var key string
-		if name == "query" {
-			key = strings.Join(r.URL.Query()[policy.Key], ",")
-		} else {
-			key = selectionHeader(r, policy.Field)
-		}
-		if key != "" {
+		if key := hashKey(policy, r); key != "" {
 			return p.byHash(idx, key)
 		}
 		fallback := policy.Fallback
@@ -155,6 +200,93 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int
 		idx[i] = (start + i) % n
 	}
 	return idx
+}
+
+// hashKey is what the header or query policy hashes for r: empty when
+// it takes its fallback.
+func hashKey(policy *relayconfig.LBPolicy, r *http.Request) string {
+	if policy.Policy == "query" {
+		return strings.Join(r.URL.Query()[policy.Key], ",")
+	}
+	return selectionHeader(r, policy.Field)
+}
+
+// weighted orders the upstreams of positive weight as
+// reverse_proxy's weighted_round_robin picks them: each upgrade moves
+// the count on by one, and upstream i takes weights[i] of every sum of
+// the weights in a row, the first pick being the count's 1. The others
+// of positive weight follow in turn; those of weight 0 get none.
+func (p *upstreamPool) weighted(weights []int) []int {
+	var positive []int
+	total := 0
+	for i, w := range weights {
+		if w > 0 && i < len(p.list) {
+			positive = append(positive, i)
+			total += w
+		}
+	}
+	at := int((p.next.Add(1)) % uint64(total))
+	pick := 0
+	for k, i := range positive {
+		if at < weights[i] {
+			pick = k
+			break
+		}
+		at -= weights[i]
+	}
+	return append(positive[pick:], positive[:pick]...)
+}
+
+// cookieMatch is the upstream that r's cookie of the cookie policy
+// names, or -1.
+func (p *upstreamPool) cookieMatch(policy *relayconfig.LBPolicy, r *http.Request) int {
+	c, err := r.Cookie(policy.CookieName())
+	if err != nil {
+		return -1
+	}
+	for i, v := range p.cookies[policy] {
+		if hmac.Equal([]byte(v), []byte(c.Value)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// stickyCookie is the cookie that the answer to r, relayed to upstream
+// idx, sets for the cookie policy that chose it: nil when no cookie
+// policy chose (another policy did, or a header or query policy found
+// its key) or when r's cookie named idx already. It is reverse_proxy's
+// cookie: Path=/, HttpOnly, SameSite=Lax, or Secure and SameSite=None
+// when the client came over TLS (itself, or by a trusted proxy's
+// X-Forwarded-Proto), and max_age's Max-Age.
+func (p *upstreamPool) stickyCookie(r *http.Request, idx int) *http.Cookie {
+	policy := p.policy
+	for policy != nil && policy.Policy != "cookie" {
+		if policy.Policy != "header" && policy.Policy != "query" || hashKey(policy, r) != "" {
+			return nil
+		}
+		policy = policy.Fallback
+	}
+	if policy == nil || p.cookieMatch(policy, r) == idx {
+		return nil
+	}
+	c := &http.Cookie{
+		Name:     policy.CookieName(),
+		Value:    p.cookies[policy][idx],
+		Path:     "/",
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+		MaxAge:   int(time.Duration(policy.MaxAge).Seconds()),
+	}
+	tlsProxy := false
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		xfp := r.Header.Values("X-Forwarded-Proto")
+		tlsProxy = len(xfp) > 0 && xfp[len(xfp)-1] == "https"
+	}
+	if r.TLS != nil || tlsProxy {
+		c.Secure, c.SameSite = true, http.SameSiteNoneMode
+	}
+	return c
 }
 
 // selectionHeader is the value of field that reverse_proxy's header

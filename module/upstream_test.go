@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -318,5 +319,230 @@ func TestLeastConnAcrossHandlers(t *testing.T) {
 	}
 	if n := feed.conns[0].Load(); n != 0 {
 		t.Fatalf("x counts %d after both released", n)
+	}
+}
+
+// TestWeightedRoundRobinAsReverseProxy: weighted_round_robin picks, one
+// upgrade after another, the upstreams that reverse_proxy's policy picks
+// with the same weights, and ranks the others of positive weight after
+// the pick; an upstream of weight 0 is never tried, a failed one goes
+// last, and the count wraps as round_robin's does.
+func TestWeightedRoundRobinAsReverseProxy(t *testing.T) {
+	addrs := []string{"w-a:1", "w-b:1", "w-c:1", "w-d:1"}
+	var list []relayconfig.Upstream
+	var rp reverseproxy.UpstreamPool
+	for _, a := range addrs {
+		list = append(list, relayconfig.Upstream{Raw: a, Addr: a, Network: "tcp"})
+		rp = append(rp, &reverseproxy.Upstream{Dial: a})
+	}
+	for _, weights := range [][]int{{3, 0, 1, 2}, {1, 1, 1, 1}, {0, 0, 5, 0}, {7, 1, 0, 0}} {
+		sel := &reverseproxy.WeightedRoundRobinSelection{Weights: weights}
+		if err := sel.Provision(caddy.Context{}); err != nil {
+			t.Fatal(err)
+		}
+		p := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "weighted_round_robin", Weights: weights})
+		picked := make([]int, len(addrs))
+		for i := range 120 {
+			want := sel.Select(rp, nil, nil)
+			got := p.order(nil, time.Now())
+			if addrs[got[0]] != want.Dial {
+				t.Fatalf("weights %v, upgrade %d: picked %s, reverse_proxy picks %s", weights, i, addrs[got[0]], want.Dial)
+			}
+			var positive []int
+			for j, w := range weights {
+				if w > 0 {
+					positive = append(positive, j)
+				}
+			}
+			if !slices.Equal(slices.Sorted(slices.Values(got)), positive) {
+				t.Fatalf("weights %v: order %v, want every upstream of positive weight (%v) once", weights, got, positive)
+			}
+			picked[got[0]]++
+		}
+		for j, w := range weights {
+			sum := 0
+			for _, x := range weights {
+				sum += x
+			}
+			if picked[j] != 120*w/sum {
+				t.Errorf("weights %v: upstream %d got %d of 120, want %d", weights, j, picked[j], 120*w/sum)
+			}
+		}
+	}
+	p := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "weighted_round_robin", Weights: []int{1, 1, 0, 1}})
+	p.markFailed(0, time.Now())
+	for range 6 {
+		if o := p.order(nil, time.Now()); o[len(o)-1] != 0 || slices.Contains(o, 2) {
+			t.Fatalf("order %v: want upstream 0 (failed) last and 2 (weight 0) nowhere", o)
+		}
+	}
+	for _, at := range []uint64{1<<32 - 1, 1<<64 - 2} {
+		p.next.Store(at)
+		for range 3 {
+			if o := p.order(nil, time.Now()); len(o) != 3 {
+				t.Fatalf("at %d: order %v", at, o)
+			}
+		}
+	}
+}
+
+// TestRandomChoose: random_choose draws k upstreams at random and takes
+// the one holding the fewest connections: never one that holds more
+// than k-1 others, and each of the others as often as a draw allows.
+func TestRandomChoose(t *testing.T) {
+	list := []relayconfig.Upstream{{Raw: "a", Addr: "choose-a:1"}, {Raw: "b", Addr: "choose-b:1"}, {Raw: "c", Addr: "choose-c:1"}}
+	p := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "random_choose", Choose: 2})
+	var held []*lease
+	for i, n := range []int{0, 5, 10} {
+		for range n {
+			held = append(held, p.hold(i))
+		}
+	}
+	defer func() {
+		for _, l := range held {
+			l.release()
+		}
+	}()
+	picked := make([]int, 3)
+	for range 600 {
+		o := p.order(nil, time.Now())
+		if !slices.Equal(slices.Sorted(slices.Values(o)), []int{0, 1, 2}) {
+			t.Fatalf("order %v, want every upstream once", o)
+		}
+		picked[o[0]]++
+	}
+	// Of the 3 pairs, a wins 2 ({a,b}, {a,c}) and b one ({b,c}).
+	if picked[2] != 0 || picked[0] < 300 || picked[0] > 500 || picked[1] < 100 || picked[1] > 300 {
+		t.Errorf("picks %v of 600 with 0, 5 and 10 connections held, want about 400, 200 and 0", picked)
+	}
+	all := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "random_choose", Choose: 5})
+	for range 20 {
+		if o := all.order(nil, time.Now()); !slices.Equal(o, []int{0, 1, 2}) {
+			t.Fatalf("choose 5 of 3: order %v, want by connections held", o)
+		}
+	}
+}
+
+// TestCookiePolicyAsReverseProxy: the cookie policy reads and writes
+// reverse_proxy's cookie: a cookie that reverse_proxy's policy set (same
+// name, secret and upstream addresses) sends the upgrade to its
+// upstream and sets none; an upgrade without one gets the cookie that
+// reverse_proxy would set for the upstream relayed to, attributes
+// included, and reverse_proxy's policy reads it as that upstream. A
+// cookie naming an upstream that failed, or none, gets a new one for
+// the upstream that answered.
+func TestCookiePolicyAsReverseProxy(t *testing.T) {
+	addrs := []string{"10.0.0.1:8080", "backend-2:9000", "[::1]:7000", "unix//run/app.sock"}
+	var list []relayconfig.Upstream
+	var rp reverseproxy.UpstreamPool
+	for _, a := range addrs {
+		u, err := relayconfig.ParseUpstream(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, u)
+		rp = append(rp, &reverseproxy.Upstream{Dial: a})
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	type variant struct {
+		name            string
+		tls, proxiedTLS bool
+		maxAge          time.Duration
+	}
+	for _, v := range []variant{{name: "plain"}, {name: "tls", tls: true, maxAge: 90 * time.Minute}, {name: "trusted proxy's https", proxiedTLS: true}} {
+		sel := &reverseproxy.CookieHashSelection{Name: "srv", Secret: "s3cret", MaxAge: caddy.Duration(v.maxAge)}
+		if err := sel.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		policy := &relayconfig.LBPolicy{Policy: "cookie", Name: "srv", Secret: "s3cret", MaxAge: caddy.Duration(v.maxAge)}
+		p := newUpstreamPool(list, policy)
+		request := func(cookie string) *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+			if v.tls {
+				r.TLS = &tls.ConnectionState{HandshakeComplete: true}
+			}
+			vars := map[string]any{}
+			if v.proxiedTLS {
+				r.Header.Add("X-Forwarded-Proto", "http")
+				r.Header.Add("X-Forwarded-Proto", "https")
+				vars[caddyhttp.TrustedProxyVarKey] = true
+			}
+			if cookie != "" {
+				r.Header.Set("Cookie", cookie)
+			}
+			return r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+		}
+		reached := map[int]bool{}
+		for range 40 {
+			// reverse_proxy's cookie, read by the relay.
+			rec := httptest.NewRecorder()
+			want := sel.Select(rp, request(""), rec)
+			set := rec.Header().Get("Set-Cookie")
+			r := request(strings.Split(set, ";")[0])
+			got := p.order(r, time.Now())
+			if addrs[got[0]] != want.Dial {
+				t.Fatalf("%s: reverse_proxy chose %s and set %q; with that cookie the relay chose %s", v.name, want.Dial, set, addrs[got[0]])
+			}
+			if c := p.stickyCookie(r, got[0]); c != nil {
+				t.Fatalf("%s: the cookie named %s already, and the relay sets %q", v.name, want.Dial, c)
+			}
+			// The relay's cookie, read by reverse_proxy.
+			r = request("")
+			idx := p.order(r, time.Now())[0]
+			reached[idx] = true
+			c := p.stickyCookie(r, idx)
+			rec = httptest.NewRecorder()
+			sel.Select(rp, r, rec) // the same attributes for its own pick
+			rpSet := rec.Header().Get("Set-Cookie")
+			if c == nil || strings.SplitN(c.String(), ";", 2)[1] != strings.SplitN(rpSet, ";", 2)[1] {
+				t.Fatalf("%s: the relay sets %v, reverse_proxy %q: want the same attributes", v.name, c, rpSet)
+			}
+			if back := sel.Select(rp, request(c.Name+"="+c.Value), httptest.NewRecorder()); back.Dial != addrs[idx] {
+				t.Fatalf("%s: the relay chose %s and set %q; reverse_proxy reads it as %s", v.name, addrs[idx], c, back.Dial)
+			}
+		}
+		if len(reached) < 3 {
+			t.Errorf("%s: 40 upgrades without a cookie reached %v (the fallback is random)", v.name, reached)
+		}
+	}
+	// A cookie for an upstream that failed: it goes last, and the one
+	// that answers gets the cookie.
+	p := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "cookie", Fallback: &relayconfig.LBPolicy{Policy: "first"}})
+	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	r.AddCookie(&http.Cookie{Name: "lb", Value: cookieValue("", addrs[2])})
+	if o := p.order(r, time.Now()); !slices.Equal(o, []int{2, 0, 1, 3}) {
+		t.Fatalf("cookie for upstream 2, fallback first: order %v", o)
+	}
+	p.markFailed(2, time.Now())
+	o := p.order(r, time.Now())
+	if !slices.Equal(o, []int{0, 1, 3, 2}) {
+		t.Fatalf("cookie for upstream 2, which failed: order %v, want it last", o)
+	}
+	if c := p.stickyCookie(r, o[0]); c == nil || c.Value != cookieValue("", addrs[0]) {
+		t.Fatalf("relayed to upstream 0 with a cookie for 2: sets %v", c)
+	}
+	r.Header.Set("Cookie", "lb=forged")
+	if o := p.order(r, time.Now()); o[0] != 0 || p.stickyCookie(r, 0) == nil {
+		t.Fatalf("a cookie naming no upstream: order %v, want the fallback's and a new cookie", o)
+	}
+	// The cookie's upstream comes first whatever its weight, as in
+	// reverse_proxy; a policy other than cookie sets none.
+	w := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "cookie",
+		Fallback: &relayconfig.LBPolicy{Policy: "weighted_round_robin", Weights: []int{1, 0, 0, 0}}})
+	r.Header.Set("Cookie", "lb="+cookieValue("", addrs[3]))
+	if o := w.order(r, time.Now()); !slices.Equal(o, []int{3, 0}) {
+		t.Fatalf("cookie for upstream 3 of weight 0: order %v, want 3 then 0", o)
+	}
+	h := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "header", Field: "X-User",
+		Fallback: &relayconfig.LBPolicy{Policy: "cookie"}})
+	r.Header.Set("X-User", "alice")
+	if c := h.stickyCookie(r, 1); c != nil {
+		t.Fatalf("header policy with its field: sets %v", c)
+	}
+	r.Header.Del("X-User")
+	r.Header.Del("Cookie")
+	if c := h.stickyCookie(r, 1); c == nil || c.Value != cookieValue("", addrs[1]) {
+		t.Fatalf("header policy without its field, cookie fallback: sets %v", c)
 	}
 }

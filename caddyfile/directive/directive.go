@@ -7,6 +7,7 @@ package directive
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,8 +38,9 @@ const Name = "websocket_relay"
 //	    tls_trusted_ca_certs <pem_files...>
 //	    tls_server_name   <name>
 //	    header_up         [+|-]<field> [<value>|<regexp> <replacement>]
-//	    lb_policy         <policy> [<field>|<key>] [{
-//	        fallback <policy> [<field>|<key>]
+//	    lb_policy         <policy> [<args...>] [{
+//	        fallback <policy> [<args...>]
+//	        max_age  <duration>
 //	    }]
 //	}
 //
@@ -50,9 +52,11 @@ const Name = "websocket_relay"
 // subdirective may be given once. At least
 // one upstream is required, and a wss:// one for tls_trusted_ca_certs
 // and tls_server_name. lb_policy reads as reverse_proxy's: round_robin,
-// least_conn, first, random, ip_hash, client_ip_hash, uri_hash,
-// `header <field>` or `query <key>`, the last two with a fallback (which
-// may have its own block). Durations take Caddy's units (including d for days) and must
+// `weighted_round_robin <weights...>` (one per upstream), least_conn,
+// `random_choose <n>`, first, random, ip_hash, client_ip_hash, uri_hash,
+// `header <field>`, `query <key>` or `cookie [<name> [<secret>]]`, the
+// last three with a fallback (which may have its own block), cookie
+// with a max_age. Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period
 // off` closes all relays at once on a config reload; `event_loops off`
 // keeps every relay on the goroutine engine. The matcher is removed by
@@ -68,6 +72,7 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	}
 	seen := make(map[string]bool)
 	var tlsOpt *caddyfile.Token // the first of tls_trusted_ca_certs, tls_server_name
+	var lbLine *caddyfile.Token
 	for d.NextBlock(0) {
 		name := d.Val()
 		if d.Nesting() > 1 {
@@ -81,6 +86,10 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 			tok := d.Token()
 			tlsOpt = &tok
 		}
+		if name == "lb_policy" {
+			tok := d.Token()
+			lbLine = &tok
+		}
 		if err := parseSubdirective(d, o, name); err != nil {
 			return err
 		}
@@ -90,6 +99,11 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	}
 	if tlsOpt != nil && !o.HasTLSUpstream() {
 		return errAt(*tlsOpt, "%s applies to wss:// upstreams, and none is given", tlsOpt.Text)
+	}
+	if lbLine != nil {
+		if err := o.LBPolicy.CheckUpstreams(len(o.Upstreams)); err != nil {
+			return errAt(*lbLine, "lb_policy: %v", err)
+		}
 	}
 	return nil
 }
@@ -250,8 +264,9 @@ func parseHeaderUp(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 }
 
 // parseLBPolicy parses the policy whose name is the next argument, its
-// field or key, and a block with its fallback, as reverse_proxy's
-// lb_policy reads them.
+// arguments (a header field, a query key, weights, a count, a cookie's
+// name and secret) and a block with its fallback (and a cookie's
+// max_age), as reverse_proxy's lb_policy reads them.
 func parseLBPolicy(d *caddyfile.Dispenser) (*relayconfig.LBPolicy, error) {
 	line := d.Val()
 	args := d.RemainingArgs()
@@ -261,35 +276,89 @@ func parseLBPolicy(d *caddyfile.Dispenser) (*relayconfig.LBPolicy, error) {
 	if !slices.Contains(relayconfig.LBPolicies, args[0]) {
 		return nil, d.Errf("%s: unknown policy '%s' (want one of: %s)", line, args[0], strings.Join(relayconfig.LBPolicies, ", "))
 	}
-	if len(args) > 2 {
+	p := &relayconfig.LBPolicy{Policy: args[0]}
+	args = args[1:]
+	taken := 0 // of args
+	switch p.Policy {
+	case "header", "query":
+		if len(args) > 0 {
+			p.Field, taken = args[0], 1
+			if p.Policy == "query" {
+				p.Key, p.Field = p.Field, ""
+			}
+		}
+	case "weighted_round_robin":
+		if len(args) == 0 {
+			return nil, d.Errf("%s: weighted_round_robin needs a weight for each upstream", line)
+		}
+		for _, a := range args {
+			n, err := strconv.Atoi(a)
+			if err != nil || n < 0 {
+				return nil, d.Errf("%s: invalid weight '%s': want a whole number, 0 or more", line, a)
+			}
+			p.Weights = append(p.Weights, n)
+		}
+		taken = len(args)
+	case "random_choose":
+		if len(args) == 0 {
+			return nil, d.Errf("%s: random_choose needs how many upstreams to choose from", line)
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil {
+			return nil, d.Errf("%s: invalid choice '%s': want a whole number", line, args[0])
+		}
+		p.Choose, taken = n, 1
+	case "cookie":
+		if len(args) > 0 {
+			p.Name, taken = args[0], 1
+		}
+		if len(args) > 1 {
+			p.Secret, taken = args[1], 2
+		}
+	}
+	if len(args) > taken {
+		if taken == 0 {
+			return nil, d.Errf("%s: policy %s takes no argument, got '%s'", line, p.Policy, args[0])
+		}
 		return nil, d.ArgErr()
 	}
-	p := &relayconfig.LBPolicy{Policy: args[0]}
-	if len(args) == 2 {
-		switch p.Policy {
-		case "header":
-			p.Field = args[1]
-		case "query":
-			p.Key = args[1]
-		default:
-			return nil, d.Errf("%s: policy %s takes no argument, got '%s'", line, p.Policy, args[1])
-		}
-	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if d.Val() != "fallback" {
-			return nil, d.Errf("%s: unrecognized option '%s' (want fallback)", line, d.Val())
+		switch d.Val() {
+		case "fallback":
+			if p.Fallback != nil {
+				return nil, d.Errf("%s: fallback given more than once", line)
+			}
+			if p.Policy != "header" && p.Policy != "query" && p.Policy != "cookie" {
+				return nil, d.Errf("%s: only the header, query and cookie policies take a fallback", line)
+			}
+			fb, err := parseLBPolicy(d)
+			if err != nil {
+				return nil, err
+			}
+			p.Fallback = fb
+		case "max_age":
+			if p.Policy != "cookie" {
+				return nil, d.Errf("%s: only the cookie policy takes max_age", line)
+			}
+			if p.MaxAge != 0 {
+				return nil, d.Errf("%s: max_age given more than once", line)
+			}
+			val, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("%s: max_age: invalid duration '%s': want a positive one, like 24h", line, val)
+			}
+			p.MaxAge = caddy.Duration(dur)
+		default:
+			want := "fallback"
+			if p.Policy == "cookie" {
+				want = "fallback or max_age"
+			}
+			return nil, d.Errf("%s: unrecognized option '%s' (want %s)", line, d.Val(), want)
 		}
-		if p.Fallback != nil {
-			return nil, d.Errf("%s: fallback given more than once", line)
-		}
-		if p.Policy != "header" && p.Policy != "query" {
-			return nil, d.Errf("%s: only the header and query policies take a fallback", line)
-		}
-		fb, err := parseLBPolicy(d)
-		if err != nil {
-			return nil, err
-		}
-		p.Fallback = fb
 	}
 	if err := p.Validate(); err != nil {
 		return nil, d.Errf("%s: %v", line, err)

@@ -122,6 +122,9 @@ func (o *Options) Validate() error {
 	if err := o.LBPolicy.Validate(); err != nil {
 		return fmt.Errorf("websocket_relay: lb_policy: %w", err)
 	}
+	if err := o.LBPolicy.CheckUpstreams(len(o.Upstreams)); err != nil {
+		return fmt.Errorf("websocket_relay: lb_policy: %w", err)
+	}
 	if err := o.HeaderUp.Validate(); err != nil {
 		return fmt.Errorf("websocket_relay: header_up: %w", err)
 	}

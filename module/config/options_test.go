@@ -3,6 +3,9 @@ package relayconfig
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 func TestValidate(t *testing.T) {
@@ -29,12 +32,25 @@ func TestValidate(t *testing.T) {
 		{"header_up with a bad regexp", Options{Upstreams: []string{"a:1"}, HeaderUp: &HeaderOps{Replace: map[string][]Replacement{"X": {{SearchRegexp: "("}}}}}, "error parsing regexp"},
 		{"lb_policy", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "header", Field: "X-User",
 			Fallback: &LBPolicy{Policy: "query", Key: "k", Fallback: &LBPolicy{Policy: "least_conn"}}}}, ""},
-		{"lb_policy unknown", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "cookie"}}, `lb_policy: unknown policy "cookie"`},
+		{"lb_policy unknown", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "sticky"}}, `lb_policy: unknown policy "sticky"`},
+		{"lb_policy cookie", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "cookie", Name: "srv", Secret: "s",
+			MaxAge: caddy.Duration(time.Hour), Fallback: &LBPolicy{Policy: "weighted_round_robin", Weights: []int{1}}}}, ""},
+		{"lb_policy cookie with a bad name", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "cookie", Name: "a b"}}, `cookie: "a b" is not a cookie name`},
+		{"lb_policy cookie with a short max_age", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "cookie", MaxAge: caddy.Duration(time.Millisecond)}}, "max_age must be positive and at least 1s"},
+		{"lb_policy cookie with weights", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "cookie", Weights: []int{1}}}, "policy cookie takes no weights"},
+		{"lb_policy weights", Options{Upstreams: []string{"a:1", "b:1", "c:1"}, LBPolicy: &LBPolicy{Policy: "weighted_round_robin", Weights: []int{3, 0, 1}}}, ""},
+		{"lb_policy weights all 0", Options{Upstreams: []string{"a:1", "b:1"}, LBPolicy: &LBPolicy{Policy: "weighted_round_robin", Weights: []int{0, 0}}}, "at least one upstream with a positive weight"},
+		{"lb_policy weight negative", Options{Upstreams: []string{"a:1", "b:1"}, LBPolicy: &LBPolicy{Policy: "weighted_round_robin", Weights: []int{2, -1}}}, "weight -1 is negative"},
+		{"lb_policy weights short", Options{Upstreams: []string{"a:1", "b:1", "c:1"}, LBPolicy: &LBPolicy{Policy: "weighted_round_robin", Weights: []int{1, 2}}}, "2 weights for 3 upstreams"},
+		{"lb_policy fallback weights long", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "query", Key: "k",
+			Fallback: &LBPolicy{Policy: "weighted_round_robin", Weights: []int{1, 2}}}}, "2 weights for 1 upstreams"},
+		{"lb_policy random_choose", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "random_choose"}}, ""},
+		{"lb_policy random_choose 1", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "random_choose", Choose: 1}}, "choose must be at least 2, got 1"},
 		{"lb_policy empty", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{}}, `unknown policy ""`},
 		{"lb_policy header without field", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "header"}}, "needs a field"},
-		{"lb_policy header with a key", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "header", Field: "X", Key: "k"}}, "not a key"},
-		{"lb_policy query with a field", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "query", Key: "k", Field: "X"}}, "not a field"},
-		{"lb_policy plain with a fallback", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "first", Fallback: &LBPolicy{Policy: "random"}}}, "takes no field, key or fallback"},
+		{"lb_policy header with a key", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "header", Field: "X", Key: "k"}}, "policy header takes no key"},
+		{"lb_policy query with a field", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "query", Key: "k", Field: "X"}}, "policy query takes no field"},
+		{"lb_policy plain with a fallback", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "first", Fallback: &LBPolicy{Policy: "random"}}}, "policy first takes no fallback"},
 		{"lb_policy bad fallback", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "query", Key: "k", Fallback: &LBPolicy{Policy: "x"}}}, "fallback: unknown policy"},
 		{"negative timeout", Options{Upstreams: []string{"a:1"}, DialTimeout: -1}, "dial_timeout must not be negative"},
 	}
