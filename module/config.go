@@ -25,4 +25,8 @@ type Handler struct {
 	tlsBase *tls.Config
 	// headerUp is HeaderUp as Caddy's header operations.
 	headerUp *headers.HeaderOps
+	// named: Provision counted pool's upstreams as named by this
+	// configuration (for their upstream_connections series), and
+	// Cleanup has not taken that back yet.
+	named bool
 }

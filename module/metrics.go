@@ -3,6 +3,7 @@ package wsrelay
 import (
 	"errors"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -69,4 +70,37 @@ func causeLabel(cause string) string {
 		return "protocol_error"
 	}
 	return strings.ReplaceAll(cause, " ", "_")
+}
+
+// upstreamSeries keeps, for each series of upstream_connections, how
+// many provisioned handlers name its upstream and how many connections
+// it counts: a series is there, at 0, from the first configuration that
+// names its upstream, and goes once no configuration names it and its
+// last connection ended (a reload that removed an upstream leaves no
+// series behind once its relays drained).
+var upstreamSeries = struct {
+	sync.Mutex
+	m map[string]*seriesUse
+}{m: make(map[string]*seriesUse)}
+
+type seriesUse struct{ handlers, conns int }
+
+// useUpstreamSeries adds handlers and conns to the use of upstream's
+// series, and sets or removes the series.
+func useUpstreamSeries(upstream string, handlers, conns int) {
+	upstreamSeries.Lock()
+	defer upstreamSeries.Unlock()
+	u := upstreamSeries.m[upstream]
+	if u == nil {
+		u = &seriesUse{}
+		upstreamSeries.m[upstream] = u
+	}
+	u.handlers += handlers
+	u.conns += conns
+	if u.handlers <= 0 && u.conns <= 0 {
+		delete(upstreamSeries.m, upstream)
+		upstreamConnections.DeleteLabelValues(upstream)
+		return
+	}
+	upstreamConnections.WithLabelValues(upstream).Set(float64(u.conns))
 }

@@ -1,13 +1,20 @@
 package wsrelay
 
 import (
+	"context"
 	"io"
+	"maps"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 
 	"github.com/websocket-relay/websocket_relay/module/engine"
 )
@@ -85,4 +92,64 @@ func TestTrafficCountsLiveRelays(t *testing.T) {
 	if m := gatherTraffic(t, reg); m[c2b] != float64(r.ClientToBackend.Bytes) || m[c2b] != wire || m[frames] != 2 {
 		t.Fatalf("after the end: %v; result %+v", m, r)
 	}
+}
+
+// TestUpstreamSeriesFollowConfigs: an upstream's upstream_connections
+// series is there, at 0, while a configuration names the upstream, and
+// goes once none does and its last connection ended; a reload that
+// drops an upstream leaves no series behind once its relays drained.
+func TestUpstreamSeriesFollowConfigs(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	provision := func(upstreams ...string) *Handler {
+		h := &Handler{Options: relayconfig.Options{Upstreams: upstreams, DrainPeriod: -1}}
+		if err := h.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	series := func() map[string]float64 {
+		ch := make(chan prometheus.Metric, 64)
+		upstreamConnections.Collect(ch)
+		close(ch)
+		got := map[string]float64{}
+		for m := range ch {
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				t.Fatal(err)
+			}
+			if l := d.GetLabel()[0].GetValue(); strings.HasPrefix(l, "series-") {
+				got[l] = d.GetGauge().GetValue()
+			}
+		}
+		return got
+	}
+	want := func(step string, w map[string]float64) {
+		t.Helper()
+		if got := series(); !maps.Equal(got, w) {
+			t.Fatalf("%s: series %v, want %v", step, got, w)
+		}
+	}
+	old := provision("series-a:1", "series-b:1")
+	want("provisioned", map[string]float64{"series-a:1": 0, "series-b:1": 0})
+	held := old.pool.hold(0)
+	want("a relay to a", map[string]float64{"series-a:1": 1, "series-b:1": 0})
+	cur := provision("series-b:1", "series-c:1")
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	old.Cleanup() // a second call takes nothing back
+	want("reloaded, a's relay draining", map[string]float64{"series-a:1": 1, "series-b:1": 0, "series-c:1": 0})
+	held.release()
+	want("a's relay ended", map[string]float64{"series-b:1": 0, "series-c:1": 0})
+	bad := &Handler{Options: relayconfig.Options{Upstreams: []string{"series-c:1", "wss://series-d:1"}, TLSTrustedCACerts: []string{"/nonexistent.pem"}}}
+	if err := bad.Provision(ctx); err == nil {
+		t.Fatal("provisioned with a CA file that does not exist")
+	}
+	bad.Cleanup() // as Caddy cleans up after a failed Provision
+	want("a failed reload", map[string]float64{"series-b:1": 0, "series-c:1": 0})
+	if err := cur.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	want("unloaded", map[string]float64{})
 }

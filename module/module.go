@@ -61,6 +61,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("websocket_relay: registering metrics: %w", err)
 	}
+	if h.pool != nil {
+		h.pool.name(1) // last: Cleanup, which runs after a failed Provision too, takes it back
+		h.named = true
+	}
 	return nil
 }
 
@@ -80,6 +84,12 @@ var exiting = caddy.Exiting
 // spread over DrainPeriod and Cleanup returns at once. Each close goes
 // between whole frames.
 func (h *Handler) Cleanup() error {
+	if h.named {
+		// Its upstreams' series go once no configuration names them
+		// and their relays (these, draining, among them) ended.
+		defer h.pool.name(-1)
+		h.named = false
+	}
 	if h.live == nil {
 		return nil
 	}

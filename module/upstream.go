@@ -343,6 +343,14 @@ func (p *upstreamPool) byHash(idx []int, key string) []int {
 	return idx
 }
 
+// name counts the pool's upstreams as named by one more configuration
+// (by one less with -1), for their upstream_connections series.
+func (p *upstreamPool) name(delta int) {
+	for _, u := range p.list {
+		useUpstreamSeries(u.Raw, delta, 0)
+	}
+}
+
 // markFailed records a failed dial of upstream idx at now.
 func (p *upstreamPool) markFailed(idx int, now time.Time) {
 	p.mu.Lock()
@@ -360,7 +368,7 @@ func (p *upstreamPool) markHealthy(idx int) {
 // hold counts a connection to upstream idx until the lease's release.
 func (p *upstreamPool) hold(idx int) *lease {
 	p.conns[idx].Add(1)
-	upstreamConnections.WithLabelValues(p.list[idx].Raw).Inc()
+	useUpstreamSeries(p.list[idx].Raw, 0, 1)
 	return &lease{p: p, idx: idx}
 }
 
@@ -375,6 +383,6 @@ type lease struct {
 func (l *lease) release() {
 	if l.done.CompareAndSwap(false, true) {
 		l.p.conns[l.idx].Add(-1)
-		upstreamConnections.WithLabelValues(l.p.list[l.idx].Raw).Dec()
+		useUpstreamSeries(l.p.list[l.idx].Raw, 0, -1)
 	}
 }
