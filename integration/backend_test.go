@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,9 @@ type app struct {
 	Addr string // host:port of the backend (unix/<path> with appOpts.Unix)
 	// Accepted counts the WebSocket connections accepted.
 	Accepted atomic.Int64
+
+	// health is the status of /healthz (0: 200).
+	health atomic.Int32
 
 	mu    sync.Mutex
 	page  string
@@ -119,6 +123,9 @@ func statusBody(code int) string {
 }
 
 // SetPage sets the HTML served at /page.html.
+// SetHealth sets the status of /healthz.
+func (a *app) SetHealth(status int) { a.health.Store(int32(status)) }
+
 func (a *app) SetPage(html string) {
 	a.mu.Lock()
 	a.page = html
@@ -137,6 +144,8 @@ func (a *app) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(code)
 		io.WriteString(w, statusBody(code))
+	case p == "/healthz":
+		w.WriteHeader(cmp.Or(int(a.health.Load()), http.StatusOK))
 	case p == "/page.html":
 		a.mu.Lock()
 		page := a.page

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	cws "github.com/coder/websocket"
+
+	rt "github.com/websocket-relay/websocket_relay/integration/relaytest"
 )
 
 // stubBackend listens on 127.0.0.1 and hands every accepted connection to
@@ -386,4 +388,64 @@ func TestLBPolicy(t *testing.T) {
 			conns[i] = conn
 		}
 	})
+}
+
+// TestHealthChecks: with health_uri, an upstream whose checks fail gets
+// no upgrade while another is healthy, and gets its turn again once its
+// checks pass; each change of state is one log line.
+func TestHealthChecks(t *testing.T) {
+	t.Parallel()
+	apps := []*app{newApp(t, appOpts{}), newApp(t, appOpts{})}
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	websocket_relay %s %s {
+		health_uri /healthz
+		health_interval 100ms
+		health_timeout 1s
+		health_fails 2
+	}
+}
+`, c.HTTPPort, apps[0].Addr, apps[1].Addr))
+	f := &fixture{App: apps[0], Caddy: c}
+	stateLines := func(msg string) int {
+		return len(c.Logs(func(e rt.LogEntry) bool {
+			return e.Str("msg") == msg && e.Str("upstream") == apps[0].Addr
+		}))
+	}
+	// counts opens n relays and says how many each app accepted.
+	counts := func(n int) [2]int64 {
+		before := [2]int64{apps[0].Accepted.Load(), apps[1].Accepted.Load()}
+		for range n {
+			conn, _ := f.dialCoder(t, false, "/echo", nil)
+			echoOnce(t, conn, "health")
+			conn.Close(cws.StatusNormalClosure, "")
+		}
+		return [2]int64{apps[0].Accepted.Load() - before[0], apps[1].Accepted.Load() - before[1]}
+	}
+	if got := counts(4); got[0] == 0 || got[1] == 0 {
+		t.Fatalf("both healthy: %v relays per app, want both used", got)
+	}
+	apps[0].SetHealth(http.StatusServiceUnavailable)
+	waitUntil(t, 5*time.Second, "app 0 logged unhealthy", func() bool { return stateLines("upstream unhealthy") == 1 })
+	if got := counts(6); got[0] != 0 || got[1] != 6 {
+		t.Fatalf("app 0 unhealthy: %v relays per app, want all 6 on app 1", got)
+	}
+	apps[0].SetHealth(http.StatusOK)
+	waitUntil(t, 5*time.Second, "app 0 logged healthy", func() bool { return stateLines("upstream healthy") == 1 })
+	if got := counts(4); got[0] == 0 || got[1] == 0 {
+		t.Fatalf("app 0 healthy again: %v relays per app, want both used", got)
+	}
+	if n := stateLines("upstream unhealthy"); n != 1 {
+		t.Errorf("%d unhealthy lines for one change of state", n)
+	}
+}
+
+// waitUntil polls cond every 20 ms for up to d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+	}
 }

@@ -29,4 +29,6 @@ type Handler struct {
 	// configuration (for their upstream_connections series), and
 	// Cleanup has not taken that back yet.
 	named bool
+	// health runs the active health checks (nil without them).
+	health *healthChecker
 }

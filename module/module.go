@@ -65,6 +65,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.pool.name(1) // last: Cleanup, which runs after a failed Provision too, takes it back
 		h.named = true
 	}
+	h.startHealthChecks()
 	return nil
 }
 
@@ -84,6 +85,10 @@ var exiting = caddy.Exiting
 // spread over DrainPeriod and Cleanup returns at once. Each close goes
 // between whole frames.
 func (h *Handler) Cleanup() error {
+	if h.health != nil {
+		h.health.stop()
+		h.health = nil
+	}
 	if h.named {
 		// Its upstreams' series go once no configuration names them
 		// and their relays (these, draining, among them) ended.

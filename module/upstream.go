@@ -44,6 +44,9 @@ type upstreamPool struct {
 
 	mu       sync.Mutex
 	failedAt map[int]time.Time
+	// unhealthy marks the upstreams that the active health checks found
+	// unhealthy (all false without them).
+	unhealthy []atomic.Bool
 }
 
 // failBackoff is how long an upstream whose dial failed is skipped while
@@ -51,7 +54,8 @@ type upstreamPool struct {
 const failBackoff = 5 * time.Second
 
 func newUpstreamPool(list []relayconfig.Upstream, policy *relayconfig.LBPolicy) *upstreamPool {
-	p := &upstreamPool{list: list, policy: policy, failedAt: make(map[int]time.Time)}
+	p := &upstreamPool{list: list, policy: policy, failedAt: make(map[int]time.Time),
+		unhealthy: make([]atomic.Bool, len(list))}
 	for _, u := range list {
 		key := u.Addr
 		if u.Network == "unix" {
@@ -98,15 +102,19 @@ func connCount(key string) *atomic.Int64 {
 }
 
 // order returns the indexes of the upstreams to try for r: the policy's
-// choice first, then the rest in the policy's order; upstreams that
-// failed recently go last, so they are tried only when all others fail
-// too.
+// choice first, then the rest in the policy's order; upstreams whose
+// dial failed recently go after the others, and those the health checks
+// found unhealthy last, so they are tried only when all others fail too.
 func (p *upstreamPool) order(r *http.Request, now time.Time) []int {
 	ranked := p.rank(p.policy, r)
 	healthy := ranked[:0:0]
-	var failed []int
+	var failed, unhealthy []int
 	p.mu.Lock()
 	for _, idx := range ranked {
+		if p.unhealthy[idx].Load() {
+			unhealthy = append(unhealthy, idx)
+			continue
+		}
 		if t, ok := p.failedAt[idx]; ok && now.Sub(t) < failBackoff {
 			failed = append(failed, idx)
 			continue
@@ -114,7 +122,7 @@ func (p *upstreamPool) order(r *http.Request, now time.Time) []int {
 		healthy = append(healthy, idx)
 	}
 	p.mu.Unlock()
-	return append(healthy, failed...)
+	return append(append(healthy, failed...), unhealthy...)
 }
 
 // rank orders every upstream by policy for r.

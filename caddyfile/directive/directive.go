@@ -5,6 +5,7 @@
 package directive
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 	"strconv"
@@ -42,6 +43,13 @@ const Name = "websocket_relay"
 //	        fallback <policy> [<args...>]
 //	        max_age  <duration>
 //	    }]
+//	    health_uri        <uri>
+//	    health_interval   <duration>
+//	    health_timeout    <duration>
+//	    health_status     <code>|<class>
+//	    health_passes     <n>
+//	    health_fails      <n>
+//	    health_upgrade
 //	}
 //
 // An upstream is host:port, ws://host[:port][/path],
@@ -56,7 +64,9 @@ const Name = "websocket_relay"
 // `random_choose <n>`, first, random, ip_hash, client_ip_hash, uri_hash,
 // `header <field>`, `query <key>` or `cookie [<name> [<secret>]]`, the
 // last three with a fallback (which may have its own block), cookie
-// with a max_age. Durations take Caddy's units (including d for days) and must
+// with a max_age. The health_* lines set active health checks, which
+// need health_uri; health_status takes a code (200) or a class (2xx).
+// Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period
 // off` closes all relays at once on a config reload; `event_loops off`
 // keeps every relay on the goroutine engine. The matcher is removed by
@@ -73,6 +83,7 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	seen := make(map[string]bool)
 	var tlsOpt *caddyfile.Token // the first of tls_trusted_ca_certs, tls_server_name
 	var lbLine *caddyfile.Token
+	var healthLine *caddyfile.Token // the first health_* line but health_uri
 	for d.NextBlock(0) {
 		name := d.Val()
 		if d.Nesting() > 1 {
@@ -90,6 +101,10 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 			tok := d.Token()
 			lbLine = &tok
 		}
+		if strings.HasPrefix(name, "health_") && name != "health_uri" && healthLine == nil {
+			tok := d.Token()
+			healthLine = &tok
+		}
 		if err := parseSubdirective(d, o, name); err != nil {
 			return err
 		}
@@ -104,6 +119,9 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 		if err := o.LBPolicy.CheckUpstreams(len(o.Upstreams)); err != nil {
 			return errAt(*lbLine, "lb_policy: %v", err)
 		}
+	}
+	if healthLine != nil && o.HealthChecks.URI == "" {
+		return errAt(*healthLine, "%s needs health_uri: the checks ask each upstream for it", healthLine.Text)
 	}
 	return nil
 }
@@ -121,7 +139,8 @@ var durationFields = map[string]func(*relayconfig.Options) *caddy.Duration{
 // subdirectives lists every subdirective, for the unknown-name error.
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
 	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify, " +
-	"tls_trusted_ca_certs, tls_server_name, header_up, lb_policy"
+	"tls_trusted_ca_certs, tls_server_name, header_up, lb_policy, health_uri, health_interval, health_timeout, " +
+	"health_status, health_passes, health_fails, health_upgrade"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.
@@ -183,6 +202,9 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 		o.TLSServerName = val
 		return nil
 	}
+	if strings.HasPrefix(name, "health_") {
+		return parseHealth(d, o, name)
+	}
 	field, ok := durationFields[name]
 	if !ok {
 		return d.Errf("unrecognized subdirective '%s' (want one of: %s)", name, subdirectives)
@@ -192,6 +214,71 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 		return err
 	}
 	*field(o) = caddy.Duration(dur)
+	return nil
+}
+
+// parseHealth parses one health_* line, as reverse_proxy reads its
+// health_* lines where it has the same one; health_upgrade is the
+// relay's.
+func parseHealth(d *caddyfile.Dispenser, o *relayconfig.Options, name string) error {
+	if o.HealthChecks == nil {
+		o.HealthChecks = &relayconfig.HealthChecks{}
+	}
+	hc := o.HealthChecks
+	switch name {
+	case "health_upgrade":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		hc.Upgrade = true
+		return nil
+	case "health_interval", "health_timeout":
+		dur, err := positiveDuration(d, name)
+		if err != nil {
+			return err
+		}
+		if name == "health_interval" {
+			hc.Interval = caddy.Duration(dur)
+		} else {
+			hc.Timeout = caddy.Duration(dur)
+		}
+		return nil
+	}
+	val, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	switch name {
+	case "health_uri":
+		hc.URI = val
+	case "health_status":
+		// A code (200) or a class (2xx), as reverse_proxy's.
+		code := val
+		if len(val) == 3 && strings.HasSuffix(val, "xx") {
+			code = val[:1]
+		}
+		n, err := strconv.Atoi(code)
+		if err != nil {
+			return d.Errf("%s: invalid status '%s': want a code (200) or a class (2xx)", name, val)
+		}
+		hc.ExpectStatus = n
+	case "health_passes", "health_fails":
+		n, err := strconv.Atoi(val)
+		if err != nil || n <= 0 {
+			return d.Errf("%s: want a whole number above 0, got '%s'", name, val)
+		}
+		if name == "health_passes" {
+			hc.Passes = n
+		} else {
+			hc.Fails = n
+		}
+	default:
+		return d.Errf("unrecognized subdirective '%s' (want one of: %s)", name, subdirectives)
+	}
+	// This line's value alone, checked as Validate checks it.
+	if err := (&relayconfig.HealthChecks{URI: cmp.Or(hc.URI, "/"), ExpectStatus: hc.ExpectStatus}).Validate(); err != nil {
+		return d.Errf("%s: %v", name, err)
+	}
 	return nil
 }
 

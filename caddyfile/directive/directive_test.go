@@ -77,6 +77,11 @@ var goodCases = []struct {
 		relayconfig.Options{Upstreams: []string{"a:1", "b:2"}, PingInterval: sec(5), LBPolicy: &relayconfig.LBPolicy{
 			Policy: "header", Field: "X-User", Fallback: &relayconfig.LBPolicy{
 				Policy: "query", Key: "room", Fallback: &relayconfig.LBPolicy{Policy: "least_conn"}}}}},
+	{"health checks", "websocket_relay a:1 b:2 {\n\thealth_interval 10s\n\thealth_uri /healthz?deep=1\n\thealth_timeout 2s\n\thealth_status 204\n\thealth_passes 2\n\thealth_fails 3\n}",
+		relayconfig.Options{Upstreams: []string{"a:1", "b:2"}, HealthChecks: &relayconfig.HealthChecks{
+			URI: "/healthz?deep=1", Interval: sec(10), Timeout: sec(2), ExpectStatus: 204, Passes: 2, Fails: 3}}},
+	{"health checks by upgrade, a status class", "websocket_relay a:1 {\n\thealth_uri /ws\n\thealth_upgrade\n\thealth_status 1xx\n}",
+		relayconfig.Options{Upstreams: []string{"a:1"}, HealthChecks: &relayconfig.HealthChecks{URI: "/ws", Upgrade: true, ExpectStatus: 1}}},
 	{"event_loops on is the default", "websocket_relay a:1 {\n\tevent_loops on\n}",
 		relayconfig.Options{Upstreams: []string{"a:1"}}},
 }
@@ -186,6 +191,16 @@ var badCases = []struct {
 	{"lb_policy random_choose 1", "websocket_relay a:1 {\n\tlb_policy random_choose 1\n}", []string{"choose must be at least 2", "Testfile:2"}},
 	{"lb_policy random_choose two counts", "websocket_relay a:1 {\n\tlb_policy random_choose 2 3\n}", []string{"wrong argument count", "Testfile:2"}},
 	{"lb_policy weights for fewer upstreams", "websocket_relay a:1 {\n\tto b:2 c:3\n\tlb_policy weighted_round_robin 1 2\n\tto d:4\n}", []string{"2 weights for 4 upstreams", "Testfile:3"}},
+	{"health_interval without health_uri", "websocket_relay a:1 {\n\tping_interval 5s\n\thealth_interval 5s\n\thealth_fails 2\n}", []string{"health_interval needs health_uri", "Testfile:3"}},
+	{"health_uri not a path", "websocket_relay a:1 {\n\thealth_uri healthz\n}", []string{"health_uri: uri \"healthz\" is not a path", "Testfile:2"}},
+	{"health_uri absolute", "websocket_relay a:1 {\n\thealth_uri http://x/healthz\n}", []string{"is not a path", "Testfile:2"}},
+	{"health_uri twice", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_uri /b\n}", []string{"'health_uri' given more than once", "Testfile:3"}},
+	{"health_status bad", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_status ok\n}", []string{"invalid status 'ok'", "Testfile:3"}},
+	{"health_status out of range", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_status 700\n}", []string{"expect_status 700 is not a status", "Testfile:3"}},
+	{"health_passes 0", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_passes 0\n}", []string{"want a whole number above 0, got '0'", "Testfile:3"}},
+	{"health_timeout bad", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_timeout -1s\n}", []string{"health_timeout: duration must be positive", "Testfile:3"}},
+	{"health_upgrade with an argument", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_upgrade on\n}", []string{"wrong argument count", "Testfile:3"}},
+	{"health_bogus", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_bogus 1\n}", []string{"unrecognized subdirective 'health_bogus'", "Testfile:3"}},
 	{"lb_policy fallback without a policy", "websocket_relay a:1 {\n\tlb_policy query q {\n\t\tfallback\n\t}\n}", []string{"wrong argument count", "Testfile:3"}},
 	{"nested block", "websocket_relay a:1 {\n\tping_interval 5s {\n\t}\n}", []string{"take no block", "Testfile:2"}},
 }

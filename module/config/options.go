@@ -86,6 +86,10 @@ type Options struct {
 	// backend, after hop-by-hop headers were removed and X-Forwarded-*
 	// added. Values may hold placeholders. Default: none.
 	HeaderUp *HeaderOps `json:"header_up,omitempty"`
+	// HealthChecks are active health checks of the upstreams. Default:
+	// none (an upstream whose dial fails is tried last for 5s).
+	HealthChecks *HealthChecks `json:"health_checks,omitempty"`
+
 	// DisableEventLoops keeps every relay on the goroutine engine: no
 	// relay of plain (ws) legs moves onto the event loops when it idles.
 	// Default: false (the loops are used on Linux).
@@ -107,6 +111,7 @@ func (o *Options) SetDefaults() {
 	def(&o.CloseTimeout, DefaultCloseTimeout)
 	def(&o.DrainPeriod, DefaultDrainPeriod)
 	def(&o.StallTimeout, DefaultStallTimeout)
+	o.HealthChecks.SetDefaults()
 }
 
 // Validate rejects a configuration that cannot work.
@@ -124,6 +129,9 @@ func (o *Options) Validate() error {
 	}
 	if err := o.LBPolicy.CheckUpstreams(len(o.Upstreams)); err != nil {
 		return fmt.Errorf("websocket_relay: lb_policy: %w", err)
+	}
+	if err := o.HealthChecks.Validate(); err != nil {
+		return fmt.Errorf("websocket_relay: health checks: %w", err)
 	}
 	if err := o.HeaderUp.Validate(); err != nil {
 		return fmt.Errorf("websocket_relay: header_up: %w", err)

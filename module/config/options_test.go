@@ -52,6 +52,12 @@ func TestValidate(t *testing.T) {
 		{"lb_policy query with a field", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "query", Key: "k", Field: "X"}}, "policy query takes no field"},
 		{"lb_policy plain with a fallback", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "first", Fallback: &LBPolicy{Policy: "random"}}}, "policy first takes no fallback"},
 		{"lb_policy bad fallback", Options{Upstreams: []string{"a:1"}, LBPolicy: &LBPolicy{Policy: "query", Key: "k", Fallback: &LBPolicy{Policy: "x"}}}, "fallback: unknown policy"},
+		{"health checks", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/healthz?x=1", ExpectStatus: 204}}, ""},
+		{"health checks without uri", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{Passes: 2}}, "health checks: uri is required"},
+		{"health checks with a full URL", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "http://a/healthz"}}, "is not a path"},
+		{"health checks with a fragment", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h#x"}}, "is not a path"},
+		{"health checks status", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", ExpectStatus: 42}}, "expect_status 42 is not a status"},
+		{"health checks negative", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Fails: -1}}, "passes and fails must be positive"},
 		{"negative timeout", Options{Upstreams: []string{"a:1"}, DialTimeout: -1}, "dial_timeout must not be negative"},
 	}
 	for _, tc := range tests {

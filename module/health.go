@@ -1,0 +1,176 @@
+package wsrelay
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+	"go.uber.org/zap"
+
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+	"github.com/websocket-relay/websocket_relay/module/upgrade"
+)
+
+// healthChecker runs a handler's active health checks: one goroutine,
+// started by Provision and stopped by Cleanup, checks every upstream at
+// once every interval and marks it healthy or not in the pool.
+type healthChecker struct {
+	h      *Handler
+	cfg    *relayconfig.HealthChecks
+	cancel context.CancelFunc
+	done   chan struct{}
+	// streak is, for each upstream, how many checks in a row disagreed
+	// with its state; each round's check of upstream i alone touches
+	// streak[i], and rounds do not overlap.
+	streak []int
+}
+
+// startHealthChecks starts h's health checks, if it has any.
+func (h *Handler) startHealthChecks() {
+	if h.HealthChecks == nil || h.pool == nil || h.HealthChecks.Validate() != nil {
+		return // none, or Validate refuses them after Provision
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &healthChecker{h: h, cfg: h.HealthChecks, cancel: cancel, done: make(chan struct{}),
+		streak: make([]int, len(h.pool.list))}
+	h.health = c
+	go c.run(ctx)
+}
+
+// stop ends the checks and waits for the checker, whose checks under
+// way end at once.
+func (c *healthChecker) stop() {
+	c.cancel()
+	<-c.done
+}
+
+func (c *healthChecker) run(ctx context.Context) {
+	defer close(c.done)
+	t := time.NewTicker(time.Duration(c.cfg.Interval))
+	defer t.Stop()
+	for {
+		c.round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// round checks every upstream at once and records the results.
+func (c *healthChecker) round(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := range c.h.pool.list {
+		wg.Go(func() {
+			err := c.check(ctx, c.h.pool.list[i])
+			if ctx.Err() == nil { // a check cut by Cleanup says nothing
+				c.record(i, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// record takes one check's result for upstream i: Fails failures in a
+// row make a healthy upstream unhealthy, Passes passes an unhealthy one
+// healthy.
+func (c *healthChecker) record(i int, err error) {
+	p := c.h.pool
+	healthy := !p.unhealthy[i].Load()
+	if (err == nil) == healthy {
+		c.streak[i] = 0
+		return
+	}
+	c.streak[i]++
+	need := c.cfg.Fails
+	if !healthy {
+		need = c.cfg.Passes
+	}
+	if c.streak[i] < need {
+		return
+	}
+	c.streak[i] = 0
+	p.unhealthy[i].Store(healthy)
+	up := p.list[i].Raw
+	if healthy {
+		c.h.logger.Warn("upstream unhealthy", zap.String("upstream", up), zap.Int("checks_failed", need), zap.Error(err))
+	} else {
+		c.h.logger.Info("upstream healthy", zap.String("upstream", up), zap.Int("checks_passed", need))
+	}
+}
+
+// check asks up for the health URI within the timeout: a GET whose
+// answer must have the expected status, or with Upgrade a WebSocket
+// upgrade whose 101 must be valid, closed at once with 1001.
+func (c *healthChecker) check(ctx context.Context, up relayconfig.Upstream) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.cfg.Timeout))
+	defer cancel()
+	conn, err := c.h.dialOne(ctx, up)
+	if err != nil {
+		return fmt.Errorf("dialing: %w", err)
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	req, key := c.request(up)
+	bw := bufio.NewWriterSize(conn, 512)
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := upgrade.Exchange(bw, br, req, key)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if !c.cfg.StatusOK(resp.StatusCode) {
+		return fmt.Errorf("answered %d, want %s", resp.StatusCode, c.wantStatus())
+	}
+	if c.cfg.Upgrade && resp.StatusCode == http.StatusSwitchingProtocols {
+		// As a client leaves: a masked close frame, unanswered.
+		f := ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "health check")))
+		_ = ws.WriteFrame(conn, f)
+		return nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return nil
+}
+
+// request is the check's request to up: the health URI under the
+// upstream's path and with its Host, as a client's upgrade goes, and
+// the upgrade's key (empty for a GET).
+func (c *healthChecker) request(up relayconfig.Upstream) (*http.Request, string) {
+	u, _ := url.ParseRequestURI(c.cfg.URI) // checked by Validate
+	r := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{}}
+	if up.Network == "unix" {
+		r.Host = "localhost" // a socket's path is no host
+	}
+	key := ""
+	if c.cfg.Upgrade {
+		key = upgrade.NewKey()
+		r.Header.Set("Sec-WebSocket-Version", "13")
+		r.Header.Set("Sec-WebSocket-Key", key)
+	}
+	out := backendRequest(r, up, nil)
+	if !c.cfg.Upgrade {
+		for _, k := range []string{"Upgrade", "Sec-WebSocket-Version", "Sec-WebSocket-Key"} {
+			out.Header.Del(k)
+		}
+		out.Header.Set("Connection", "close")
+	}
+	out.Header.Set("User-Agent", "websocket_relay health check")
+	return out, key
+}
+
+func (c *healthChecker) wantStatus() string {
+	if c.cfg.ExpectStatus < 10 {
+		return fmt.Sprintf("%dxx", c.cfg.ExpectStatus)
+	}
+	return fmt.Sprint(c.cfg.ExpectStatus)
+}
