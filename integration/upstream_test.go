@@ -41,7 +41,8 @@ func stubBackend(t *testing.T, serve func(net.Conn)) string {
 
 // TestUpstreams runs one site with several websocket_relay directives,
 // each behind a path matcher: a backend that never answers the upgrade
-// and one that answers garbage (both 502), round-robin over two backends,
+// and one that answers garbage (both 502, and handed over to the next
+// upstream where there is one), round-robin over two backends,
 // failover past a dead one, a wss:// upstream with a path prefix, and a
 // backend on a Unix socket (and one whose socket does not exist: 502).
 func TestUpstreams(t *testing.T) {
@@ -76,6 +77,10 @@ func TestUpstreams(t *testing.T) {
 		handshake_timeout 1s
 	}
 	websocket_relay /garbage/* %s
+	websocket_relay /handover/* %s %s %s {
+		lb_policy first
+		handshake_timeout 1s
+	}
 	websocket_relay /rr/* %s %s
 	websocket_relay /failover/* %s %s {
 		dial_timeout 1s
@@ -105,7 +110,7 @@ func TestUpstreams(t *testing.T) {
 	}
 	reverse_proxy %s
 }
-`, c.HTTPPort, silent, garbage, a.Addr, b.Addr, dead, a.Addr, secure.Addr, onSocket.Addr, a.Addr,
+`, c.HTTPPort, silent, garbage, garbage, silent, a.Addr, a.Addr, b.Addr, dead, a.Addr, secure.Addr, onSocket.Addr, a.Addr,
 		filepath.Join(t.TempDir(), "none.sock"), secure.Addr, ca, secure.Addr, secure.Addr, ca,
 		secure.Addr, ca, a.Addr))
 	f := &fixture{App: a, Caddy: c}
@@ -125,6 +130,35 @@ func TestUpstreams(t *testing.T) {
 		r := c.rawRequest(t, false, "GET", "/garbage/echo", upgradeLines())
 		if r.StatusCode != http.StatusBadGateway {
 			t.Errorf("upgrade to a backend that answers garbage: %d %q, want 502", r.StatusCode, r.Body)
+		}
+	})
+	t.Run("failed upgrades hand over", func(t *testing.T) {
+		// The garbage backend fails at once, the silent one after its
+		// handshake_timeout; the third upstream relays. Both are then
+		// tried last: the next upgrade goes straight to the third.
+		failed := func() int {
+			return len(c.Logs(func(e rt.LogEntry) bool {
+				return e.Str("msg") == "backend handshake failed" && (e.Str("upstream") == garbage || e.Str("upstream") == silent)
+			}))
+		}
+		before := failed()
+		start := time.Now()
+		conn, _ := f.dialCoder(t, false, "/handover/echo", nil)
+		a.accept(t, "/handover/echo")
+		echoOnce(t, conn, "handover")
+		conn.Close(cws.StatusNormalClosure, "")
+		if d := time.Since(start); d < 900*time.Millisecond {
+			t.Errorf("relayed after %v, before the silent backend's handshake_timeout", d)
+		}
+		if n := failed() - before; n != 2 {
+			t.Errorf("%d \"backend handshake failed\" lines for the garbage and the silent backends, want 2", n)
+		}
+		start = time.Now()
+		conn, _ = f.dialCoder(t, false, "/handover/echo", nil)
+		a.accept(t, "/handover/echo")
+		conn.Close(cws.StatusNormalClosure, "")
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("the next upgrade took %v: the failed upstreams were tried first again", d)
 		}
 	})
 	t.Run("round robin", func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"go.uber.org/zap"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 	"github.com/websocket-relay/websocket_relay/module/upgrade"
@@ -74,20 +75,78 @@ func (d *dialed) takeBuffered() []byte {
 	return b
 }
 
-// dialUpstream connects to the first upstream that answers, in the
-// lb_policy's order for r, skipping those whose dial just failed, and
-// counts the connection against it, from the dial on, until the lease's
-// release. When r's
-// context ends (the client went away), it stops with the context's error
-// and marks no upstream failed: the dial did not fail for the upstream's
+// errConnect is connect's failure when no upstream could be used.
+type errConnect struct {
+	// handshake: some upstream was dialed, and its upgrade failed (else
+	// no dial succeeded).
+	handshake bool
+	err       error
+}
+
+func (e *errConnect) Error() string { return e.err.Error() }
+func (e *errConnect) Unwrap() error { return e.err }
+
+// connect dials the upstreams in the lb_policy's order for r and makes
+// the backend's upgrade, from up1, on the first that answers it: with a
+// valid 101, or with a refusal to pass on (for a stream, a 2xx without
+// the 101 is a failed upgrade). An upstream whose dial or upgrade fails
+// is marked failed, and the next one is tried. The answer's upstream
+// counts the connection, from its dial on, until the lease's release.
+// When r's context ends (the client went away), connect stops with an
+// error and marks no upstream failed: nothing failed for the upstream's
 // sake.
-func (h *Handler) dialUpstream(r *http.Request) (net.Conn, relayconfig.Upstream, *lease, error) {
+func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, error) {
 	ctx := r.Context()
 	var errs []error
-	for _, idx := range h.pool.order(r, now()) {
+	handshake := false
+	for order := h.pool.order(r, now()); len(order) > 0; {
+		conn, idx, held, rest, err := h.dialNext(ctx, order, &errs)
+		if err != nil || conn == nil {
+			break
+		}
+		order = rest
 		up := h.pool.list[idx]
-		// Counted from the dial on, as reverse_proxy counts a request
-		// before its round trip: upgrades that come meanwhile see it.
+		d, err := h.handshake(conn, up, up1)
+		if err == nil && stream && d.resp.StatusCode/100 == 2 {
+			// A 2xx to an extended CONNECT opens the WebSocket (RFC
+			// 8441 5, RFC 9220 3): a backend's 200 page passed on
+			// would be read as frames. Over HTTP/1.1 it is a refusal;
+			// here it cannot be, so it is a failed upgrade.
+			putAnswerReader(d.br)
+			err = fmt.Errorf("answered a stream's upgrade with %d, not 101", d.resp.StatusCode)
+		}
+		if err == nil {
+			return d, held, nil
+		}
+		conn.Close()
+		held.release()
+		if ctx.Err() != nil {
+			errs = append(errs, err)
+			break
+		}
+		handshake = true
+		h.pool.markFailed(idx, now())
+		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
+			zap.String("upstream", up.Raw), zap.Error(err))
+		errs = append(errs, fmt.Errorf("upgrade at upstream %s: %w", up.Raw, err))
+	}
+	if ctx.Err() != nil {
+		return nil, nil, fmt.Errorf("client went away: %w", errors.Join(append(errs, ctx.Err())...))
+	}
+	return nil, nil, &errConnect{handshake: handshake, err: errors.Join(errs...)}
+}
+
+// dialNext dials the upstreams of order in turn until one connects: it
+// returns the connection and its upstream, which counts it from the
+// dial on (as reverse_proxy counts a request before its round trip:
+// upgrades that come meanwhile see it) until the lease's release, and
+// the upstreams after it. A failed dial marks its upstream failed and
+// adds to errs; when none connects, the connection is nil. When ctx
+// ends (the client went away), it stops with ctx's error and marks no
+// upstream failed: the dial did not fail for the upstream's sake.
+func (h *Handler) dialNext(ctx context.Context, order []int, errs *[]error) (net.Conn, int, *lease, []int, error) {
+	for i, idx := range order {
+		up := h.pool.list[idx]
 		held := h.pool.hold(idx)
 		conn, err := h.dialOne(ctx, up)
 		if ctx.Err() != nil {
@@ -95,18 +154,18 @@ func (h *Handler) dialUpstream(r *http.Request) (net.Conn, relayconfig.Upstream,
 			if conn != nil {
 				conn.Close()
 			}
-			return nil, relayconfig.Upstream{}, nil, ctx.Err()
+			return nil, 0, nil, nil, ctx.Err()
 		}
 		if err != nil {
 			held.release()
 			h.pool.markFailed(idx, now())
-			errs = append(errs, fmt.Errorf("dialing upstream %s: %w", up.Raw, err))
+			*errs = append(*errs, fmt.Errorf("dialing upstream %s: %w", up.Raw, err))
 			continue
 		}
 		h.pool.markHealthy(idx)
-		return conn, up, held, nil
+		return conn, idx, held, order[i+1:], nil
 	}
-	return nil, relayconfig.Upstream{}, nil, errors.Join(errs...)
+	return nil, 0, nil, nil, nil
 }
 
 func (h *Handler) dialOne(ctx context.Context, up relayconfig.Upstream) (net.Conn, error) {

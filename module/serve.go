@@ -51,43 +51,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// exit waits for it, as it waits for relays.
 	u := h.live.begin()
 	defer h.live.abort(u) // a no-op once it became a relay
-	conn, up, held, err := h.dialUpstream(r)
-	if err != nil && r.Context().Err() != nil {
-		h.clientGone(w, r, "dial", err)
-		return nil
-	}
-	if err != nil {
+	d, held, err := h.connect(r, up1, stream)
+	var failed *errConnect
+	switch {
+	case errors.As(err, &failed) && failed.handshake:
+		handshakeFailures.WithLabelValues("handshake").Inc()
+		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
+	case errors.As(err, &failed):
 		handshakeFailures.WithLabelValues("dial").Inc()
 		h.logger.Warn("no upstream reachable", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: no upstream reachable")
+	case err != nil:
+		h.clientGone(w, r, "backend dial or handshake", err)
+		return nil
 	}
+	conn := d.conn
 	relayed := false // then the relay releases held
 	defer func() {
 		if !relayed {
 			held.release()
 		}
 	}()
-	d, err := h.handshake(conn, up, up1)
-	if err == nil && stream && d.resp.StatusCode/100 == 2 {
-		// A 2xx to an extended CONNECT opens the WebSocket (RFC 8441
-		// 5, RFC 9220 3): a backend's 200 page passed on would be read
-		// as frames. Over HTTP/1.1 it is a refusal; here it cannot be,
-		// so it is a failed handshake.
-		putAnswerReader(d.br)
-		err = fmt.Errorf("answered a stream's upgrade with %d, not 101", d.resp.StatusCode)
-	}
-	if err != nil && r.Context().Err() != nil {
-		conn.Close()
-		h.clientGone(w, r, "backend handshake", err)
-		return nil
-	}
-	if err != nil {
-		conn.Close()
-		handshakeFailures.WithLabelValues("handshake").Inc()
-		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
-			zap.String("upstream", up.Raw), zap.Error(err))
-		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
-	}
 	d.cookie = h.pool.stickyCookie(r, held.idx)
 	if d.resp.StatusCode != http.StatusSwitchingProtocols {
 		// An answer to pass on, never a relay: an exit need not wait

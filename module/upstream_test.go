@@ -69,7 +69,7 @@ func TestDialCanceledMarksNoUpstream(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the client is gone
 	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
-	if _, _, _, err := h.dialUpstream(r); !errors.Is(err, context.Canceled) {
+	if _, _, err := h.connect(r, r, false); !errors.Is(err, context.Canceled) {
 		t.Fatalf("dial error %v, want the context's", err)
 	}
 	h.pool.mu.Lock()
@@ -281,7 +281,9 @@ func TestLeastConnCountsDials(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
-			if _, _, l, err := h.dialUpstream(r); err == nil {
+			var errs []error
+			if conn, _, l, _, err := h.dialNext(r.Context(), h.pool.order(r, time.Now()), &errs); err == nil && conn != nil {
+				conn.Close()
 				l.release()
 			}
 		}()
