@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,63 @@ func TestRewrittenPaths(t *testing.T) {
 	head, _ := rawHead(t, c.HTTPPort, "HTTP/1.0", "/hp/x", upgradeLines())
 	if !strings.HasPrefix(head, "HTTP/1.0 400") || !strings.Contains(head, "websocket upgrade needs HTTP/1.1") {
 		t.Errorf("HTTP/1.0 upgrade answered:\n%s", head)
+	}
+}
+
+// TestAnswerHeadersAsReverseProxy: the client's answer carries the
+// backend's fields as reverse_proxy's does, a 101 and a refusal passed
+// on alike: added to what the site set before (`header` lines), after
+// the cookie policy's cookie (so a browser keeps the backend's cookie of
+// the same name), the backend's Server beside Caddy's on a 101, and on
+// a refusal Via instead of Caddy's Server.
+func TestAnswerHeadersAsReverseProxy(t *testing.T) {
+	t.Parallel()
+	b := stubBackend(t, func(c net.Conn) {
+		defer c.Close()
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		const common = "Server: app/1\r\nSet-Cookie: lb=app; Path=/\r\nX-App: one\r\nX-App: two\r\nX-Site: backend\r\n"
+		if strings.Contains(req.URL.Path, "refuse") {
+			io.WriteString(c, "HTTP/1.1 403 Forbidden\r\n"+common+"Content-Length: 2\r\n\r\nno")
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+			upgrade.AcceptFor(req.Header.Get("Sec-WebSocket-Key")), common)
+	})
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	header X-Site caddy
+	header +Set-Cookie "site=1; Path=/"
+	websocket_relay /relay* %s {
+		lb_policy cookie
+	}
+	reverse_proxy %s {
+		lb_policy cookie
+	}
+}
+`, c.HTTPPort, b, b))
+	fields := []string{"Set-Cookie", "Server", "Via", "X-App", "X-Site", "Upgrade", "Connection"}
+	for _, sub := range []string{"", "/refuse"} {
+		got := map[string]http.Header{}
+		for _, path := range []string{"/stock", "/relay"} {
+			resp := c.rawRequest(t, false, "GET", path+sub, upgradeLines())
+			if resp.Conn != nil {
+				resp.Conn.Close()
+			}
+			got[path] = resp.Header
+			if want := map[string]int{"": 101, "/refuse": 403}[sub]; resp.StatusCode != want {
+				t.Fatalf("%s%s: %d, want %d", path, sub, resp.StatusCode, want)
+			}
+		}
+		for _, f := range fields {
+			if rp, relay := got["/stock"].Values(f), got["/relay"].Values(f); !slices.Equal(rp, relay) {
+				t.Errorf("%s %s: reverse_proxy %q, the relay %q", map[string]string{"": "101", "/refuse": "403"}[sub], f, rp, relay)
+			}
+		}
+		if v := got["/relay"].Values("Set-Cookie"); len(v) != 3 || !strings.HasPrefix(v[2], "lb=app") {
+			t.Errorf("Set-Cookie %q: want the site's, the policy's, then the backend's", v)
+		}
 	}
 }

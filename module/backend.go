@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,17 +40,26 @@ type dialed struct {
 	cookie *http.Cookie
 }
 
-// answerHeader puts the backend's answer's header fields on the client's
-// answer w, hop-by-hop fields aside, and then the cookie policy's
-// cookie, beside the backend's own, as reverse_proxy answers.
+// answerHeader adds the backend's answer's header fields to the client's
+// answer w, hop-by-hop fields aside, after the cookie policy's cookie,
+// as reverse_proxy answers: it sets its cookie as it picks the upstream,
+// then adds the backend's fields to those set before (by the site's
+// `header` lines among them), so a browser keeps the backend's cookie of
+// the same name. An answer other than 101 carries Via and no Server of
+// Caddy's, as reverse_proxy's does.
 func (d *dialed) answerHeader(w http.ResponseWriter) {
+	out := w.Header()
+	if d.cookie != nil {
+		out.Add("Set-Cookie", d.cookie.String())
+	}
+	if d.resp.StatusCode != http.StatusSwitchingProtocols {
+		delete(out, "Server")
+		out["Via"] = append(out["Via"], strconv.Itoa(d.resp.ProtoMajor)+"."+strconv.Itoa(d.resp.ProtoMinor)+" Caddy")
+	}
 	hdr := d.resp.Header.Clone()
 	upgrade.RemoveHopHeaders(hdr)
 	for k, v := range hdr {
-		w.Header()[k] = v
-	}
-	if d.cookie != nil {
-		w.Header().Add("Set-Cookie", d.cookie.String())
+		out[k] = append(out[k], v...)
 	}
 }
 

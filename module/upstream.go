@@ -106,7 +106,7 @@ func connCount(key string) *atomic.Int64 {
 // dial failed recently go after the others, and those the health checks
 // found unhealthy last, so they are tried only when all others fail too.
 func (p *upstreamPool) order(r *http.Request, now time.Time) []int {
-	ranked := p.rank(p.policy, r)
+	ranked := p.rank(p.policy, r, false)
 	healthy := ranked[:0:0]
 	var failed, unhealthy []int
 	p.mu.Lock()
@@ -125,8 +125,12 @@ func (p *upstreamPool) order(r *http.Request, now time.Time) []int {
 	return append(append(healthy, failed...), unhealthy...)
 }
 
-// rank orders every upstream by policy for r.
-func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int {
+// rank orders every upstream by policy for r. With peek, round_robin
+// and weighted_round_robin do not move their count on: the order is
+// for failing over from a choice that another policy made (a cookie's
+// upstream), and reverse_proxy only asks its fallback when the cookie
+// names none.
+func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request, peek bool) []int {
 	n := len(p.list)
 	idx := make([]int, n)
 	for i := range idx {
@@ -159,14 +163,14 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int
 		slices.SortStableFunc(idx, byCount)
 		return idx
 	case "weighted_round_robin":
-		return p.weighted(policy.Weights)
+		return p.weighted(policy.Weights, peek)
 	case "cookie":
 		fallback := policy.Fallback
 		if fallback == nil {
 			fallback = &relayconfig.LBPolicy{Policy: "random"}
 		}
-		ranked := p.rank(fallback, r)
 		m := p.cookieMatch(policy, r)
+		ranked := p.rank(fallback, r, peek || m >= 0)
 		if m < 0 {
 			return ranked
 		}
@@ -201,9 +205,11 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request) []int
 		if fallback == nil {
 			fallback = &relayconfig.LBPolicy{Policy: "random"}
 		}
-		return p.rank(fallback, r)
+		return p.rank(fallback, r, peek)
 	}
-	start := int((p.next.Add(1) - 1) % uint64(n)) // round_robin; int of the count may be negative
+	// round_robin: the count's next, as reverse_proxy's first pick is
+	// its second upstream; int of the count may be negative.
+	start := int(p.count(peek) % uint64(n))
 	for i := range idx {
 		idx[i] = (start + i) % n
 	}
@@ -224,7 +230,7 @@ func hashKey(policy *relayconfig.LBPolicy, r *http.Request) string {
 // the count on by one, and upstream i takes weights[i] of every sum of
 // the weights in a row, the first pick being the count's 1. The others
 // of positive weight follow in turn; those of weight 0 get none.
-func (p *upstreamPool) weighted(weights []int) []int {
+func (p *upstreamPool) weighted(weights []int, peek bool) []int {
 	var positive []int
 	total := 0
 	for i, w := range weights {
@@ -233,7 +239,7 @@ func (p *upstreamPool) weighted(weights []int) []int {
 			total += w
 		}
 	}
-	at := int((p.next.Add(1)) % uint64(total))
+	at := int(p.count(peek) % uint64(total))
 	pick := 0
 	for k, i := range positive {
 		if at < weights[i] {
@@ -243,6 +249,15 @@ func (p *upstreamPool) weighted(weights []int) []int {
 		at -= weights[i]
 	}
 	return append(positive[pick:], positive[:pick]...)
+}
+
+// count moves the round-robin count on and returns it, or with peek
+// returns what it would be.
+func (p *upstreamPool) count(peek bool) uint64 {
+	if peek {
+		return p.next.Load() + 1
+	}
+	return p.next.Add(1)
 }
 
 // cookieMatch is the upstream that r's cookie of the cookie policy

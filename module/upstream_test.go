@@ -3,6 +3,7 @@ package wsrelay
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -546,5 +547,54 @@ func TestCookiePolicyAsReverseProxy(t *testing.T) {
 	r.Header.Del("Cookie")
 	if c := h.stickyCookie(r, 1); c == nil || c.Value != cookieValue("", addrs[1]) {
 		t.Fatalf("header policy without its field, cookie fallback: sets %v", c)
+	}
+}
+
+// TestCookieFallbackTurns: upgrades whose cookie names an upstream do
+// not use up the turns of the cookie policy's round-robin fallback, as
+// reverse_proxy asks its fallback only when no cookie matches: new
+// clients get the same upstreams from both, however many returning
+// clients come in between. round_robin and weighted_round_robin pick as
+// reverse_proxy's from the first upgrade on.
+func TestCookieFallbackTurns(t *testing.T) {
+	addrs := []string{"cf-a:1", "cf-b:1", "cf-c:1"}
+	var list []relayconfig.Upstream
+	var rp reverseproxy.UpstreamPool
+	for _, a := range addrs {
+		u, _ := relayconfig.ParseUpstream(a)
+		list = append(list, u)
+		rp = append(rp, &reverseproxy.Upstream{Dial: a})
+	}
+	for _, fb := range []string{`{"policy":"weighted_round_robin","weights":[1,2,1]}`, `{"policy":"round_robin"}`} {
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		sel := &reverseproxy.CookieHashSelection{FallbackRaw: json.RawMessage(fb)}
+		if err := sel.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var fpol relayconfig.LBPolicy
+		if err := json.Unmarshal([]byte(fb), &fpol); err != nil {
+			t.Fatal(err)
+		}
+		p := newUpstreamPool(list, &relayconfig.LBPolicy{Policy: "cookie", Fallback: &fpol})
+		returning := "lb=" + cookieValue("", addrs[0])
+		for i := range 24 {
+			r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+			if i%3 == 1 {
+				r.Header.Set("Cookie", returning)
+			}
+			want := sel.Select(rp, r, httptest.NewRecorder()).Dial
+			if got := addrs[p.order(r, time.Now())[0]]; got != want {
+				t.Fatalf("fallback %s, upgrade %d (cookie %q): the relay picks %s, reverse_proxy %s", fb, i, r.Header.Get("Cookie"), got, want)
+			}
+		}
+		cancel()
+	}
+	// round_robin alone, as reverse_proxy's.
+	p := newUpstreamPool(list, nil)
+	rr := &reverseproxy.RoundRobinSelection{}
+	for i := range 7 {
+		if got, want := addrs[p.order(nil, time.Now())[0]], rr.Select(rp, nil, nil).Dial; got != want {
+			t.Fatalf("round_robin, upgrade %d: the relay picks %s, reverse_proxy %s", i, got, want)
+		}
 	}
 }
