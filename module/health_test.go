@@ -2,6 +2,7 @@ package wsrelay
 
 import (
 	"context"
+	"io"
 	"errors"
 	"net"
 	"net/http"
@@ -180,22 +181,11 @@ func TestHealthChecksUpgrade(t *testing.T) {
 func TestHealthChecksTimeoutAndCleanup(t *testing.T) {
 	var accepted atomic.Int32
 	silent := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				accepted.Add(1)
-				t.Cleanup(func() { c.Close() })
-			}
-		}()
-		return ln.Addr().String()
+		return stubServe(t, func(c net.Conn) {
+			accepted.Add(1)
+			_, _ = io.Copy(io.Discard, c) // until the check gives up
+			c.Close()
+		})
 	}
 	h := provisionHealth(t, &relayconfig.HealthChecks{URI: "/healthz", Interval: caddy.Duration(100 * time.Millisecond),
 		Timeout: caddy.Duration(300 * time.Millisecond)}, silent())

@@ -86,16 +86,7 @@ func TestDialCanceledMarksNoUpstream(t *testing.T) {
 // the same addresses, and ranks the rest by the same hash.
 func TestHashPoliciesPickAsReverseProxy(t *testing.T) {
 	addrs := []string{"10.0.0.1:8080", "10.0.0.2:8080", "backend-3:9000", "[::1]:7000", "unix//run/app.sock"}
-	var list []relayconfig.Upstream
-	var rp reverseproxy.UpstreamPool
-	for _, a := range addrs {
-		u, err := relayconfig.ParseUpstream(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		list = append(list, u)
-		rp = append(rp, &reverseproxy.Upstream{Dial: a})
-	}
+	list, rp := upstreamsAsReverseProxy(t, addrs)
 	cases := []struct {
 		policy relayconfig.LBPolicy
 		caddy  reverseproxy.Selector
@@ -332,12 +323,7 @@ func TestLeastConnAcrossHandlers(t *testing.T) {
 // last, and the count wraps as round_robin's does.
 func TestWeightedRoundRobinAsReverseProxy(t *testing.T) {
 	addrs := []string{"w-a:1", "w-b:1", "w-c:1", "w-d:1"}
-	var list []relayconfig.Upstream
-	var rp reverseproxy.UpstreamPool
-	for _, a := range addrs {
-		list = append(list, relayconfig.Upstream{Raw: a, Addr: a, Network: "tcp"})
-		rp = append(rp, &reverseproxy.Upstream{Dial: a})
-	}
+	list, rp := upstreamsAsReverseProxy(t, addrs)
 	for _, weights := range [][]int{{3, 0, 1, 2}, {1, 1, 1, 1}, {0, 0, 5, 0}, {7, 1, 0, 0}} {
 		sel := &reverseproxy.WeightedRoundRobinSelection{Weights: weights}
 		if err := sel.Provision(caddy.Context{}); err != nil {
@@ -436,16 +422,7 @@ func TestRandomChoose(t *testing.T) {
 // the upstream that answered.
 func TestCookiePolicyAsReverseProxy(t *testing.T) {
 	addrs := []string{"10.0.0.1:8080", "backend-2:9000", "[::1]:7000", "unix//run/app.sock"}
-	var list []relayconfig.Upstream
-	var rp reverseproxy.UpstreamPool
-	for _, a := range addrs {
-		u, err := relayconfig.ParseUpstream(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		list = append(list, u)
-		rp = append(rp, &reverseproxy.Upstream{Dial: a})
-	}
+	list, rp := upstreamsAsReverseProxy(t, addrs)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	type variant struct {
@@ -558,13 +535,7 @@ func TestCookiePolicyAsReverseProxy(t *testing.T) {
 // reverse_proxy's from the first upgrade on.
 func TestCookieFallbackTurns(t *testing.T) {
 	addrs := []string{"cf-a:1", "cf-b:1", "cf-c:1"}
-	var list []relayconfig.Upstream
-	var rp reverseproxy.UpstreamPool
-	for _, a := range addrs {
-		u, _ := relayconfig.ParseUpstream(a)
-		list = append(list, u)
-		rp = append(rp, &reverseproxy.Upstream{Dial: a})
-	}
+	list, rp := upstreamsAsReverseProxy(t, addrs)
 	for _, fb := range []string{`{"policy":"weighted_round_robin","weights":[1,2,1]}`, `{"policy":"round_robin"}`} {
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		sel := &reverseproxy.CookieHashSelection{FallbackRaw: json.RawMessage(fb)}
@@ -597,4 +568,21 @@ func TestCookieFallbackTurns(t *testing.T) {
 			t.Fatalf("round_robin, upgrade %d: the relay picks %s, reverse_proxy %s", i, got, want)
 		}
 	}
+}
+
+// upstreamsAsReverseProxy parses addrs as the relay's upstreams and as
+// reverse_proxy's pool of the same addresses.
+func upstreamsAsReverseProxy(t *testing.T, addrs []string) ([]relayconfig.Upstream, reverseproxy.UpstreamPool) {
+	t.Helper()
+	var list []relayconfig.Upstream
+	var rp reverseproxy.UpstreamPool
+	for _, a := range addrs {
+		u, err := relayconfig.ParseUpstream(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, u)
+		rp = append(rp, &reverseproxy.Upstream{Dial: a})
+	}
+	return list, rp
 }
