@@ -2,8 +2,8 @@ package wsrelay
 
 import (
 	"context"
-	"io"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
