@@ -126,6 +126,9 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 			err = fmt.Errorf("answered a stream's upgrade with %d, not 101", d.resp.StatusCode)
 		}
 		if err == nil {
+			// Only a valid answer clears a failure: a dial that
+			// connects says nothing of the upgrade.
+			h.pool.markHealthy(idx)
 			return d, held, nil
 		}
 		conn.Close()
@@ -172,7 +175,6 @@ func (h *Handler) dialNext(ctx context.Context, order []int, errs *[]error) (net
 			*errs = append(*errs, fmt.Errorf("dialing upstream %s: %w", up.Raw, err))
 			continue
 		}
-		h.pool.markHealthy(idx)
 		return conn, idx, held, order[i+1:], nil
 	}
 	return nil, 0, nil, nil, nil

@@ -17,17 +17,17 @@ import (
 	"github.com/websocket-relay/websocket_relay/module/upgrade"
 )
 
-// healthChecker runs a handler's active health checks: one goroutine,
-// started by Provision and stopped by Cleanup, checks every upstream at
-// once every interval and marks it healthy or not in the pool.
+// healthChecker runs a handler's active health checks: started by
+// Provision and stopped by Cleanup, one goroutine per upstream checks it
+// every interval, each on its own, so that an upstream slow to answer
+// holds back no other's checks, and marks it healthy or not in the pool.
 type healthChecker struct {
 	h      *Handler
 	cfg    *relayconfig.HealthChecks
 	cancel context.CancelFunc
-	done   chan struct{}
+	wg     sync.WaitGroup
 	// streak is, for each upstream, how many checks in a row disagreed
-	// with its state; each round's check of upstream i alone touches
-	// streak[i], and rounds do not overlap.
+	// with its state; only the upstream's own goroutine touches it.
 	streak []int
 }
 
@@ -37,45 +37,37 @@ func (h *Handler) startHealthChecks() {
 		return // none, or Validate refuses them after Provision
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &healthChecker{h: h, cfg: h.HealthChecks, cancel: cancel, done: make(chan struct{}),
-		streak: make([]int, len(h.pool.list))}
+	c := &healthChecker{h: h, cfg: h.HealthChecks, cancel: cancel, streak: make([]int, len(h.pool.list))}
 	h.health = c
-	go c.run(ctx)
+	for i := range h.pool.list {
+		c.wg.Go(func() { c.run(ctx, i) })
+	}
 }
 
-// stop ends the checks and waits for the checker, whose checks under
-// way end at once.
+// stop ends the checks and waits for their goroutines; checks under way
+// end at once.
 func (c *healthChecker) stop() {
 	c.cancel()
-	<-c.done
+	c.wg.Wait()
 }
 
-func (c *healthChecker) run(ctx context.Context) {
-	defer close(c.done)
+// run checks upstream i at once and then every interval, until ctx
+// ends. A check longer than the interval delays the next one.
+func (c *healthChecker) run(ctx context.Context, i int) {
 	t := time.NewTicker(time.Duration(c.cfg.Interval))
 	defer t.Stop()
 	for {
-		c.round(ctx)
+		err := c.check(ctx, c.h.pool.list[i])
+		if ctx.Err() != nil {
+			return // a check cut by Cleanup says nothing
+		}
+		c.record(i, err)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
-}
-
-// round checks every upstream at once and records the results.
-func (c *healthChecker) round(ctx context.Context) {
-	var wg sync.WaitGroup
-	for i := range c.h.pool.list {
-		wg.Go(func() {
-			err := c.check(ctx, c.h.pool.list[i])
-			if ctx.Err() == nil { // a check cut by Cleanup says nothing
-				c.record(i, err)
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // record takes one check's result for upstream i: Fails failures in a

@@ -106,31 +106,40 @@ func connCount(key string) *atomic.Int64 {
 // dial failed recently go after the others, and those the health checks
 // found unhealthy last, so they are tried only when all others fail too.
 func (p *upstreamPool) order(r *http.Request, now time.Time) []int {
-	ranked := p.rank(p.policy, r, false)
-	healthy := ranked[:0:0]
-	var failed, unhealthy []int
+	unhealthy := make([]bool, len(p.list))
+	down := make([]bool, len(p.list)) // unhealthy, or its dial failed recently
 	p.mu.Lock()
-	for _, idx := range ranked {
-		if p.unhealthy[idx].Load() {
-			unhealthy = append(unhealthy, idx)
-			continue
-		}
-		if t, ok := p.failedAt[idx]; ok && now.Sub(t) < failBackoff {
-			failed = append(failed, idx)
-			continue
-		}
-		healthy = append(healthy, idx)
+	for i := range p.list {
+		unhealthy[i] = p.unhealthy[i].Load()
+		t, failed := p.failedAt[i]
+		down[i] = unhealthy[i] || failed && now.Sub(t) < failBackoff
 	}
 	p.mu.Unlock()
-	return append(append(healthy, failed...), unhealthy...)
+	ranked := p.rank(p.policy, r, false, down)
+	up := ranked[:0:0]
+	var failed, sick []int
+	for _, idx := range ranked {
+		switch {
+		case unhealthy[idx]:
+			sick = append(sick, idx)
+		case down[idx]:
+			failed = append(failed, idx)
+		default:
+			up = append(up, idx)
+		}
+	}
+	return append(append(up, failed...), sick...)
 }
 
-// rank orders every upstream by policy for r. With peek, round_robin
-// and weighted_round_robin do not move their count on: the order is
-// for failing over from a choice that another policy made (a cookie's
+// rank orders every upstream by policy for r. The upstreams marked down
+// are put last by order; the policies whose choice depends on which are
+// up (round_robin, weighted_round_robin, random_choose, and cookie) make
+// it as reverse_proxy's do, from those up. With peek, round_robin and
+// weighted_round_robin do not move their count on: the order is for
+// failing over from a choice that another policy made (a cookie's
 // upstream), and reverse_proxy only asks its fallback when the cookie
-// names none.
-func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request, peek bool) []int {
+// names no available upstream.
+func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request, peek bool, down []bool) []int {
 	n := len(p.list)
 	idx := make([]int, n)
 	for i := range idx {
@@ -155,22 +164,33 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request, peek 
 		}
 		byCount := func(a, b int) int { return cmp.Compare(counts[a], counts[b]) }
 		if name == "random_choose" {
-			// The least loaded of k drawn at random, then the others
-			// drawn, then the rest at random.
-			slices.SortStableFunc(idx[:min(policy.ChooseCount(), n)], byCount)
+			// The least loaded of k drawn at random from those up
+			// (from all when none is), then the others drawn, then
+			// the rest at random.
+			slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(b2i(down[a]), b2i(down[b])) })
+			// Those up come first; none down (-1) or all: draw from all.
+			up := slices.IndexFunc(idx, func(i int) bool { return down[i] })
+			if up <= 0 {
+				up = n
+			}
+			k := min(policy.ChooseCount(), up)
+			slices.SortStableFunc(idx[:k], byCount)
 			return idx
 		}
 		slices.SortStableFunc(idx, byCount)
 		return idx
 	case "weighted_round_robin":
-		return p.weighted(policy.Weights, peek)
+		return p.weighted(policy.Weights, peek, down)
 	case "cookie":
 		fallback := policy.Fallback
 		if fallback == nil {
 			fallback = &relayconfig.LBPolicy{Policy: "random"}
 		}
 		m := p.cookieMatch(policy, r)
-		ranked := p.rank(fallback, r, peek || m >= 0)
+		if m >= 0 && down[m] {
+			m = -1 // as reverse_proxy, which asks its fallback then
+		}
+		ranked := p.rank(fallback, r, peek || m >= 0, down)
 		if m < 0 {
 			return ranked
 		}
@@ -205,11 +225,9 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request, peek 
 		if fallback == nil {
 			fallback = &relayconfig.LBPolicy{Policy: "random"}
 		}
-		return p.rank(fallback, r, peek)
+		return p.rank(fallback, r, peek, down)
 	}
-	// round_robin: the count's next, as reverse_proxy's first pick is
-	// its second upstream; int of the count may be negative.
-	start := int(p.count(peek) % uint64(n))
+	start := p.robin(n, peek, down)
 	for i := range idx {
 		idx[i] = (start + i) % n
 	}
@@ -230,7 +248,7 @@ func hashKey(policy *relayconfig.LBPolicy, r *http.Request) string {
 // the count on by one, and upstream i takes weights[i] of every sum of
 // the weights in a row, the first pick being the count's 1. The others
 // of positive weight follow in turn; those of weight 0 get none.
-func (p *upstreamPool) weighted(weights []int, peek bool) []int {
+func (p *upstreamPool) weighted(weights []int, peek bool, down []bool) []int {
 	var positive []int
 	total := 0
 	for i, w := range weights {
@@ -248,7 +266,43 @@ func (p *upstreamPool) weighted(weights []int, peek bool) []int {
 		}
 		at -= weights[i]
 	}
+	// As reverse_proxy: the pick's place among those of positive weight
+	// that are up (when some are).
+	var up []int
+	for _, i := range positive {
+		if !down[i] {
+			up = append(up, i)
+		}
+	}
+	if len(up) > 0 {
+		pick = slices.Index(positive, up[pick%len(up)])
+	}
 	return append(positive[pick:], positive[:pick]...)
+}
+
+// robin is round_robin's pick of n upstreams: as reverse_proxy's, the
+// count moves on by one for each upstream it passes that is down, so the
+// ones after a down upstream do not take its turns; the first pick is
+// the second upstream. When all are down it is the last one passed.
+func (p *upstreamPool) robin(n int, peek bool, down []bool) int {
+	base := p.next.Load()
+	for k := uint64(1); ; k++ {
+		c := base + k
+		if !peek {
+			c = p.next.Add(1)
+		}
+		if i := int(c % uint64(n)); !down[i] || k >= uint64(n) {
+			return i
+		}
+	}
+}
+
+// b2i is 1 for true.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // count moves the round-robin count on and returns it, or with peek

@@ -21,8 +21,8 @@ const (
 // tried only after every healthy one (an upgrade still goes to one when
 // none is healthy, rather than failing outright).
 type HealthChecks struct {
-	// URI is the path (and query) asked of each upstream, as is (an
-	// upstream's own path is not put before it). Required.
+	// URI is the path (and query) asked of each upstream, under the
+	// upstream's own path, as a client's request path goes. Required.
 	URI string `json:"uri,omitempty"`
 	// Interval is the time between two checks of an upstream. Default:
 	// 30s.

@@ -1,0 +1,104 @@
+package wsrelay
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
+)
+
+func upgradeRequestFor(ctx context.Context) *http.Request {
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/ws", nil)
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Upgrade", "websocket")
+	r.Header.Set("Sec-WebSocket-Version", "13")
+	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	return r
+}
+
+// TestFailedUpgradeMarkKept: an upstream whose upgrade failed is tried
+// last for the next 5 s, even when another upgrade's dial of it connects
+// meanwhile: only a valid answer clears the mark (a dial that connected
+// did, and new clients waited a handshake_timeout on it again).
+func TestFailedUpgradeMarkKept(t *testing.T) {
+	certSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer certSrv.Close()
+	tc := &tls.Config{Certificates: certSrv.TLS.Certificates}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var n atomic.Int32
+	hold := make(chan struct{})
+	defer close(hold)
+	go func() { // TLS, then never an answer; its second connection's TLS is slow
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if n.Add(1) == 2 {
+					time.Sleep(600 * time.Millisecond)
+				}
+				s := tls.Server(c, tc)
+				_ = s.Handshake()
+				<-hold
+			}()
+		}
+	}()
+	good := httptest.NewServer(http.NotFoundHandler()) // answers 404: a refusal passed on, not a failure
+	defer good.Close()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{Options: relayconfig.Options{
+		Upstreams:             []string{"wss://" + ln.Addr().String(), good.Listener.Addr().String()},
+		LBPolicy:              &relayconfig.LBPolicy{Policy: "first"},
+		TLSInsecureSkipVerify: true,
+		HandshakeTimeout:      caddy.Duration(300 * time.Millisecond),
+		DrainPeriod:           -1,
+	}}
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+	var wg sync.WaitGroup
+	var upstreamOf [2]string
+	for i := range 2 { // B at 0 ms, A at 50 ms
+		time.Sleep(50 * time.Millisecond * time.Duration(i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := upgradeRequestFor(context.Background())
+			d, held, err := h.connect(r, r, false)
+			if err != nil {
+				t.Errorf("client %d: %v", i, err)
+				return
+			}
+			upstreamOf[i] = d.upstream.Raw
+			d.conn.Close()
+			held.release()
+		}()
+	}
+	// B's upgrade on upstream 0 fails at ~300 ms and marks it; A's
+	// dial of it connects at ~650 ms.
+	time.Sleep(800 * time.Millisecond)
+	o := h.pool.order(nil, now())
+	t.Logf("order 500 ms after upstream 0's upgrade failed: %v", o)
+	if !slices.Equal(o, []int{1, 0}) {
+		t.Errorf("upstream 0's upgrade failed 0.5 s ago, yet it is first again: order %v (want it last for 5 s)", o)
+	}
+	wg.Wait()
+}
