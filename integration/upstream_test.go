@@ -82,6 +82,10 @@ func TestUpstreams(t *testing.T) {
 		handshake_timeout 1s
 	}
 	websocket_relay /rr/* %s %s
+	websocket_relay /tenant/* %s %s {
+		lb_policy first
+		header_up Host {http.request.uri.query.tenant}
+	}
 	websocket_relay /failover/* %s %s {
 		dial_timeout 1s
 	}
@@ -110,7 +114,7 @@ func TestUpstreams(t *testing.T) {
 	}
 	reverse_proxy %s
 }
-`, c.HTTPPort, silent, garbage, garbage, silent, a.Addr, a.Addr, b.Addr, dead, a.Addr, secure.Addr, onSocket.Addr, a.Addr,
+`, c.HTTPPort, silent, garbage, garbage, silent, a.Addr, a.Addr, b.Addr, a.Addr, b.Addr, dead, a.Addr, secure.Addr, onSocket.Addr, a.Addr,
 		filepath.Join(t.TempDir(), "none.sock"), secure.Addr, ca, secure.Addr, secure.Addr, ca,
 		secure.Addr, ca, a.Addr))
 	f := &fixture{App: a, Caddy: c}
@@ -150,6 +154,7 @@ func TestUpstreams(t *testing.T) {
 		if d := time.Since(start); d < 900*time.Millisecond {
 			t.Errorf("relayed after %v, before the silent backend's handshake_timeout", d)
 		}
+		waitUntil(t, 5*time.Second, "two warn lines", func() bool { return failed()-before >= 2 })
 		if n := failed() - before; n != 2 {
 			t.Errorf("%d \"backend handshake failed\" lines for the garbage and the silent backends, want 2", n)
 		}
@@ -160,6 +165,30 @@ func TestUpstreams(t *testing.T) {
 		if d := time.Since(start); d > 500*time.Millisecond {
 			t.Errorf("the next upgrade took %v: the failed upstreams were tried first again", d)
 		}
+	})
+	t.Run("a Host made invalid by the request", func(t *testing.T) {
+		// A line break in the client's tenant makes the backend's Host
+		// invalid: 502 at once, one warn line, and no upstream marked
+		// failed for it (a client must not get them marked).
+		failed := func() int {
+			return len(c.Logs(func(e rt.LogEntry) bool { return e.Str("msg") == "backend handshake failed" }))
+		}
+		before := failed()
+		r := c.rawRequest(t, false, "GET", "/tenant/echo?tenant=a%0d%0aX-Evil:%201", upgradeLines())
+		if r.StatusCode != http.StatusBadGateway {
+			t.Fatalf("an invalid Host: %d %q, want 502", r.StatusCode, r.Body)
+		}
+		waitUntil(t, 5*time.Second, "the warn line", func() bool { return failed() > before })
+		time.Sleep(200 * time.Millisecond)
+		if n := failed() - before; n != 1 {
+			t.Errorf("%d warn lines for one request, want 1 (the other upstream was tried too)", n)
+		}
+		conn, _ := f.dialCoder(t, false, "/tenant/echo?tenant=t1.example", nil)
+		bc := a.accept(t, "/tenant/echo") // the first upstream, not marked
+		if bc.Req.Host != "t1.example" {
+			t.Errorf("the backend got Host %q, want t1.example", bc.Req.Host)
+		}
+		conn.Close(cws.StatusNormalClosure, "")
 	})
 	t.Run("round robin", func(t *testing.T) {
 		counts := map[*app]int{}

@@ -138,10 +138,16 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 			break
 		}
 		handshake = true
-		h.pool.markFailed(idx, now())
 		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
 			zap.String("upstream", up.Raw), zap.Error(err))
 		errs = append(errs, fmt.Errorf("upgrade at upstream %s: %w", up.Raw, err))
+		if errors.Is(err, upgrade.ErrInvalidHost) {
+			// The request's fault (a header_up placeholder of its
+			// own), not the upstream's: no other would take it, and a
+			// client must not get the upstreams marked failed.
+			break
+		}
+		h.pool.markFailed(idx, now())
 	}
 	if ctx.Err() != nil {
 		return nil, nil, fmt.Errorf("client went away: %w", errors.Join(append(errs, ctx.Err())...))

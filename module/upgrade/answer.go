@@ -14,6 +14,11 @@ import (
 // ErrBadHandshake marks a backend answer that is not a valid 101.
 var ErrBadHandshake = errors.New("invalid handshake")
 
+// ErrInvalidHost marks an upgrade request whose Host is not valid (a
+// placeholder put a line break in it): the request's fault, not the
+// backend's.
+var ErrInvalidHost = errors.New("invalid Host")
+
 // Max1xx is how many informational answers (103 Early Hints, ...) a
 // backend may send before its real one, as in net/http's client.
 const Max1xx = 5
@@ -65,7 +70,7 @@ func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	host, err := httpguts.PunycodeHostPort(req.Host) // as net/http sends it
 	if err != nil || host == "" || !httpguts.ValidHostHeader(host) {
-		return fmt.Errorf("invalid Host %q for the backend", req.Host)
+		return fmt.Errorf("%w %q for the backend", ErrInvalidHost, req.Host)
 	}
 	fmt.Fprintf(bw, "GET %s HTTP/1.1\r\nHost: %s\r\n", req.URL.RequestURI(), host)
 	// The WebSocket fields go in RFC 6455's spelling, as reverse_proxy
