@@ -141,13 +141,12 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
 			zap.String("upstream", up.Raw), zap.Error(err))
 		errs = append(errs, fmt.Errorf("upgrade at upstream %s: %w", up.Raw, err))
-		if errors.Is(err, upgrade.ErrInvalidHost) {
-			// The request's fault (a header_up placeholder of its
-			// own), not the upstream's: no other would take it, and a
-			// client must not get the upstreams marked failed.
-			break
+		if !errors.Is(err, upgrade.ErrInvalidHost) {
+			// An invalid Host is header_up's: a placeholder of the
+			// request (whose client must not get the upstreams marked
+			// failed) or of the upstream (another may do).
+			h.pool.markFailed(idx, now())
 		}
-		h.pool.markFailed(idx, now())
 	}
 	if ctx.Err() != nil {
 		return nil, nil, fmt.Errorf("client went away: %w", errors.Join(append(errs, ctx.Err())...))

@@ -247,12 +247,12 @@ func spread(n int, period time.Duration, stop <-chan struct{}, each func(i int))
 		case <-stop:
 			return
 		}
-		select {
-		case <-stop: // both were ready: stop wins
-			return
-		default:
-		}
 		for elapsed := time.Since(start); i < n && time.Duration(i)*step <= elapsed; i++ {
+			select {
+			case <-stop: // a shutdown closes the rest with its own code
+				return
+			default:
+			}
 			each(i)
 		}
 		if i < n {

@@ -24,7 +24,7 @@ import (
 )
 
 // upstreamPool orders the upstreams of each upgrade by the handler's
-// lb_policy and puts last those whose dial failed within the last
+// lb_policy and puts last those whose dial or upgrade failed within the last
 // failBackoff. It counts the connections each upstream holds, for
 // least_conn and the upstream_connections gauge.
 type upstreamPool struct {
@@ -49,7 +49,7 @@ type upstreamPool struct {
 	unhealthy []atomic.Bool
 }
 
-// failBackoff is how long an upstream whose dial failed is skipped while
+// failBackoff is how long an upstream whose dial or upgrade failed is skipped while
 // another one is available.
 const failBackoff = 5 * time.Second
 
@@ -103,11 +103,11 @@ func connCount(key string) *atomic.Int64 {
 
 // order returns the indexes of the upstreams to try for r: the policy's
 // choice first, then the rest in the policy's order; upstreams whose
-// dial failed recently go after the others, and those the health checks
+// dial or upgrade failed recently go after the others, and those the health checks
 // found unhealthy last, so they are tried only when all others fail too.
 func (p *upstreamPool) order(r *http.Request, now time.Time) []int {
 	unhealthy := make([]bool, len(p.list))
-	down := make([]bool, len(p.list)) // unhealthy, or its dial failed recently
+	down := make([]bool, len(p.list)) // unhealthy, or its dial or upgrade failed recently
 	p.mu.Lock()
 	for i := range p.list {
 		unhealthy[i] = p.unhealthy[i].Load()
@@ -187,8 +187,11 @@ func (p *upstreamPool) rank(policy *relayconfig.LBPolicy, r *http.Request, peek 
 			fallback = &relayconfig.LBPolicy{Policy: "random"}
 		}
 		m := p.cookieMatch(policy, r)
-		if m >= 0 && down[m] {
-			m = -1 // as reverse_proxy, which asks its fallback then
+		if m >= 0 && down[m] && slices.Contains(down, false) {
+			// As reverse_proxy, which asks its fallback then. When all
+			// are down, the client's own is as good as any, and its
+			// cookie stays.
+			m = -1
 		}
 		ranked := p.rank(fallback, r, peek || m >= 0, down)
 		if m < 0 {
@@ -283,8 +286,12 @@ func (p *upstreamPool) weighted(weights []int, peek bool, down []bool) []int {
 // robin is round_robin's pick of n upstreams: as reverse_proxy's, the
 // count moves on by one for each upstream it passes that is down, so the
 // ones after a down upstream do not take its turns; the first pick is
-// the second upstream. When all are down it is the last one passed.
+// the second upstream. When all are down they take turns.
 func (p *upstreamPool) robin(n int, peek bool, down []bool) int {
+	if !slices.Contains(down, false) {
+		// All down: each upgrade takes the next in turn all the same.
+		return int(p.count(peek) % uint64(n))
+	}
 	base := p.next.Load()
 	for k := uint64(1); ; k++ {
 		c := base + k
@@ -428,14 +435,14 @@ func (p *upstreamPool) name(delta int) {
 	}
 }
 
-// markFailed records a failed dial of upstream idx at now.
+// markFailed records a failed dial or upgrade of upstream idx at now.
 func (p *upstreamPool) markFailed(idx int, now time.Time) {
 	p.mu.Lock()
 	p.failedAt[idx] = now
 	p.mu.Unlock()
 }
 
-// markHealthy clears a failure record after a successful dial.
+// markHealthy clears a failure record after a valid answer.
 func (p *upstreamPool) markHealthy(idx int) {
 	p.mu.Lock()
 	delete(p.failedAt, idx)

@@ -14,7 +14,8 @@ import (
 // picks the backend reverse_proxy picks for the same request, given the
 // same upstream addresses), the same cookie, and the same JSON as
 // reverse_proxy's load_balancing.selection_policy. The upstreams after
-// the choice are tried in the policy's order when a dial fails.
+// the choice are tried in the policy's order when a dial or upgrade
+// fails.
 type LBPolicy struct {
 	// Policy is one of round_robin (the default), weighted_round_robin,
 	// least_conn, random_choose, first, random, ip_hash, client_ip_hash,

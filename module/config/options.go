@@ -87,7 +87,8 @@ type Options struct {
 	// added. Values may hold placeholders. Default: none.
 	HeaderUp *HeaderOps `json:"header_up,omitempty"`
 	// HealthChecks are active health checks of the upstreams. Default:
-	// none (an upstream whose dial fails is tried last for 5s).
+	// none (an upstream whose dial or upgrade failed goes after the
+	// others for 5s, with or without them).
 	HealthChecks *HealthChecks `json:"health_checks,omitempty"`
 
 	// DisableEventLoops keeps every relay on the goroutine engine: no

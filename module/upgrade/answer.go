@@ -15,8 +15,8 @@ import (
 var ErrBadHandshake = errors.New("invalid handshake")
 
 // ErrInvalidHost marks an upgrade request whose Host is not valid (a
-// placeholder put a line break in it): the request's fault, not the
-// backend's.
+// header_up placeholder put a line break or a path in it): not the
+// backend's fault.
 var ErrInvalidHost = errors.New("invalid Host")
 
 // Max1xx is how many informational answers (103 Early Hints, ...) a
