@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -101,4 +102,56 @@ func TestFailedUpgradeMarkKept(t *testing.T) {
 		t.Errorf("upstream 0's upgrade failed 0.5 s ago, yet it is first again: order %v (want it last for 5 s)", o)
 	}
 	wg.Wait()
+}
+
+// TestInvalidHostTriesNext: an invalid Host that header_up makes from
+// one upstream's placeholders (a Unix socket's path) fails that upgrade
+// without marking the upstream, and the next upstream is tried.
+func TestInvalidHostTriesNext(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	good := httptest.NewServer(http.NotFoundHandler()) // a refusal, passed on
+	defer good.Close()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{Options: relayconfig.Options{
+		Upstreams:   []string{"unix/" + sock, good.Listener.Addr().String()},
+		LBPolicy:    &relayconfig.LBPolicy{Policy: "first"},
+		HeaderUp:    &relayconfig.HeaderOps{Set: map[string][]string{"Host": {"{http.reverse_proxy.upstream.hostport}"}}},
+		DrainPeriod: -1,
+	}}
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+	for range 2 {
+		r := upgradeRequestFor(context.Background())
+		d, held, err := h.connect(r, r, false)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		if d.upstream.Raw != h.Upstreams[1] || d.resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("answered by %s with %d, want the second upstream's 404", d.upstream.Raw, d.resp.StatusCode)
+		}
+		d.resp.Body.Close()
+		putAnswerReader(d.br)
+		d.conn.Close()
+		held.release()
+	}
+	if o := h.pool.order(nil, now()); o[0] != 0 {
+		t.Fatalf("order %v: the Unix socket upstream was marked failed for its Host", o)
+	}
 }
