@@ -33,7 +33,15 @@ func asExiting(t *testing.T) {
 // stubServe listens on 127.0.0.1 and hands every accepted connection to
 // serve, on a goroutine of its own; cleanup closes the listener.
 func stubServe(t *testing.T, serve func(net.Conn)) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return serveOn(t, "tcp", "127.0.0.1:0", serve)
+}
+
+// serveOn listens on network and address (a Unix socket's path, say) and
+// hands every accepted connection to serve, on a goroutine of its own;
+// cleanup closes the listener. It returns the address listened on.
+func serveOn(t *testing.T, network, address string, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen(network, address)
 	if err != nil {
 		t.Fatal(err)
 	}

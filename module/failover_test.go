@@ -35,37 +35,25 @@ func TestFailedUpgradeMarkKept(t *testing.T) {
 	certSrv := httptest.NewTLSServer(http.NotFoundHandler())
 	defer certSrv.Close()
 	tc := &tls.Config{Certificates: certSrv.TLS.Certificates}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var n atomic.Int32
 	hold := make(chan struct{})
 	defer close(hold)
-	go func() { // TLS, then never an answer; its second connection's TLS is slow
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if n.Add(1) == 2 {
-					time.Sleep(600 * time.Millisecond)
-				}
-				s := tls.Server(c, tc)
-				_ = s.Handshake()
-				<-hold
-			}()
+	// TLS, then never an answer; its second connection's TLS is slow.
+	broken := stubServe(t, func(c net.Conn) {
+		defer c.Close()
+		if n.Add(1) == 2 {
+			time.Sleep(600 * time.Millisecond)
 		}
-	}()
+		s := tls.Server(c, tc)
+		_ = s.Handshake()
+		<-hold
+	})
 	good := httptest.NewServer(http.NotFoundHandler()) // answers 404: a refusal passed on, not a failure
 	defer good.Close()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	h := &Handler{Options: relayconfig.Options{
-		Upstreams:             []string{"wss://" + ln.Addr().String(), good.Listener.Addr().String()},
+		Upstreams:             []string{"wss://" + broken, good.Listener.Addr().String()},
 		LBPolicy:              &relayconfig.LBPolicy{Policy: "first"},
 		TLSInsecureSkipVerify: true,
 		HandshakeTimeout:      caddy.Duration(300 * time.Millisecond),
@@ -108,21 +96,7 @@ func TestFailedUpgradeMarkKept(t *testing.T) {
 // one upstream's placeholders (a Unix socket's path) fails that upgrade
 // without marking the upstream, and the next upstream is tried.
 func TestInvalidHostTriesNext(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	sock := serveOn(t, "unix", filepath.Join(t.TempDir(), "s.sock"), func(c net.Conn) { c.Close() })
 	good := httptest.NewServer(http.NotFoundHandler()) // a refusal, passed on
 	defer good.Close()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})

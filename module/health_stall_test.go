@@ -23,22 +23,9 @@ func TestHealthChecksEachOnItsOwn(t *testing.T) {
 	var hits atomic.Int64
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer good.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c) }()
-		}
-	}()
+	silent := stubServe(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 	provisionHealth(t, &relayconfig.HealthChecks{URI: "/healthz", Interval: caddy.Duration(100 * time.Millisecond),
-		Timeout: caddy.Duration(3 * time.Second)}, strings.TrimPrefix(good.URL, "http://"), ln.Addr().String())
+		Timeout: caddy.Duration(3 * time.Second)}, strings.TrimPrefix(good.URL, "http://"), silent)
 	time.Sleep(1500 * time.Millisecond)
 	if n := hits.Load(); n < 10 {
 		t.Errorf("the good upstream was checked %d times in 1.5 s at a 100 ms interval", n)

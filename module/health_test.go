@@ -138,27 +138,14 @@ func TestHealthChecksUpgrade(t *testing.T) {
 		w.WriteHeader(http.StatusOK) // a page, not a 101
 	}))
 	t.Cleanup(refusing.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() { // a 101 with a wrong accept
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				_, _ = c.Read(buf)
-				_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBhY2NlcHQ=\r\n\r\n"))
-			}()
-		}
-	}()
+	wrongAccept := stubServe(t, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 4096)
+		_, _ = c.Read(buf)
+		_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBhY2NlcHQ=\r\n\r\n"))
+	})
 	h := provisionHealth(t, &relayconfig.HealthChecks{URI: "/ws", Upgrade: true, Interval: caddy.Duration(50 * time.Millisecond)},
-		strings.TrimPrefix(good.URL, "http://"), strings.TrimPrefix(refusing.URL, "http://"), ln.Addr().String())
+		strings.TrimPrefix(good.URL, "http://"), strings.TrimPrefix(refusing.URL, "http://"), wrongAccept)
 	waitFor(t, 2*time.Second, "the refusing and the wrong-accept upstreams unhealthy", func() bool {
 		return h.pool.unhealthy[1].Load() && h.pool.unhealthy[2].Load()
 	})
