@@ -180,3 +180,36 @@ func TestRefusalVersionSpelling(t *testing.T) {
 		t.Errorf("answer:\n%s", head)
 	}
 }
+
+// TestStreamBackend101ContentLength: a backend's 101 that carries a
+// Content-Length does not bound the stream: the frames after the 200 are
+// its body, and HTTP/2 and HTTP/3 refuse a body past a declared length.
+func TestStreamBackend101ContentLength(t *testing.T) {
+	t.Parallel()
+	b := stubBackend(t, func(c net.Conn) {
+		defer c.Close()
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nContent-Length: 0\r\n\r\n",
+			upgrade.AcceptFor(req.Header.Get("Sec-WebSocket-Key")))
+		_ = ws.WriteFrame(c, ws.NewTextFrame([]byte("after the 101")))
+		_, _ = io.Copy(io.Discard, c)
+	})
+	c := newCaddy(t, caddyOpts{Env: []string{"GODEBUG=http2xconnect=1"}})
+	c.Start(fmt.Sprintf(`https://localhost:%d {
+	tls internal
+	websocket_relay %s
+}
+`, c.HTTPSPort, b))
+	for _, proto := range []int{2, 3} {
+		sc := dialStream(t, c, proto, "/ws", http.Header{"Sec-Websocket-Version": {"13"}})
+		if sc.resp.StatusCode != http.StatusOK || sc.resp.Header.Get("Content-Length") != "" {
+			t.Fatalf("HTTP/%d: %d %v", proto, sc.resp.StatusCode, sc.resp.Header)
+		}
+		if f := sc.read(t, 5*time.Second); string(f.Payload) != "after the 101" {
+			t.Fatalf("HTTP/%d: frame %q", proto, f.Payload)
+		}
+	}
+}

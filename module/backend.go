@@ -58,6 +58,11 @@ func (d *dialed) answerHeader(w http.ResponseWriter) {
 	}
 	hdr := d.resp.Header.Clone()
 	upgrade.RemoveHopHeaders(hdr)
+	if d.resp.StatusCode == http.StatusSwitchingProtocols {
+		// A 101 has no body (RFC 9110 8.6): a backend's Content-Length
+		// on it would bound a stream's 200, the frames its body.
+		delete(hdr, "Content-Length")
+	}
 	for k, v := range hdr {
 		out[k] = append(out[k], v...)
 	}
@@ -84,6 +89,9 @@ func (d *dialed) takeBuffered() []byte {
 	d.br = nil
 	return b
 }
+
+// errStream2xx is a stream upgrade's 2xx answer without the 101.
+var errStream2xx = errors.New("answered a stream's upgrade with a 2xx, not 101")
 
 // errConnect is connect's failure when no upstream could be used.
 type errConnect struct {
@@ -123,7 +131,7 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 			// would be read as frames. Over HTTP/1.1 it is a refusal;
 			// here it cannot be, so it is a failed upgrade.
 			putAnswerReader(d.br)
-			err = fmt.Errorf("answered a stream's upgrade with %d, not 101", d.resp.StatusCode)
+			err = fmt.Errorf("%w: %d", errStream2xx, d.resp.StatusCode)
 		}
 		if err == nil {
 			// Only a valid answer clears a failure: a dial that
@@ -141,6 +149,12 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
 			zap.String("upstream", up.Raw), zap.Error(err))
 		errs = append(errs, fmt.Errorf("upgrade at upstream %s: %w", up.Raw, err))
+		if errors.Is(err, errStream2xx) {
+			// The path's answer (a page where a WebSocket was asked
+			// for), not the upstream's health: another would answer
+			// the same, and a client must not get them marked.
+			break
+		}
 		if !errors.Is(err, upgrade.ErrInvalidHost) {
 			// An invalid Host is header_up's: a placeholder of the
 			// request (whose client must not get the upstreams marked

@@ -36,6 +36,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults, parses the upstreams and registers metrics.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	h.release() // a handler provisioned again (Caddy makes new ones)
 	h.SetDefaults()
 	h.logger = ctx.Logger()
 	list := make([]relayconfig.Upstream, 0, len(h.Upstreams))
@@ -69,6 +70,25 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// release stops the health checks and takes back the naming of the
+// upstreams (for their upstream_connections series), if Provision did
+// either.
+func (h *Handler) release() {
+	h.stopHealth()
+	if h.named {
+		h.pool.name(-1)
+		h.named = false
+	}
+}
+
+// stopHealth stops the health checks, if any run, and waits for them.
+func (h *Handler) stopHealth() {
+	if h.health != nil {
+		h.health.stop()
+		h.health = nil
+	}
+}
+
 // exiting reports whether the process is exiting (a variable for tests).
 var exiting = caddy.Exiting
 
@@ -85,16 +105,10 @@ var exiting = caddy.Exiting
 // spread over DrainPeriod and Cleanup returns at once. Each close goes
 // between whole frames.
 func (h *Handler) Cleanup() error {
-	if h.health != nil {
-		h.health.stop()
-		h.health = nil
-	}
-	if h.named {
-		// Its upstreams' series go once no configuration names them
-		// and their relays (these, draining, among them) ended.
-		defer h.pool.name(-1)
-		h.named = false
-	}
+	// Its upstreams' series go once no configuration names them and
+	// their relays (these, draining, among them) ended.
+	defer h.release()
+	h.stopHealth() // first: no check goes on while relays close
 	if h.live == nil {
 		return nil
 	}

@@ -13,6 +13,8 @@ import (
 const (
 	DefaultHealthInterval = 30 * time.Second
 	DefaultHealthTimeout  = 5 * time.Second
+	// MinHealthInterval is the shortest interval taken.
+	MinHealthInterval = 10 * time.Millisecond
 )
 
 // HealthChecks are active health checks: every Interval, each upstream
@@ -85,6 +87,9 @@ func (h *HealthChecks) Validate() error {
 	}
 	if h.Interval < 0 || h.Timeout < 0 {
 		return fmt.Errorf("interval and timeout must be positive")
+	}
+	if h.Interval != 0 && time.Duration(h.Interval) < MinHealthInterval {
+		return fmt.Errorf("interval %s is shorter than %s: each upstream would be asked without a pause", time.Duration(h.Interval), MinHealthInterval)
 	}
 	if h.Passes < 0 || h.Fails < 0 {
 		return fmt.Errorf("passes and fails must be positive")

@@ -57,6 +57,7 @@ func TestValidate(t *testing.T) {
 		{"health checks with a full URL", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "http://a/healthz"}}, "is not a path"},
 		{"health checks with a fragment", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h#x"}}, "is not a path"},
 		{"health checks status", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", ExpectStatus: 42}}, "expect_status 42 is not a status"},
+		{"health checks too often", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Interval: 1}}, "interval 1ns is shorter than 10ms"},
 		{"health checks negative", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Fails: -1}}, "passes and fails must be positive"},
 		{"negative timeout", Options{Upstreams: []string{"a:1"}, DialTimeout: -1}, "dial_timeout must not be negative"},
 	}
