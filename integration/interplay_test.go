@@ -251,32 +251,35 @@ func TestRewrittenPaths(t *testing.T) {
 // a refusal Via instead of Caddy's Server.
 func TestAnswerHeadersAsReverseProxy(t *testing.T) {
 	t.Parallel()
-	b := stubBackend(t, func(c net.Conn) {
+	const common = "Server: app/1\r\nSet-Cookie: lb=app; Path=/\r\nX-App: one\r\nX-App: two\r\nX-Site: backend\r\n"
+	refusing := stubBackend(t, func(c net.Conn) {
 		defer c.Close()
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
-			return
-		}
-		const common = "Server: app/1\r\nSet-Cookie: lb=app; Path=/\r\nX-App: one\r\nX-App: two\r\nX-Site: backend\r\n"
-		if strings.Contains(req.URL.Path, "refuse") {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
 			io.WriteString(c, "HTTP/1.1 403 Forbidden\r\n"+common+"Content-Length: 2\r\n\r\nno")
-			return
 		}
-		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
-			upgrade.AcceptFor(req.Header.Get("Sec-WebSocket-Key")), common)
+	})
+	upgrading := stubBackend(t, func(c net.Conn) {
+		defer c.Close()
+		answer101(c, common)
 	})
 	c := newCaddy(t, caddyOpts{})
 	c.Start(fmt.Sprintf(`http://:%d {
 	header X-Site caddy
 	header +Set-Cookie "site=1; Path=/"
+	websocket_relay /relay/refuse %s {
+		lb_policy cookie
+	}
 	websocket_relay /relay* %s {
+		lb_policy cookie
+	}
+	reverse_proxy /stock/refuse %s {
 		lb_policy cookie
 	}
 	reverse_proxy %s {
 		lb_policy cookie
 	}
 }
-`, c.HTTPPort, b, b))
+`, c.HTTPPort, refusing, upgrading, refusing, upgrading))
 	fields := []string{"Set-Cookie", "Server", "Via", "X-App", "X-Site", "Upgrade", "Connection"}
 	for _, sub := range []string{"", "/refuse"} {
 		got := map[string]http.Header{}

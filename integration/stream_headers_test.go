@@ -61,22 +61,9 @@ func TestDeferredHeaderOpsOnStreams(t *testing.T) {
 	t.Parallel()
 	b := stubBackend(t, func(c net.Conn) {
 		defer c.Close()
-		br := bufio.NewReader(c)
-		key := ""
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Key") {
-				key = strings.TrimSpace(v)
-			}
-			if line == "\r\n" {
-				break
-			}
+		if answer101(c, "X-Powered-By: secret-backend/1.2\r\n") != nil {
+			_, _ = io.Copy(io.Discard, c)
 		}
-		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Powered-By: secret-backend/1.2\r\n\r\n", upgrade.AcceptFor(key))
-		_, _ = io.Copy(io.Discard, c)
 	})
 	c := newCaddy(t, caddyOpts{Env: []string{"GODEBUG=http2xconnect=1"}})
 	c.Start(fmt.Sprintf(`https://localhost:%d {
@@ -188,12 +175,9 @@ func TestStreamBackend101ContentLength(t *testing.T) {
 	t.Parallel()
 	b := stubBackend(t, func(c net.Conn) {
 		defer c.Close()
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
+		if answer101(c, "Content-Length: 0\r\n") == nil {
 			return
 		}
-		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nContent-Length: 0\r\n\r\n",
-			upgrade.AcceptFor(req.Header.Get("Sec-WebSocket-Key")))
 		_ = ws.WriteFrame(c, ws.NewTextFrame([]byte("after the 101")))
 		_, _ = io.Copy(io.Discard, c)
 	})
@@ -212,4 +196,17 @@ func TestStreamBackend101ContentLength(t *testing.T) {
 			t.Fatalf("HTTP/%d: frame %q", proto, f.Payload)
 		}
 	}
+}
+
+// answer101 reads an upgrade request from c and answers it with a valid
+// 101 and the header lines extra (each ending in CRLF); it returns the
+// request, or nil when none could be read.
+func answer101(c net.Conn, extra string) *http.Request {
+	req, err := http.ReadRequest(bufio.NewReader(c))
+	if err != nil {
+		return nil
+	}
+	fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+		upgrade.AcceptFor(req.Header.Get("Sec-WebSocket-Key")), extra)
+	return req
 }
