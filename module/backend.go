@@ -165,6 +165,9 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 	if ctx.Err() != nil {
 		return nil, nil, fmt.Errorf("client went away: %w", errors.Join(append(errs, ctx.Err())...))
 	}
+	if len(errs) == 0 { // no upstream to try (a policy that gives none)
+		errs = append(errs, errors.New("no upstream to try"))
+	}
 	return nil, nil, &errConnect{handshake: handshake, err: errors.Join(errs...)}
 }
 
