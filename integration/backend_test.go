@@ -53,6 +53,9 @@ type app struct {
 
 	// health is the status of /healthz (0: 200).
 	health atomic.Int32
+	// healthBody starts the body of /healthz ("" for "healthy"), which
+	// goes on with the check's X-Token.
+	healthBody atomic.Value
 
 	mu    sync.Mutex
 	page  string
@@ -126,6 +129,9 @@ func statusBody(code int) string {
 // SetHealth sets the status of /healthz.
 func (a *app) SetHealth(status int) { a.health.Store(int32(status)) }
 
+// SetHealthBody sets the start of the body of /healthz.
+func (a *app) SetHealthBody(s string) { a.healthBody.Store(s) }
+
 func (a *app) SetPage(html string) {
 	a.mu.Lock()
 	a.page = html
@@ -146,6 +152,8 @@ func (a *app) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, statusBody(code))
 	case p == "/healthz":
 		w.WriteHeader(cmp.Or(int(a.health.Load()), http.StatusOK))
+		start, _ := a.healthBody.Load().(string)
+		io.WriteString(w, cmp.Or(start, "healthy")+" "+r.Header.Get("X-Token"))
 	case p == "/page.html":
 		a.mu.Lock()
 		page := a.page

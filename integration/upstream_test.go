@@ -505,6 +505,60 @@ func TestHealthChecks(t *testing.T) {
 	}
 }
 
+// TestHealthChecksHeadersAndBody: health_headers go with each check and
+// health_body must match its answer: an app whose /healthz answers 200
+// with a body that does not match gets no upgrade, and gets them again
+// once it matches.
+func TestHealthChecksHeadersAndBody(t *testing.T) {
+	t.Parallel()
+	apps := []*app{newApp(t, appOpts{}), newApp(t, appOpts{})}
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	websocket_relay %s %s {
+		health_uri /healthz
+		health_headers {
+			X-Token t0k3n
+		}
+		health_body "^healthy t0k3n$"
+		health_interval 100ms
+	}
+}
+`, c.HTTPPort, apps[0].Addr, apps[1].Addr))
+	f := &fixture{App: apps[0], Caddy: c}
+	stateLines := func(msg string) []rt.LogEntry {
+		return c.Logs(func(e rt.LogEntry) bool { return e.Str("msg") == msg && e.Str("upstream") == apps[0].Addr })
+	}
+	counts := func(n int) [2]int64 {
+		before := [2]int64{apps[0].Accepted.Load(), apps[1].Accepted.Load()}
+		for range n {
+			conn, _ := f.dialCoder(t, false, "/echo", nil)
+			echoOnce(t, conn, "health")
+			conn.Close(cws.StatusNormalClosure, "")
+		}
+		return [2]int64{apps[0].Accepted.Load() - before[0], apps[1].Accepted.Load() - before[1]}
+	}
+	time.Sleep(300 * time.Millisecond) // checks with the token have passed
+	if got := counts(4); got[0] == 0 || got[1] == 0 {
+		t.Fatalf("both healthy (their bodies match only with the token sent): %v relays per app, want both used", got)
+	}
+	if n := len(stateLines("upstream unhealthy")); n != 0 {
+		t.Fatalf("%d unhealthy lines while app 0 answered right", n)
+	}
+	apps[0].SetHealthBody("degraded")
+	waitUntil(t, 5*time.Second, "app 0 logged unhealthy", func() bool { return len(stateLines("upstream unhealthy")) == 1 })
+	if e := stateLines("upstream unhealthy")[0]; !strings.Contains(e.Str("error"), "does not match") {
+		t.Errorf("unhealthy line's error %q, want the body's mismatch", e.Str("error"))
+	}
+	if got := counts(6); got[0] != 0 || got[1] != 6 {
+		t.Fatalf("app 0 unhealthy: %v relays per app, want all 6 on app 1", got)
+	}
+	apps[0].SetHealthBody("healthy")
+	waitUntil(t, 5*time.Second, "app 0 logged healthy", func() bool { return len(stateLines("upstream healthy")) == 1 })
+	if got := counts(4); got[0] == 0 || got[1] == 0 {
+		t.Fatalf("app 0 healthy again: %v relays per app, want both used", got)
+	}
+}
+
 // waitUntil polls cond every 20 ms for up to d.
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()

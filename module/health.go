@@ -4,11 +4,18 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
 
@@ -28,6 +35,8 @@ type healthChecker struct {
 	// streak is, for each upstream, how many checks in a row disagreed
 	// with its state; only the upstream's own goroutine touches it.
 	streak []int
+	// bodyRe is ExpectBody compiled, or nil.
+	bodyRe *regexp.Regexp
 }
 
 // startHealthChecks starts h's health checks, if it has any.
@@ -37,6 +46,9 @@ func (h *Handler) startHealthChecks() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &healthChecker{h: h, cfg: h.HealthChecks, cancel: cancel, streak: make([]int, len(h.pool.list))}
+	if c.cfg.ExpectBody != "" {
+		c.bodyRe = regexp.MustCompile(c.cfg.ExpectBody) // checked by Validate
+	}
 	h.health = c
 	for i := range h.pool.list {
 		c.wg.Go(func() { c.run(ctx, i) })
@@ -97,13 +109,17 @@ func (c *healthChecker) record(i int, err error) {
 	}
 }
 
-// check asks up for the health URI within the timeout: a GET whose
-// answer must have the expected status, or with Upgrade a WebSocket
-// upgrade whose 101 must be valid, closed at once with 1001.
+// check asks up for the health URI within the timeout: a request whose
+// answer must have the expected status (and body), or with Upgrade a
+// WebSocket upgrade whose 101 must be valid, closed at once with 1001.
 func (c *healthChecker) check(ctx context.Context, up relayconfig.Upstream) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.cfg.Timeout))
 	defer cancel()
-	conn, err := c.h.dialOne(ctx, up)
+	target := c.target(up)
+	if !c.cfg.Upgrade {
+		return c.request(ctx, up, target)
+	}
+	conn, err := c.h.dialOne(ctx, target)
 	if err != nil {
 		return fmt.Errorf("dialing: %w", err)
 	}
@@ -112,7 +128,12 @@ func (c *healthChecker) check(ctx context.Context, up relayconfig.Upstream) erro
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 	defer stop()
-	req, key := c.request(up)
+	req := c.newRequest(target, nil)
+	key := upgrade.NewKey()
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", key)
+	req = backendRequest(req, target, nil)
+	c.setHeaders(req, up, upgradeFields...)
 	bw := bufio.NewWriterSize(conn, 512)
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := upgrade.Exchange(bw, br, req, key)
@@ -123,40 +144,138 @@ func (c *healthChecker) check(ctx context.Context, up relayconfig.Upstream) erro
 	if !c.cfg.StatusOK(resp.StatusCode) {
 		return fmt.Errorf("answered %d, want %s", resp.StatusCode, c.wantStatus())
 	}
-	if c.cfg.Upgrade && resp.StatusCode == http.StatusSwitchingProtocols {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// As a client leaves: a masked close frame, unanswered.
 		f := ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "health check")))
 		_ = ws.WriteFrame(conn, f)
 	}
-	// The body is not read: the status says it, and the connection
-	// (Connection: close) is closed now.
 	return nil
 }
 
-// request is the check's request to up: the health URI under the
-// upstream's path and with its Host, as a client's upgrade goes, and
-// the upgrade's key (empty for a GET).
-func (c *healthChecker) request(up relayconfig.Upstream) (*http.Request, string) {
-	u, _ := url.ParseRequestURI(c.cfg.URI) // checked by Validate
-	r := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{}}
-	if up.Network == "unix" {
+// request makes a check that is not an upgrade: the method, body and
+// headers configured, over a connection of its own to target (as are
+// the redirects it follows), and the answer's status and body checked.
+func (c *healthChecker) request(ctx context.Context, up, target relayconfig.Upstream) error {
+	var body io.Reader
+	if c.cfg.Body != "" {
+		// Only known placeholders: a JSON body's braces stay.
+		body = strings.NewReader(caddy.NewReplacer().ReplaceKnown(c.cfg.Body, ""))
+	}
+	req := c.newRequest(target, body)
+	out := backendRequest(req, target, nil)
+	for _, k := range upgradeFields {
+		out.Header.Del(k)
+	}
+	out.Method, out.Body, out.ContentLength, out.GetBody = req.Method, req.Body, req.ContentLength, req.GetBody
+	c.setHeaders(out, up)
+	out.URL.Scheme, out.URL.Host = "http", out.Host
+	out = out.WithContext(ctx)
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) { return c.h.dialOne(ctx, target) }
+	tr := &http.Transport{
+		// Every connection, the redirects' too, goes to target, with its
+		// own TLS for a wss:// upstream, whatever a URL's scheme says.
+		DialContext:        dial,
+		DialTLSContext:     dial,
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+		Proxy:              nil,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, CheckRedirect: func(_ *http.Request, via []*http.Request) error {
+		if !c.cfg.FollowRedirects {
+			return http.ErrUseLastResponse
+		}
+		if len(via) >= 10 {
+			return fmt.Errorf("stopped after 10 redirects")
+		}
+		return nil
+	}}
+	resp, err := client.Do(out)
+	if err != nil {
+		return err
+	}
+	// The body is read only for ExpectBody: a trickling one would hold
+	// the check until its timeout.
+	defer resp.Body.Close()
+	if !c.cfg.StatusOK(resp.StatusCode) {
+		return fmt.Errorf("answered %d, want %s", resp.StatusCode, c.wantStatus())
+	}
+	if c.cfg.ExpectBody == "" {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxSize))
+	if err != nil {
+		return fmt.Errorf("reading the body: %w", err)
+	}
+	if !c.bodyRe.Match(b) {
+		return fmt.Errorf("the body (%d bytes read) does not match %q", len(b), c.cfg.ExpectBody)
+	}
+	return nil
+}
+
+// target is where up's checks go: up itself, or the health upstream
+// or port configured instead.
+func (c *healthChecker) target(up relayconfig.Upstream) relayconfig.Upstream {
+	t := up
+	switch {
+	case c.cfg.Upstream != "":
+		t.Network, t.Addr = "tcp", c.cfg.Upstream
+	case c.cfg.Port != 0 && up.Network == "tcp":
+		host, _, _ := net.SplitHostPort(up.Addr)
+		t.Addr = net.JoinHostPort(host, strconv.Itoa(c.cfg.Port))
+	}
+	return t
+}
+
+// upgradeFields are the upgrade's own fields, which a check that is no
+// upgrade does not send and the configured headers do not change.
+var upgradeFields = []string{"Connection", "Upgrade", "Sec-Websocket-Version", "Sec-Websocket-Key"}
+
+// newRequest is a check's request before backendRequest: the health URI
+// (under the upstream's path, as a client's request path goes), the
+// method and body, and target's Host.
+func (c *healthChecker) newRequest(target relayconfig.Upstream, body io.Reader) *http.Request {
+	u, _ := url.ParseRequestURI(c.cfg.URI)           // checked by Validate
+	r, _ := http.NewRequest(c.cfg.Method, "/", body) // the method is checked by Validate
+	r.URL = u
+	if target.Network == "unix" {
 		r.Host = "localhost" // a socket's path is no host
 	}
-	key := ""
-	if c.cfg.Upgrade {
-		key = upgrade.NewKey()
-		r.Header.Set("Sec-WebSocket-Version", "13")
-		r.Header.Set("Sec-WebSocket-Key", key)
+	r.Header.Set("User-Agent", "websocket_relay health check")
+	return r
+}
+
+// setHeaders sets the configured headers on r, but those named in
+// keep, as reverse_proxy's health_headers: a Host sets the Host, the
+// placeholders of names and of a Host are all replaced, a value's known
+// ones only, and {http.reverse_proxy.active.target_upstream} is up's
+// address.
+func (c *healthChecker) setHeaders(r *http.Request, up relayconfig.Upstream, keep ...string) {
+	if len(c.cfg.Headers) == 0 {
+		return
 	}
-	out := backendRequest(r, up, nil)
-	if !c.cfg.Upgrade {
-		for _, k := range []string{"Upgrade", "Sec-WebSocket-Version", "Sec-WebSocket-Key"} {
-			out.Header.Del(k)
+	repl := caddy.NewReplacer()
+	addr := up.Addr
+	if up.Network == "unix" {
+		addr = "unix/" + up.Addr // as Caddy writes a socket's address
+	}
+	repl.Set(relayconfig.HealthTargetPlaceholder, addr)
+	for name, vals := range c.cfg.Headers {
+		name = http.CanonicalHeaderKey(repl.ReplaceAll(name, ""))
+		switch {
+		case name == "Host":
+			if len(vals) > 0 {
+				r.Host = repl.ReplaceAll(vals[0], "")
+			}
+			continue
+		case slices.Contains(keep, name):
+			continue
 		}
-		out.Header.Set("Connection", "close")
+		r.Header.Del(name)
+		for _, v := range vals {
+			r.Header.Add(name, repl.ReplaceKnown(v, ""))
+		}
 	}
-	out.Header.Set("User-Agent", "websocket_relay health check")
-	return out, key
 }
 
 func (c *healthChecker) wantStatus() string {

@@ -50,6 +50,15 @@ const Name = "websocket_relay"
 //	    health_passes     <n>
 //	    health_fails      <n>
 //	    health_upgrade
+//	    health_upstream   <host:port>
+//	    health_port       <port>
+//	    health_headers {
+//	        <field> [<values...>]
+//	    }
+//	    health_method     <method>
+//	    health_request_body <body>
+//	    health_body       <regexp>
+//	    health_follow_redirects
 //	}
 //
 // An upstream is host:port, ws://host[:port][/path],
@@ -65,7 +74,11 @@ const Name = "websocket_relay"
 // `header <field>`, `query <key>` or `cookie [<name> [<secret>]]`, the
 // last three with a fallback (which may have its own block), cookie
 // with a max_age. The health_* lines set active health checks, which
-// need health_uri; health_status takes a code (200) or a class (2xx).
+// need health_uri (health_path is its deprecated form, a path alone);
+// health_status takes a code (200) or a class (2xx); health_method,
+// health_request_body, health_body and health_follow_redirects do not
+// go with health_upgrade, nor health_port with health_upstream or a
+// Unix socket upstream.
 // Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period
 // off` closes all relays at once on a config reload; `event_loops off`
@@ -84,10 +97,11 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	var tlsOpt *caddyfile.Token // the first of tls_trusted_ca_certs, tls_server_name
 	var lbLine *caddyfile.Token
 	var healthLine *caddyfile.Token // the first health_* line but health_uri
+	healthLines := map[string]caddyfile.Token{}
 	for d.NextBlock(0) {
 		name := d.Val()
 		if d.Nesting() > 1 {
-			return d.Errf("unexpected '%s': subdirectives of %s other than lb_policy take no block", name, Name)
+			return d.Errf("unexpected '%s': subdirectives of %s other than lb_policy and health_headers take no block", name, Name)
 		}
 		if name != "to" && name != "header_up" && seen[name] {
 			return d.Errf("subdirective '%s' given more than once", name)
@@ -101,9 +115,12 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 			tok := d.Token()
 			lbLine = &tok
 		}
-		if strings.HasPrefix(name, "health_") && name != "health_uri" && healthLine == nil {
+		if strings.HasPrefix(name, "health_") {
 			tok := d.Token()
-			healthLine = &tok
+			healthLines[name] = tok
+			if name != "health_uri" && name != "health_path" && healthLine == nil {
+				healthLine = &tok
+			}
 		}
 		if err := parseSubdirective(d, o, name); err != nil {
 			return err
@@ -123,7 +140,12 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	if healthLine != nil && o.HealthChecks.URI == "" {
 		return errAt(*healthLine, "%s needs health_uri: the checks ask each upstream for it", healthLine.Text)
 	}
-	return nil
+	if _, ok := healthLines["health_uri"]; ok {
+		if tok, ok := healthLines["health_path"]; ok {
+			return errAt(tok, "health_path with health_uri: health_path is the deprecated form of health_uri; give health_uri alone")
+		}
+	}
+	return checkHealthLines(o, healthLines)
 }
 
 // durationFields maps each plain duration subdirective to its field.
@@ -140,7 +162,8 @@ var durationFields = map[string]func(*relayconfig.Options) *caddy.Duration{
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
 	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify, " +
 	"tls_trusted_ca_certs, tls_server_name, header_up, lb_policy, health_uri, health_interval, health_timeout, " +
-	"health_status, health_passes, health_fails, health_upgrade"
+	"health_status, health_passes, health_fails, health_upgrade, health_upstream, health_port, health_headers, " +
+	"health_method, health_request_body, health_body, health_follow_redirects"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.
@@ -226,12 +249,18 @@ func parseHealth(d *caddyfile.Dispenser, o *relayconfig.Options, name string) er
 	}
 	hc := o.HealthChecks
 	switch name {
-	case "health_upgrade":
+	case "health_upgrade", "health_follow_redirects":
 		if d.NextArg() {
 			return d.ArgErr()
 		}
-		hc.Upgrade = true
+		if name == "health_upgrade" {
+			hc.Upgrade = true
+		} else {
+			hc.FollowRedirects = true
+		}
 		return nil
+	case "health_headers":
+		return parseHealthHeaders(d, hc)
 	case "health_interval", "health_timeout":
 		dur, err := positiveDuration(d, name)
 		if err != nil {
@@ -251,6 +280,27 @@ func parseHealth(d *caddyfile.Dispenser, o *relayconfig.Options, name string) er
 	switch name {
 	case "health_uri":
 		hc.URI = val
+	case "health_path":
+		// reverse_proxy's deprecated form of health_uri: a path alone.
+		if strings.Contains(val, "?") {
+			return d.Errf("%s: '%s' has a query: health_uri takes a path and query (health_path is its deprecated form)", name, val)
+		}
+		hc.URI = val
+		caddy.Log().Named("config.adapter.caddyfile").Warn("the 'health_path' subdirective is deprecated, please use 'health_uri' instead!")
+	case "health_upstream":
+		hc.Upstream = val
+	case "health_port":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 || n > 65535 {
+			return d.Errf("%s: want a port (1-65535), got '%s'", name, val)
+		}
+		hc.Port = n
+	case "health_method":
+		hc.Method = val
+	case "health_request_body":
+		hc.Body = val
+	case "health_body":
+		hc.ExpectBody = val
 	case "health_status":
 		// A code (200) or a class (2xx), as reverse_proxy's.
 		code := val
@@ -276,8 +326,66 @@ func parseHealth(d *caddyfile.Dispenser, o *relayconfig.Options, name string) er
 		return d.Errf("unrecognized subdirective '%s' (want one of: %s)", name, subdirectives)
 	}
 	// This line's value alone, checked as Validate checks it.
-	if err := (&relayconfig.HealthChecks{URI: cmp.Or(hc.URI, "/"), ExpectStatus: hc.ExpectStatus}).Validate(); err != nil {
+	alone := relayconfig.HealthChecks{URI: cmp.Or(hc.URI, "/"), ExpectStatus: hc.ExpectStatus,
+		Upstream: hc.Upstream, Method: hc.Method, ExpectBody: hc.ExpectBody}
+	if err := alone.Validate(); err != nil {
 		return d.Errf("%s: %v", name, err)
+	}
+	return nil
+}
+
+// parseHealthHeaders parses a health_headers block as reverse_proxy's:
+// a line per field, `<field> [<values...>]`, a field without a value
+// set empty, a field repeated adds values.
+func parseHealthHeaders(d *caddyfile.Dispenser, hc *relayconfig.HealthChecks) error {
+	if d.NextArg() {
+		return d.Errf("health_headers takes a block of '<field> <values...>' lines, not '%s'", d.Val())
+	}
+	hdr := http.Header{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		field, tok := d.Val(), d.Token()
+		vals := d.RemainingArgs()
+		if len(vals) == 0 {
+			vals = []string{""}
+		}
+		if err := (&relayconfig.HealthChecks{URI: "/", Headers: http.Header{field: vals}}).Validate(); err != nil {
+			return d.Errf("health_headers: %v", err)
+		}
+		if d.NextBlock(d.Nesting()) {
+			return errAt(tok, "health_headers: '%s' takes no block", field)
+		}
+		hdr[field] = append(hdr[field], vals...)
+	}
+	if len(hdr) == 0 {
+		return d.Errf("health_headers: an empty block; give '<field> <values...>' lines")
+	}
+	hc.Headers = hdr
+	return nil
+}
+
+// checkHealthLines reports what the health_* lines set together and no
+// line alone can say, at the line that does not fit.
+func checkHealthLines(o *relayconfig.Options, lines map[string]caddyfile.Token) error {
+	hc := o.HealthChecks
+	if hc == nil {
+		return nil
+	}
+	if hc.Upgrade {
+		for _, name := range []string{"health_method", "health_request_body", "health_body", "health_follow_redirects"} {
+			tok, ok := lines[name]
+			if !ok || name == "health_method" && hc.Method == http.MethodGet {
+				continue
+			}
+			return errAt(tok, "%s does not go with health_upgrade: a check is then a WebSocket upgrade, a GET without a body answered by a 101 without one", name)
+		}
+	}
+	if tok, ok := lines["health_port"]; ok {
+		if hc.Upstream != "" {
+			return errAt(tok, "health_port does not go with health_upstream, which names the port")
+		}
+		if err := hc.CheckUpstreams(o.Upstreams); err != nil {
+			return errAt(tok, "health_%v", err)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package directive
 
 import (
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -82,6 +83,13 @@ var goodCases = []struct {
 			URI: "/healthz?deep=1", Interval: sec(10), Timeout: sec(2), ExpectStatus: 204, Passes: 2, Fails: 3}}},
 	{"health checks by upgrade, a status class", "websocket_relay a:1 {\n\thealth_uri /ws\n\thealth_upgrade\n\thealth_status 1xx\n}",
 		relayconfig.Options{Upstreams: []string{"a:1"}, HealthChecks: &relayconfig.HealthChecks{URI: "/ws", Upgrade: true, ExpectStatus: 1}}},
+	{"health checks as reverse_proxy's other health lines", "websocket_relay a:1 b:2 {\n\thealth_uri /healthz\n\thealth_port 9000\n\thealth_headers {\n\t\tHost health.internal\n\t\tX-Token {env.TOKEN}\n\t\tX-Two a b\n\t\tX-Two c\n\t\tX-Empty\n\t}\n\thealth_method POST\n\thealth_request_body \"{\\\"deep\\\":true}\"\n\thealth_body ^ok\n\thealth_follow_redirects\n}",
+		relayconfig.Options{Upstreams: []string{"a:1", "b:2"}, HealthChecks: &relayconfig.HealthChecks{URI: "/healthz", Port: 9000,
+			Headers: http.Header{"Host": {"health.internal"}, "X-Token": {"{env.TOKEN}"}, "X-Two": {"a", "b", "c"}, "X-Empty": {""}},
+			Method:  "POST", Body: `{"deep":true}`, ExpectBody: "^ok", FollowRedirects: true}}},
+	{"health_upstream, health_path, and an upgrade check with headers", "websocket_relay unix//run/app.sock {\n\thealth_path /ws\n\thealth_upstream 127.0.0.1:9001\n\thealth_upgrade\n\thealth_method GET\n\thealth_headers {\n\t\tOrigin https://app.example\n\t}\n}",
+		relayconfig.Options{Upstreams: []string{"unix//run/app.sock"}, HealthChecks: &relayconfig.HealthChecks{URI: "/ws", Upstream: "127.0.0.1:9001",
+			Upgrade: true, Method: "GET", Headers: http.Header{"Origin": {"https://app.example"}}}}},
 	{"event_loops on is the default", "websocket_relay a:1 {\n\tevent_loops on\n}",
 		relayconfig.Options{Upstreams: []string{"a:1"}}},
 }
@@ -200,6 +208,24 @@ var badCases = []struct {
 	{"health_passes 0", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_passes 0\n}", []string{"want a whole number above 0, got '0'", "Testfile:3"}},
 	{"health_timeout bad", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_timeout -1s\n}", []string{"health_timeout: duration must be positive", "Testfile:3"}},
 	{"health_upgrade with an argument", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_upgrade on\n}", []string{"wrong argument count", "Testfile:3"}},
+	{"health_port not a number", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_port http\n}", []string{"health_port: want a port (1-65535), got 'http'", "Testfile:3"}},
+	{"health_port with health_upstream", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_upstream h:1\n\thealth_port 2\n}", []string{"health_port does not go with health_upstream", "Testfile:4"}},
+	{"health_port with a socket upstream", "websocket_relay a:1 unix//run/app.sock {\n\thealth_uri /a\n\thealth_port 2\n}", []string{"health_port 2: upstream unix//run/app.sock is a Unix socket", "Testfile:3"}},
+	{"health_upstream without a port", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_upstream backend\n}", []string{`health_upstream: upstream "backend" is not host:port`, "Testfile:3"}},
+	{"health_method with health_upgrade", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_method HEAD\n\thealth_upgrade\n}", []string{"health_method does not go with health_upgrade", "Testfile:3"}},
+	{"health_body with health_upgrade", "websocket_relay a:1 {\n\thealth_upgrade\n\thealth_uri /a\n\thealth_body ok\n}", []string{"health_body does not go with health_upgrade", "Testfile:4"}},
+	{"health_request_body with health_upgrade", "websocket_relay a:1 {\n\thealth_upgrade\n\thealth_uri /a\n\thealth_request_body x\n}", []string{"health_request_body does not go with health_upgrade", "Testfile:4"}},
+	{"health_follow_redirects with health_upgrade", "websocket_relay a:1 {\n\thealth_upgrade\n\thealth_uri /a\n\thealth_follow_redirects\n}", []string{"health_follow_redirects does not go with health_upgrade", "Testfile:4"}},
+	{"health_follow_redirects with an argument", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_follow_redirects 3\n}", []string{"wrong argument count", "Testfile:3"}},
+	{"health_body bad regexp", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_body (ok\n}", []string{"health_body: expect_body: error parsing regexp", "Testfile:3"}},
+	{"health_method not a token", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_method \"GE T\"\n}", []string{`health_method: method "GE T" is not a method`, "Testfile:3"}},
+	{"health_headers bad name", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_headers {\n\t\t\"X Y\" v\n\t}\n}", []string{`health_headers: headers: "X Y" is not a field name`, "Testfile:4"}},
+	{"health_headers empty", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_headers {\n\t}\n}", []string{"health_headers: an empty block", "Testfile:"}},
+	{"health_headers inline", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_headers X-A b\n}", []string{"health_headers takes a block", "Testfile:3"}},
+	{"health_headers nested block", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_headers {\n\t\tX-A {\n\t\t\tb\n\t\t}\n\t}\n}", []string{"'X-A' takes no block", "Testfile:4"}},
+	{"health_path with a query", "websocket_relay a:1 {\n\thealth_path /a?b=1\n}", []string{"health_path: '/a?b=1' has a query", "Testfile:2"}},
+	{"health_path and health_uri", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_path /b\n}", []string{"health_path with health_uri", "Testfile:3"}},
+	{"health_headers without health_uri", "websocket_relay a:1 {\n\thealth_headers {\n\t\tX-A b\n\t}\n}", []string{"health_headers needs health_uri", "Testfile:2"}},
 	{"health_bogus", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_bogus 1\n}", []string{"unrecognized subdirective 'health_bogus'", "Testfile:3"}},
 	{"lb_policy fallback without a policy", "websocket_relay a:1 {\n\tlb_policy query q {\n\t\tfallback\n\t}\n}", []string{"wrong argument count", "Testfile:3"}},
 	{"nested block", "websocket_relay a:1 {\n\tping_interval 5s {\n\t}\n}", []string{"take no block", "Testfile:2"}},

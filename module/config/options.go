@@ -134,6 +134,9 @@ func (o *Options) Validate() error {
 	if err := o.HealthChecks.Validate(); err != nil {
 		return fmt.Errorf("websocket_relay: health checks: %w", err)
 	}
+	if err := o.HealthChecks.CheckUpstreams(o.Upstreams); err != nil {
+		return fmt.Errorf("websocket_relay: health checks: %w", err)
+	}
 	if err := o.HeaderUp.Validate(); err != nil {
 		return fmt.Errorf("websocket_relay: header_up: %w", err)
 	}

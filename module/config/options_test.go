@@ -1,6 +1,7 @@
 package relayconfig
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,23 @@ func TestValidate(t *testing.T) {
 		{"health checks status", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", ExpectStatus: 42}}, "expect_status 42 is not a status"},
 		{"health checks too often", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Interval: 1}}, "interval 1ns is shorter than 10ms"},
 		{"health checks negative", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Fails: -1}}, "passes and fails must be positive"},
+		{"health request options", Options{Upstreams: []string{"a:1", "unix//s"}, HealthChecks: &HealthChecks{URI: "/h", Method: "POST", Body: "{}",
+			Headers: http.Header{"Host": {"x"}, "{env.N}": {"v"}}, ExpectBody: "^ok", MaxSize: 10, FollowRedirects: true, Upstream: "h:9"}}, ""},
+		{"health port", Options{Upstreams: []string{"a:1", "ws://b/p"}, HealthChecks: &HealthChecks{URI: "/h", Port: 9000}}, ""},
+		{"health port with a socket", Options{Upstreams: []string{"a:1", "unix//run/app.sock"}, HealthChecks: &HealthChecks{URI: "/h", Port: 9000}}, "upstream unix//run/app.sock is a Unix socket"},
+		{"health port out of range", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Port: 70000}}, "port 70000 is not a port"},
+		{"health port and upstream", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Port: 1, Upstream: "h:2"}}, "port and upstream both given"},
+		{"health upstream without port", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Upstream: "h"}}, `upstream "h" is not host:port`},
+		{"health upstream bad port", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Upstream: "h:http"}}, `bad port "http"`},
+		{"health header name", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Headers: http.Header{"X Y": {"v"}}}}, `"X Y" is not a field name`},
+		{"health header value", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Headers: http.Header{"X": {"a\r\nEvil: 1"}}}}, "holds a line break"},
+		{"health method", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Method: "GE T"}}, `method "GE T" is not a method`},
+		{"health body regexp", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", ExpectBody: "(ok"}}, "expect_body: error parsing regexp"},
+		{"health max_size", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", MaxSize: -1}}, "max_size must be positive"},
+		{"health upgrade with POST", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Upgrade: true, Method: "POST"}}, "method POST with upgrade"},
+		{"health upgrade with a body", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Upgrade: true, Body: "x"}}, "body with upgrade"},
+		{"health upgrade expecting a body", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Upgrade: true, ExpectBody: "x"}}, "expect_body with upgrade"},
+		{"health upgrade redirected", Options{Upstreams: []string{"a:1"}, HealthChecks: &HealthChecks{URI: "/h", Upgrade: true, FollowRedirects: true}}, "follow_redirects with upgrade"},
 		{"negative timeout", Options{Upstreams: []string{"a:1"}, DialTimeout: -1}, "dial_timeout must not be negative"},
 	}
 	for _, tc := range tests {
