@@ -70,3 +70,23 @@ func TestLBPolicyAsReverseProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestTryLinesAsReverseProxy: lb_try_duration, lb_try_interval and
+// lb_retries read as reverse_proxy's.
+func TestTryLinesAsReverseProxy(t *testing.T) {
+	t.Parallel()
+	lines := "lb_try_duration 5s\n\tlb_try_interval 100ms\n\tlb_retries 3"
+	var h reverseproxy.Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("reverse_proxy a:1 {\n\t" + lines + "\n}")); err != nil {
+		t.Fatal(err)
+	}
+	var o relayconfig.Options
+	if err := directive.Unmarshal(caddyfile.NewTestDispenser("websocket_relay a:1 {\n\t"+lines+"\n}"), &o); err != nil {
+		t.Fatal(err)
+	}
+	lb := h.LoadBalancing
+	if o.TryDuration != lb.TryDuration || o.TryInterval != lb.TryInterval || o.Retries != lb.Retries {
+		t.Errorf("the relay reads %v %v %d, reverse_proxy %v %v %d", o.TryDuration, o.TryInterval, o.Retries,
+			lb.TryDuration, lb.TryInterval, lb.Retries)
+	}
+}

@@ -31,6 +31,8 @@ type appOpts struct {
 	// Unix listens on a Unix socket in a temporary directory instead of
 	// 127.0.0.1; Addr is then the upstream "unix/<path>".
 	Unix bool
+	// Listen is the TCP address to listen on (default: a free port).
+	Listen string
 }
 
 // app is the HTTP application that caddy fronts: plain HTTP for every
@@ -85,6 +87,14 @@ func newApp(t *testing.T, opts appOpts) *app {
 		a.Addr = "unix/" + ln.Addr().String()
 		t.Cleanup(a.srv.Close)
 		return a
+	}
+	if opts.Listen != "" {
+		ln, err := net.Listen("tcp", opts.Listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.srv.Listener.Close()
+		a.srv.Listener = ln
 	}
 	if opts.TLS {
 		a.srv.StartTLS()

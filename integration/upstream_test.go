@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -557,6 +558,88 @@ func TestHealthChecksHeadersAndBody(t *testing.T) {
 	if got := counts(4); got[0] == 0 || got[1] == 0 {
 		t.Fatalf("app 0 healthy again: %v relays per app, want both used", got)
 	}
+}
+
+// TestTryAgain: with lb_try_duration an upgrade whose upstream is down
+// (a backend restarting in a deploy) waits for it, every
+// lb_try_interval, and is relayed once it is up; with lb_retries it is
+// tried that many times more, then refused; without either, refused at
+// once.
+func TestTryAgain(t *testing.T) {
+	t.Parallel()
+	down := freeAddr(t)  // never up
+	later := freeAddr(t) // up after a while
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	websocket_relay /nowait/* %s
+	websocket_relay /retries/* %s {
+		lb_retries 2
+		lb_try_interval 200ms
+	}
+	websocket_relay /wait/* %s {
+		lb_try_duration 5s
+		lb_try_interval 100ms
+	}
+}
+`, c.HTTPPort, down, down, later))
+	f := &fixture{Caddy: c}
+	dial := func(path string) (*cws.Conn, *http.Response, time.Duration, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		conn, resp, err := cws.Dial(ctx, f.URL(false, path), &cws.DialOptions{HTTPClient: c.HTTPClient()})
+		return conn, resp, time.Since(start), err
+	}
+	_, resp, took, err := dial("/nowait/echo")
+	if err == nil || !strings.HasPrefix(statusOf(resp), "502") || took > time.Second {
+		t.Fatalf("no retries: %v, status %s after %s; want 502 at once", err, statusOf(resp), took)
+	}
+	_, resp, took, err = dial("/retries/echo")
+	if err == nil || !strings.HasPrefix(statusOf(resp), "502") || took < 400*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("lb_retries 2, 200ms apart: %v, status %s after %s; want 502 after 400ms", err, statusOf(resp), took)
+	}
+	waitUntil(t, 5*time.Second, "the refusal's log line", func() bool {
+		return len(c.Logs(func(e rt.LogEntry) bool {
+			return e.Str("msg") == "no upstream reachable" && strings.Contains(e.Str("error"), "3 tries over")
+		})) == 1
+	})
+
+	type result struct {
+		conn *cws.Conn
+		resp *http.Response
+		took time.Duration
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		conn, resp, took, err := dial("/wait/echo")
+		got <- result{conn, resp, took, err}
+	}()
+	time.Sleep(600 * time.Millisecond)
+	app := newApp(t, appOpts{Listen: later})
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("lb_try_duration 5s, the backend up after 600ms: %v (status %s)", r.err, statusOf(r.resp))
+	}
+	defer r.conn.CloseNow()
+	if r.took < 600*time.Millisecond {
+		t.Errorf("relayed after %s, before the backend was up", r.took)
+	}
+	echoOnce(t, r.conn, "after the wait")
+	if n := app.Accepted.Load(); n != 1 {
+		t.Errorf("the backend accepted %d relays, want 1", n)
+	}
+}
+
+// freeAddr is a loopback address where nothing listens (now).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // waitUntil polls cond every 20 ms for up to d.

@@ -115,10 +115,41 @@ func (e *errConnect) Unwrap() error { return e.err }
 // sake.
 func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, error) {
 	ctx := r.Context()
+	start := now()
 	var errs []error
 	handshake := false
+	tries := 1
+	for ; ; tries++ {
+		errs = errs[:0] // the last try's errors say why
+		d, held, again := h.tryUpstreams(ctx, r, up1, stream, &errs, &handshake)
+		if d != nil {
+			return d, held, nil
+		}
+		if !again || !h.tryAgain(ctx, start, tries) {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, nil, fmt.Errorf("client went away: %w", errors.Join(append(errs, ctx.Err())...))
+	}
+	if len(errs) == 0 { // no upstream to try (a policy that gives none)
+		errs = append(errs, errors.New("no upstream to try"))
+	}
+	err := errors.Join(errs...)
+	if tries > 1 {
+		err = fmt.Errorf("%d tries over %s, the last: %w", tries, now().Sub(start).Round(time.Millisecond), err)
+	}
+	return nil, nil, &errConnect{handshake: handshake, err: err}
+}
+
+// tryUpstreams tries each upstream in the policy's order, once: the
+// first valid answer is returned, with its lease. Otherwise it adds
+// each failure to errs, sets handshake when an upgrade was tried, and
+// says whether another try may do better: not when the client went
+// away, nor when the answer was the path's own (a stream's 2xx).
+func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream bool, errs *[]error, handshake *bool) (*dialed, *lease, bool) {
 	for order := h.pool.order(r, now()); len(order) > 0; {
-		conn, idx, held, rest, err := h.dialNext(ctx, order, &errs)
+		conn, idx, held, rest, err := h.dialNext(ctx, order, errs)
 		if err != nil || conn == nil {
 			break
 		}
@@ -137,23 +168,23 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 			// Only a valid answer clears a failure: a dial that
 			// connects says nothing of the upgrade.
 			h.pool.markHealthy(idx)
-			return d, held, nil
+			return d, held, false
 		}
 		conn.Close()
 		held.release()
 		if ctx.Err() != nil {
-			errs = append(errs, err)
-			break
+			*errs = append(*errs, err)
+			return nil, nil, false
 		}
-		handshake = true
+		*handshake = true
 		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
 			zap.String("upstream", up.Raw), zap.Error(err))
-		errs = append(errs, fmt.Errorf("upgrade at upstream %s: %w", up.Raw, err))
+		*errs = append(*errs, fmt.Errorf("upgrade at upstream %s: %w", up.Raw, err))
 		if errors.Is(err, errStream2xx) {
 			// The path's answer (a page where a WebSocket was asked
 			// for), not the upstream's health: another would answer
 			// the same, and a client must not get them marked.
-			break
+			return nil, nil, false
 		}
 		if !errors.Is(err, upgrade.ErrInvalidHost) {
 			// An invalid Host is header_up's: a placeholder of the
@@ -162,13 +193,35 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 			h.pool.markFailed(idx, now())
 		}
 	}
-	if ctx.Err() != nil {
-		return nil, nil, fmt.Errorf("client went away: %w", errors.Join(append(errs, ctx.Err())...))
+	return nil, nil, ctx.Err() == nil
+}
+
+// tryAgain says whether an upgrade that arrived at start and failed on
+// every upstream tries times gets another try (TryDuration and Retries),
+// after waiting TryInterval; the wait ends without one when the client
+// goes away or the configuration is unloaded.
+func (h *Handler) tryAgain(ctx context.Context, start time.Time, tries int) bool {
+	switch {
+	case h.TryDuration <= 0 && h.Retries <= 0:
+		return false
+	case h.Retries > 0 && tries > h.Retries:
+		return false
+	case h.TryDuration > 0 && now().Sub(start) >= time.Duration(h.TryDuration):
+		return false
 	}
-	if len(errs) == 0 { // no upstream to try (a policy that gives none)
-		errs = append(errs, errors.New("no upstream to try"))
+	var closed chan struct{} // nil, never ready, without a registry
+	if h.live != nil {
+		closed = h.live.closed
 	}
-	return nil, nil, &errConnect{handshake: handshake, err: errors.Join(errs...)}
+	t := time.NewTimer(time.Duration(h.TryInterval))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-closed:
+	}
+	return false
 }
 
 // dialNext dials the upstreams of order in turn until one connects: it

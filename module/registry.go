@@ -18,6 +18,9 @@ type registry struct {
 	// an exit waits for them too, as they may become relays it must close.
 	upgrading int
 	closing   bool
+	// closed is closed when closing starts: an upgrade waiting to try
+	// its upstreams again stops.
+	closed chan struct{}
 	// code and reason a relay added while closing gets (a drain's);
 	// during an exit add gives the exit's instead (beginExit).
 	code   uint16
@@ -37,7 +40,7 @@ type registry struct {
 }
 
 func newRegistry(bound time.Duration) *registry {
-	r := &registry{sessions: make(map[*engine.Session]struct{}), stopDrain: make(chan struct{}), bound: bound}
+	r := &registry{sessions: make(map[*engine.Session]struct{}), stopDrain: make(chan struct{}), closed: make(chan struct{}), bound: bound}
 	r.empty = sync.NewCond(&r.mu)
 	r.mu.Lock()
 	r.trackLocked()
@@ -138,6 +141,7 @@ func (r *registry) snapshot(code uint16, reason string) []*engine.Session {
 	defer r.mu.Unlock()
 	if !r.closing {
 		r.code, r.reason = code, reason
+		close(r.closed)
 	}
 	r.closing = true
 	r.trackLocked()

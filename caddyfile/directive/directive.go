@@ -43,6 +43,9 @@ const Name = "websocket_relay"
 //	        fallback <policy> [<args...>]
 //	        max_age  <duration>
 //	    }]
+//	    lb_try_duration   <duration>
+//	    lb_try_interval   <duration>
+//	    lb_retries        <n>
 //	    health_uri        <uri>
 //	    health_interval   <duration>
 //	    health_timeout    <duration>
@@ -73,7 +76,8 @@ const Name = "websocket_relay"
 // `random_choose <n>`, first, random, ip_hash, client_ip_hash, uri_hash,
 // `header <field>`, `query <key>` or `cookie [<name> [<secret>]]`, the
 // last three with a fallback (which may have its own block), cookie
-// with a max_age. The health_* lines set active health checks, which
+// with a max_age. lb_try_duration and lb_retries try every upstream
+// again, lb_try_interval apart, when all failed. The health_* lines set active health checks, which
 // need health_uri (health_path is its deprecated form, a path alone);
 // health_status takes a code (200) or a class (2xx); health_method,
 // health_request_body, health_body and health_follow_redirects do not
@@ -95,7 +99,7 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 	}
 	seen := make(map[string]bool)
 	var tlsOpt *caddyfile.Token // the first of tls_trusted_ca_certs, tls_server_name
-	var lbLine *caddyfile.Token
+	var lbLine, tryInterval *caddyfile.Token
 	var healthLine *caddyfile.Token // the first health_* line but health_uri
 	healthLines := map[string]caddyfile.Token{}
 	for d.NextBlock(0) {
@@ -114,6 +118,10 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 		if name == "lb_policy" {
 			tok := d.Token()
 			lbLine = &tok
+		}
+		if name == "lb_try_interval" {
+			tok := d.Token()
+			tryInterval = &tok
 		}
 		if strings.HasPrefix(name, "health_") {
 			tok := d.Token()
@@ -137,6 +145,9 @@ func Unmarshal(d *caddyfile.Dispenser, o *relayconfig.Options) error {
 			return errAt(*lbLine, "lb_policy: %v", err)
 		}
 	}
+	if tryInterval != nil && o.TryDuration == 0 && o.Retries == 0 {
+		return errAt(*tryInterval, "lb_try_interval needs lb_try_duration or lb_retries: without them an upgrade is not tried again")
+	}
 	if healthLine != nil && o.HealthChecks.URI == "" {
 		return errAt(*healthLine, "%s needs health_uri: the checks ask each upstream for it", healthLine.Text)
 	}
@@ -156,12 +167,14 @@ var durationFields = map[string]func(*relayconfig.Options) *caddy.Duration{
 	"handshake_timeout": func(o *relayconfig.Options) *caddy.Duration { return &o.HandshakeTimeout },
 	"close_timeout":     func(o *relayconfig.Options) *caddy.Duration { return &o.CloseTimeout },
 	"stall_timeout":     func(o *relayconfig.Options) *caddy.Duration { return &o.StallTimeout },
+	"lb_try_duration":   func(o *relayconfig.Options) *caddy.Duration { return &o.TryDuration },
+	"lb_try_interval":   func(o *relayconfig.Options) *caddy.Duration { return &o.TryInterval },
 }
 
 // subdirectives lists every subdirective, for the unknown-name error.
 const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_timeout, " +
 	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify, " +
-	"tls_trusted_ca_certs, tls_server_name, header_up, lb_policy, health_uri, health_interval, health_timeout, " +
+	"tls_trusted_ca_certs, tls_server_name, header_up, lb_policy, lb_try_duration, lb_try_interval, lb_retries, health_uri, health_interval, health_timeout, " +
 	"health_status, health_passes, health_fails, health_upgrade, health_upstream, health_port, health_headers, " +
 	"health_method, health_request_body, health_body, health_follow_redirects"
 
@@ -213,6 +226,17 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 			return err
 		}
 		o.LBPolicy = p
+		return nil
+	case "lb_retries":
+		val, err := oneArg(d)
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n <= 0 {
+			return d.Errf("lb_retries: want a whole number above 0, got '%s'", val)
+		}
+		o.Retries = n
 		return nil
 	case "tls_server_name":
 		val, err := oneArg(d)

@@ -90,6 +90,8 @@ var goodCases = []struct {
 	{"health_upstream, health_path, and an upgrade check with headers", "websocket_relay unix//run/app.sock {\n\thealth_path /ws\n\thealth_upstream 127.0.0.1:9001\n\thealth_upgrade\n\thealth_method GET\n\thealth_headers {\n\t\tOrigin https://app.example\n\t}\n}",
 		relayconfig.Options{Upstreams: []string{"unix//run/app.sock"}, HealthChecks: &relayconfig.HealthChecks{URI: "/ws", Upstream: "127.0.0.1:9001",
 			Upgrade: true, Method: "GET", Headers: http.Header{"Origin": {"https://app.example"}}}}},
+	{"tries again as reverse_proxy's lb_try_* lines", "websocket_relay a:1 {\n\tlb_try_duration 5s\n\tlb_try_interval 100ms\n\tlb_retries 3\n}",
+		relayconfig.Options{Upstreams: []string{"a:1"}, TryDuration: sec(5), TryInterval: caddy.Duration(100 * time.Millisecond), Retries: 3}},
 	{"event_loops on is the default", "websocket_relay a:1 {\n\tevent_loops on\n}",
 		relayconfig.Options{Upstreams: []string{"a:1"}}},
 }
@@ -226,6 +228,9 @@ var badCases = []struct {
 	{"health_path with a query", "websocket_relay a:1 {\n\thealth_path /a?b=1\n}", []string{"health_path: '/a?b=1' has a query", "Testfile:2"}},
 	{"health_path and health_uri", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_path /b\n}", []string{"health_path with health_uri", "Testfile:3"}},
 	{"health_headers without health_uri", "websocket_relay a:1 {\n\thealth_headers {\n\t\tX-A b\n\t}\n}", []string{"health_headers needs health_uri", "Testfile:2"}},
+	{"lb_try_interval alone", "websocket_relay a:1 {\n\tlb_try_interval 1s\n}", []string{"lb_try_interval needs lb_try_duration or lb_retries", "Testfile:2"}},
+	{"lb_retries 0", "websocket_relay a:1 {\n\tlb_retries 0\n}", []string{"lb_retries: want a whole number above 0, got '0'", "Testfile:2"}},
+	{"lb_try_duration negative", "websocket_relay a:1 {\n\tlb_try_duration -1s\n}", []string{"lb_try_duration: duration must be positive", "Testfile:2"}},
 	{"health_bogus", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_bogus 1\n}", []string{"unrecognized subdirective 'health_bogus'", "Testfile:3"}},
 	{"lb_policy fallback without a policy", "websocket_relay a:1 {\n\tlb_policy query q {\n\t\tfallback\n\t}\n}", []string{"wrong argument count", "Testfile:3"}},
 	{"nested block", "websocket_relay a:1 {\n\tping_interval 5s {\n\t}\n}", []string{"take no block", "Testfile:2"}},

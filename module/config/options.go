@@ -19,6 +19,7 @@ const (
 	DefaultCloseTimeout     = 5 * time.Second
 	DefaultDrainPeriod      = 10 * time.Second
 	DefaultStallTimeout     = 30 * time.Second
+	DefaultTryInterval      = 250 * time.Millisecond
 )
 
 // Options are the settings of one websocket_relay handler, as its JSON
@@ -86,6 +87,22 @@ type Options struct {
 	// backend, after hop-by-hop headers were removed and X-Forwarded-*
 	// added. Values may hold placeholders. Default: none.
 	HeaderUp *HeaderOps `json:"header_up,omitempty"`
+	// TryDuration is how long an upgrade may be tried again, every
+	// TryInterval, in the policy's order, when every upstream failed
+	// (dial or upgrade), counted from its arrival: a backend restarting
+	// in a deploy is waited for rather than answered 502 (as
+	// reverse_proxy's lb_try_duration). Default: 0, one try of each
+	// upstream.
+	TryDuration caddy.Duration `json:"try_duration,omitempty"`
+	// TryInterval is the wait before each try after the first. Default:
+	// 250ms.
+	TryInterval caddy.Duration `json:"try_interval,omitempty"`
+	// Retries bounds the tries after the first, each a try of every
+	// upstream in the policy's order (with TryDuration, whichever ends
+	// first). Default: 0, no bound but TryDuration, and no retry
+	// without it.
+	Retries int `json:"retries,omitempty"`
+
 	// HealthChecks are active health checks of the upstreams. Default:
 	// none (an upstream whose dial or upgrade failed goes after the
 	// others for 5s, with or without them).
@@ -112,6 +129,9 @@ func (o *Options) SetDefaults() {
 	def(&o.CloseTimeout, DefaultCloseTimeout)
 	def(&o.DrainPeriod, DefaultDrainPeriod)
 	def(&o.StallTimeout, DefaultStallTimeout)
+	if o.TryDuration > 0 || o.Retries > 0 {
+		def(&o.TryInterval, DefaultTryInterval)
+	}
 	o.HealthChecks.SetDefaults()
 }
 
@@ -130,6 +150,9 @@ func (o *Options) Validate() error {
 	}
 	if err := o.LBPolicy.CheckUpstreams(len(o.Upstreams)); err != nil {
 		return fmt.Errorf("websocket_relay: lb_policy: %w", err)
+	}
+	if o.TryDuration < 0 || o.TryInterval < 0 || o.Retries < 0 {
+		return fmt.Errorf("websocket_relay: try_duration, try_interval and retries must not be negative")
 	}
 	if err := o.HealthChecks.Validate(); err != nil {
 		return fmt.Errorf("websocket_relay: health checks: %w", err)
