@@ -65,3 +65,31 @@ func TestHealthLinesAsReverseProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestPassiveLinesAsReverseProxy: the passive health check lines give
+// the JSON of reverse_proxy's passive health checks, field for field.
+func TestPassiveLinesAsReverseProxy(t *testing.T) {
+	t.Parallel()
+	for _, lines := range []string{
+		"fail_duration 30s\nmax_fails 3\nunhealthy_status 502 5xx\nunhealthy_latency 2s\nunhealthy_request_count 1000",
+		"fail_duration 10s",
+		"unhealthy_status 503",
+	} {
+		var h reverseproxy.Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("reverse_proxy a:1 {\n" + lines + "\n}")); err != nil {
+			t.Fatal(err)
+		}
+		var o relayconfig.Options
+		if err := directive.Unmarshal(caddyfile.NewTestDispenser("websocket_relay a:1 {\n"+lines+"\n}"), &o); err != nil {
+			t.Fatal(err)
+		}
+		var rp, relay map[string]any
+		b, _ := json.Marshal(h.HealthChecks.Passive)
+		_ = json.Unmarshal(b, &rp)
+		b, _ = json.Marshal(o.PassiveHealthChecks)
+		_ = json.Unmarshal(b, &relay)
+		if !reflect.DeepEqual(rp, relay) {
+			t.Errorf("%q: the relay reads %v, reverse_proxy %v", lines, relay, rp)
+		}
+	}
+}

@@ -631,6 +631,80 @@ func TestTryAgain(t *testing.T) {
 	}
 }
 
+// TestConnectionCap: with unhealthy_request_count an upstream holding
+// that many relays gets no more: an upgrade goes to another, or, when
+// every upstream is full, gets 503 with its reason (or, with
+// lb_try_duration, waits for a relay to end); once one ends, the next
+// is relayed.
+func TestConnectionCap(t *testing.T) {
+	t.Parallel()
+	apps := []*app{newApp(t, appOpts{}), newApp(t, appOpts{})}
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	websocket_relay /capped/* %s %s {
+		lb_policy first
+		unhealthy_request_count 2
+	}
+	websocket_relay /waits/* %s {
+		unhealthy_request_count 2
+		lb_try_duration 5s
+		lb_try_interval 50ms
+	}
+}
+`, c.HTTPPort, apps[0].Addr, apps[1].Addr, apps[0].Addr))
+	f := &fixture{Caddy: c}
+	var open []*cws.Conn
+	for i := range 4 {
+		conn, _ := f.dialCoder(t, false, "/capped/echo", nil)
+		echoOnce(t, conn, fmt.Sprint("relay ", i))
+		open = append(open, conn)
+	}
+	if a, b := apps[0].Accepted.Load(), apps[1].Accepted.Load(); a != 2 || b != 2 {
+		t.Fatalf("4 relays over 2 upstreams capped at 2: %d and %d", a, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := cws.Dial(ctx, f.URL(false, "/capped/echo"), &cws.DialOptions{HTTPClient: c.HTTPClient()})
+	if err == nil || !strings.HasPrefix(statusOf(resp), "503") {
+		t.Fatalf("a fifth: %v, status %s; want 503", err, statusOf(resp))
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "every upstream is at its connection limit") {
+		t.Errorf("the 503's body %q says not why", body)
+	}
+
+	// The waiting route shares app 0's count (2 relays now): full.
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, _, err := cws.Dial(ctx, f.URL(false, "/waits/echo"), &cws.DialOptions{HTTPClient: c.HTTPClient()})
+		if err == nil {
+			conn.CloseNow()
+		}
+		got <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-got:
+		t.Fatalf("an upgrade to a full upstream with lb_try_duration ended (%v) before a relay did", err)
+	default:
+	}
+	before := apps[0].Accepted.Load()
+	open[0].Close(cws.StatusNormalClosure, "") // app 0's first relay (lb_policy first)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("after a relay ended: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting upgrade was not relayed after a relay ended")
+	}
+	if apps[0].Accepted.Load() != before+1 {
+		t.Errorf("the waiting upgrade went elsewhere than app 0")
+	}
+}
+
 // freeAddr is a loopback address where nothing listens (now).
 func freeAddr(t *testing.T) string {
 	t.Helper()

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	relayconfig "github.com/websocket-relay/websocket_relay/module/config"
 	"github.com/websocket-relay/websocket_relay/module/upgrade"
@@ -98,7 +100,9 @@ type errConnect struct {
 	// handshake: some upstream was dialed, and its upgrade failed (else
 	// no dial succeeded).
 	handshake bool
-	err       error
+	// full: every upstream was at its unhealthy_request_count.
+	full bool
+	err  error
 }
 
 func (e *errConnect) Error() string { return e.err.Error() }
@@ -135,11 +139,13 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 	if len(errs) == 0 { // no upstream to try (a policy that gives none)
 		errs = append(errs, errors.New("no upstream to try"))
 	}
+	// Every upstream skipped at its cap: unavailable, not failed.
+	full := len(errs) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return !errors.Is(e, errFull) })
 	err := errors.Join(errs...)
 	if tries > 1 {
 		err = fmt.Errorf("%d tries over %s, the last: %w", tries, now().Sub(start).Round(time.Millisecond), err)
 	}
-	return nil, nil, &errConnect{handshake: handshake, err: err}
+	return nil, nil, &errConnect{handshake: handshake, full: full, err: err}
 }
 
 // tryUpstreams tries each upstream in the policy's order, once: the
@@ -149,7 +155,7 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 // away, nor when the answer was the path's own (a stream's 2xx).
 func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream bool, errs *[]error, handshake *bool) (*dialed, *lease, bool) {
 	for order := h.pool.order(r, now()); len(order) > 0; {
-		conn, idx, held, rest, err := h.dialNext(ctx, order, errs)
+		conn, idx, held, rest, began, err := h.dialNext(ctx, order, errs)
 		if err != nil || conn == nil {
 			break
 		}
@@ -166,8 +172,16 @@ func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream
 		}
 		if err == nil {
 			// Only a valid answer clears a failure: a dial that
-			// connects says nothing of the upgrade.
-			h.pool.markHealthy(idx)
+			// connects says nothing of the upgrade. A valid answer
+			// the passive checks find unhealthy is used all the same.
+			if why := h.unhealthyAnswer(d.resp.StatusCode, began); why != "" {
+				h.pool.markFailed(idx, now())
+				if c := h.logger.Check(zapcore.DebugLevel, "upstream answer counted as a failure"); c != nil {
+					c.Write(zap.String("upstream", up.Raw), zap.String("reason", why))
+				}
+			} else {
+				h.pool.markHealthy(idx)
+			}
 			return d, held, false
 		}
 		conn.Close()
@@ -232,17 +246,22 @@ func (h *Handler) tryAgain(ctx context.Context, start time.Time, tries int) bool
 // adds to errs; when none connects, the connection is nil. When ctx
 // ends (the client went away), it stops with ctx's error and marks no
 // upstream failed: the dial did not fail for the upstream's sake.
-func (h *Handler) dialNext(ctx context.Context, order []int, errs *[]error) (net.Conn, int, *lease, []int, error) {
+func (h *Handler) dialNext(ctx context.Context, order []int, errs *[]error) (net.Conn, int, *lease, []int, time.Time, error) {
 	for i, idx := range order {
 		up := h.pool.list[idx]
-		held := h.pool.hold(idx)
+		held := h.pool.tryHold(idx)
+		if held == nil {
+			*errs = append(*errs, fmt.Errorf("upstream %s: %w", up.Raw, errFull))
+			continue
+		}
+		began := now()
 		conn, err := h.dialOne(ctx, up)
 		if ctx.Err() != nil {
 			held.release()
 			if conn != nil {
 				conn.Close()
 			}
-			return nil, 0, nil, nil, ctx.Err()
+			return nil, 0, nil, nil, began, ctx.Err()
 		}
 		if err != nil {
 			held.release()
@@ -250,9 +269,28 @@ func (h *Handler) dialNext(ctx context.Context, order []int, errs *[]error) (net
 			*errs = append(*errs, fmt.Errorf("dialing upstream %s: %w", up.Raw, err))
 			continue
 		}
-		return conn, idx, held, order[i+1:], nil
+		return conn, idx, held, order[i+1:], began, nil
 	}
-	return nil, 0, nil, nil, nil
+	return nil, 0, nil, nil, time.Time{}, nil
+}
+
+// errFull is an upstream skipped at its unhealthy_request_count.
+var errFull = errors.New("at its unhealthy_request_count")
+
+// unhealthyAnswer says why a valid answer from an upstream, dialed at
+// began, counts as a failure of it (its status is one of
+// unhealthy_status, or it came later than unhealthy_latency), or "".
+func (h *Handler) unhealthyAnswer(status int, began time.Time) string {
+	pc := h.PassiveHealthChecks
+	switch {
+	case pc == nil:
+		return ""
+	case pc.StatusUnhealthy(status):
+		return fmt.Sprintf("status %d is an unhealthy_status", status)
+	case pc.UnhealthyLatency > 0 && now().Sub(began) > time.Duration(pc.UnhealthyLatency):
+		return fmt.Sprintf("answered after %s, past unhealthy_latency", now().Sub(began).Round(time.Millisecond))
+	}
+	return ""
 }
 
 func (h *Handler) dialOne(ctx context.Context, up relayconfig.Upstream) (net.Conn, error) {

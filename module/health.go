@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -140,7 +141,9 @@ func (c *healthChecker) check(ctx context.Context, up relayconfig.Upstream) erro
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	// The answer's body is not read, nor its Body closed (which would
+	// read it to its end): its status says it, and the connection is
+	// closed now.
 	if !c.cfg.StatusOK(resp.StatusCode) {
 		return fmt.Errorf("answered %d, want %s", resp.StatusCode, c.wantStatus())
 	}
@@ -167,8 +170,8 @@ func (c *healthChecker) request(ctx context.Context, up, target relayconfig.Upst
 		out.Header.Del(k)
 	}
 	out.Method, out.Body, out.ContentLength, out.GetBody = req.Method, req.Body, req.ContentLength, req.GetBody
-	c.setHeaders(out, up)
 	out.URL.Scheme, out.URL.Host = "http", out.Host
+	c.setHeaders(out, up)
 	out = out.WithContext(ctx)
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) { return c.h.dialOne(ctx, target) }
 	tr := &http.Transport{
@@ -185,10 +188,7 @@ func (c *healthChecker) request(ctx context.Context, up, target relayconfig.Upst
 		if !c.cfg.FollowRedirects {
 			return http.ErrUseLastResponse
 		}
-		if len(via) >= 10 {
-			return fmt.Errorf("stopped after 10 redirects")
-		}
-		return nil
+		return nil // as reverse_proxy's: as many as health_timeout allows
 	}}
 	resp, err := client.Do(out)
 	if err != nil {
@@ -246,7 +246,9 @@ func (c *healthChecker) newRequest(target relayconfig.Upstream, body io.Reader) 
 }
 
 // setHeaders sets the configured headers on r, but those named in
-// keep, as reverse_proxy's health_headers: a Host sets the Host, the
+// keep, as reverse_proxy's health_headers: names are merged whatever
+// their case (in the names' order, for the values' order), a Host sets
+// the Host unless it comes out empty (then the target's stays), the
 // placeholders of names and of a Host are all replaced, a value's known
 // ones only, and {http.reverse_proxy.active.target_upstream} is up's
 // address.
@@ -260,12 +262,16 @@ func (c *healthChecker) setHeaders(r *http.Request, up relayconfig.Upstream, kee
 		addr = "unix/" + up.Addr // as Caddy writes a socket's address
 	}
 	repl.Set(relayconfig.HealthTargetPlaceholder, addr)
-	for name, vals := range c.cfg.Headers {
-		name = http.CanonicalHeaderKey(repl.ReplaceAll(name, ""))
+	merged := http.Header{}
+	for _, name := range slices.Sorted(maps.Keys(c.cfg.Headers)) {
+		cn := http.CanonicalHeaderKey(repl.ReplaceAll(name, ""))
+		merged[cn] = append(merged[cn], c.cfg.Headers[name]...)
+	}
+	for name, vals := range merged {
 		switch {
 		case name == "Host":
-			if len(vals) > 0 {
-				r.Host = repl.ReplaceAll(vals[0], "")
+			if host := repl.ReplaceAll(vals[0], ""); host != "" {
+				r.Host = host
 			}
 			continue
 		case slices.Contains(keep, name):

@@ -36,7 +36,7 @@ var (
 	}, []string{"upstream"})
 	handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "websocket_relay", Name: "handshake_failures_total",
-		Help: "Upgrade requests not relayed, by reason: bad_request, dial, handshake, rejected, client_gone.",
+		Help: "Upgrade requests not relayed, by reason: bad_request, dial, handshake, full, rejected, client_gone.",
 	}, []string{"reason"})
 )
 

@@ -49,6 +49,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if len(list) > 0 {
 		h.pool = newUpstreamPool(list, h.LBPolicy)
+		h.pool.setPassive(h.PassiveHealthChecks)
 	}
 	tc, err := h.backendTLS()
 	if err != nil {

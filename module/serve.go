@@ -54,6 +54,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	d, held, err := h.connect(r, up1, stream)
 	var failed *errConnect
 	switch {
+	case errors.As(err, &failed) && failed.full:
+		handshakeFailures.WithLabelValues("full").Inc()
+		h.logger.Warn("every upstream at its unhealthy_request_count", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
+		return h.refuse(w, r, http.StatusServiceUnavailable, "websocket_relay: every upstream is at its connection limit")
 	case errors.As(err, &failed) && failed.handshake:
 		handshakeFailures.WithLabelValues("handshake").Inc()
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")

@@ -44,7 +44,7 @@ func TestStream2xxMarksNoUpstream(t *testing.T) {
 	_, _, err := h.connect(r, upgrade.AsUpgrade(r, upgrade.NewKey()), true)
 	t.Logf("connect: %v", err)
 	h.pool.mu.Lock()
-	marked := len(h.pool.failedAt)
+	marked := len(h.pool.failures)
 	h.pool.mu.Unlock()
 	if asked.Load() != 1 || marked != 0 {
 		t.Errorf("one stream request for a page: %d backend requests, %d of 3 upstreams marked failed (want 1 and 0: the path's answer, not an upstream failure)", asked.Load(), marked)

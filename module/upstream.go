@@ -25,7 +25,7 @@ import (
 
 // upstreamPool orders the upstreams of each upgrade by the handler's
 // lb_policy and puts last those whose dial or upgrade failed within the last
-// failBackoff. It counts the connections each upstream holds, for
+// fail_duration (max_fails times). It counts the connections each upstream holds, for
 // least_conn and the upstream_connections gauge.
 type upstreamPool struct {
 	list   []relayconfig.Upstream
@@ -42,20 +42,26 @@ type upstreamPool struct {
 	// that names each upstream (cookieValue of its key).
 	cookies map[*relayconfig.LBPolicy][]string
 
-	mu       sync.Mutex
-	failedAt map[int]time.Time
+	mu sync.Mutex
+	// failures are, for each upstream, the times of its recent failed
+	// dials or upgrades (at most maxFails, none older than failFor).
+	failures map[int][]time.Time
+	failFor  time.Duration // fail_duration; negative: none remembered
+	maxFails int
+	// limit caps each upstream's connection count (0: no cap).
+	limit int64
 	// unhealthy marks the upstreams that the active health checks found
 	// unhealthy (all false without them).
 	unhealthy []atomic.Bool
 }
 
 // failBackoff is how long an upstream whose dial or upgrade failed is skipped while
-// another one is available.
-const failBackoff = 5 * time.Second
+// another one is available, unless fail_duration says otherwise.
+const failBackoff = relayconfig.DefaultFailDuration
 
 func newUpstreamPool(list []relayconfig.Upstream, policy *relayconfig.LBPolicy) *upstreamPool {
-	p := &upstreamPool{list: list, policy: policy, failedAt: make(map[int]time.Time),
-		unhealthy: make([]atomic.Bool, len(list))}
+	p := &upstreamPool{list: list, policy: policy, failures: make(map[int][]time.Time),
+		failFor: failBackoff, maxFails: 1, unhealthy: make([]atomic.Bool, len(list))}
 	for _, u := range list {
 		key := u.Addr
 		if u.Network == "unix" {
@@ -111,8 +117,7 @@ func (p *upstreamPool) order(r *http.Request, now time.Time) []int {
 	p.mu.Lock()
 	for i := range p.list {
 		unhealthy[i] = p.unhealthy[i].Load()
-		t, failed := p.failedAt[i]
-		down[i] = unhealthy[i] || failed && now.Sub(t) < failBackoff
+		down[i] = unhealthy[i] || p.failedLocked(i, now)
 	}
 	p.mu.Unlock()
 	ranked := p.rank(p.policy, r, false, down)
@@ -435,17 +440,53 @@ func (p *upstreamPool) name(delta int) {
 	}
 }
 
-// markFailed records a failed dial or upgrade of upstream idx at now.
-func (p *upstreamPool) markFailed(idx int, now time.Time) {
-	p.mu.Lock()
-	p.failedAt[idx] = now
-	p.mu.Unlock()
+// setPassive applies the passive health checks' fail_duration,
+// max_fails and unhealthy_request_count.
+func (p *upstreamPool) setPassive(c *relayconfig.PassiveHealthChecks) {
+	if c == nil {
+		return
+	}
+	p.failFor = time.Duration(c.FailDuration)
+	p.maxFails = max(c.MaxFails, 1)
+	p.limit = int64(c.UnhealthyRequestCount)
 }
 
-// markHealthy clears a failure record after a valid answer.
+// failedLocked reports whether upstream i has maxFails failures within
+// failFor before now. Call with p.mu held.
+func (p *upstreamPool) failedLocked(i int, now time.Time) bool {
+	n := 0
+	for _, t := range p.failures[i] {
+		if now.Sub(t) < p.failFor {
+			n++
+		}
+	}
+	return n >= p.maxFails
+}
+
+// markFailed records a failed dial or upgrade of upstream idx at now.
+func (p *upstreamPool) markFailed(idx int, now time.Time) {
+	if p.failFor < 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.failures[idx][:0]
+	for _, t := range p.failures[idx] {
+		if now.Sub(t) < p.failFor {
+			kept = append(kept, t)
+		}
+	}
+	kept = append(kept, now)
+	if len(kept) > p.maxFails {
+		kept = kept[len(kept)-p.maxFails:]
+	}
+	p.failures[idx] = kept
+}
+
+// markHealthy clears the failures of upstream idx after a valid answer.
 func (p *upstreamPool) markHealthy(idx int) {
 	p.mu.Lock()
-	delete(p.failedAt, idx)
+	delete(p.failures, idx)
 	p.mu.Unlock()
 }
 
@@ -454,6 +495,25 @@ func (p *upstreamPool) hold(idx int) *lease {
 	p.conns[idx].Add(1)
 	useUpstreamSeries(p.list[idx].Raw, 0, 1)
 	return &lease{p: p, idx: idx}
+}
+
+// tryHold holds a connection to upstream idx as hold does, unless it is
+// at its cap (unhealthy_request_count): then it returns nil.
+func (p *upstreamPool) tryHold(idx int) *lease {
+	if p.limit > 0 {
+		for {
+			c := p.conns[idx].Load()
+			if c >= p.limit {
+				return nil
+			}
+			if p.conns[idx].CompareAndSwap(c, c+1) {
+				break
+			}
+		}
+		useUpstreamSeries(p.list[idx].Raw, 0, 1)
+		return &lease{p: p, idx: idx}
+	}
+	return p.hold(idx)
 }
 
 // lease is one connection counted against an upstream.

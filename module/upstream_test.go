@@ -74,7 +74,7 @@ func TestDialCanceledMarksNoUpstream(t *testing.T) {
 		t.Fatalf("dial error %v, want the context's", err)
 	}
 	h.pool.mu.Lock()
-	n := len(h.pool.failedAt)
+	n := len(h.pool.failures)
 	h.pool.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d upstreams marked failed because the client went away", n)
@@ -274,7 +274,7 @@ func TestLeastConnCountsDials(t *testing.T) {
 			defer wg.Done()
 			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 			var errs []error
-			if conn, _, l, _, err := h.dialNext(r.Context(), h.pool.order(r, time.Now()), &errs); err == nil && conn != nil {
+			if conn, _, l, _, _, err := h.dialNext(r.Context(), h.pool.order(r, time.Now()), &errs); err == nil && conn != nil {
 				conn.Close()
 				l.release()
 			}

@@ -62,6 +62,11 @@ const Name = "websocket_relay"
 //	    health_request_body <body>
 //	    health_body       <regexp>
 //	    health_follow_redirects
+//	    fail_duration     <duration>|off
+//	    max_fails         <n>
+//	    unhealthy_status  <codes|classes...>
+//	    unhealthy_latency <duration>
+//	    unhealthy_request_count <n>
 //	}
 //
 // An upstream is host:port, ws://host[:port][/path],
@@ -82,7 +87,9 @@ const Name = "websocket_relay"
 // health_status takes a code (200) or a class (2xx); health_method,
 // health_request_body, health_body and health_follow_redirects do not
 // go with health_upgrade, nor health_port with health_upstream or a
-// Unix socket upstream.
+// Unix socket upstream. fail_duration, max_fails, unhealthy_status,
+// unhealthy_latency and unhealthy_request_count are reverse_proxy's
+// passive health checks, judged by the upgrades.
 // Durations take Caddy's units (including d for days) and must
 // be positive; `ping_interval off` turns relay pings off; `drain_period
 // off` closes all relays at once on a config reload; `event_loops off`
@@ -176,7 +183,8 @@ const subdirectives = "to, ping_interval, pong_timeout, write_timeout, dial_time
 	"handshake_timeout, close_timeout, stall_timeout, drain_period, event_loops, tls_insecure_skip_verify, " +
 	"tls_trusted_ca_certs, tls_server_name, header_up, lb_policy, lb_try_duration, lb_try_interval, lb_retries, health_uri, health_interval, health_timeout, " +
 	"health_status, health_passes, health_fails, health_upgrade, health_upstream, health_port, health_headers, " +
-	"health_method, health_request_body, health_body, health_follow_redirects"
+	"health_method, health_request_body, health_body, health_follow_redirects, fail_duration, max_fails, " +
+	"unhealthy_status, unhealthy_latency, unhealthy_request_count"
 
 // parseSubdirective parses the line of subdirective name, whose token is
 // the current one.
@@ -251,6 +259,9 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 	}
 	if strings.HasPrefix(name, "health_") {
 		return parseHealth(d, o, name)
+	}
+	if passiveLines[name] {
+		return parsePassive(d, o, name)
 	}
 	field, ok := durationFields[name]
 	if !ok {
@@ -354,6 +365,62 @@ func parseHealth(d *caddyfile.Dispenser, o *relayconfig.Options, name string) er
 		Upstream: hc.Upstream, Method: hc.Method, ExpectBody: hc.ExpectBody}
 	if err := alone.Validate(); err != nil {
 		return d.Errf("%s: %v", name, err)
+	}
+	return nil
+}
+
+// passiveLines are the lines of the passive health checks, as
+// reverse_proxy names them.
+var passiveLines = map[string]bool{"fail_duration": true, "max_fails": true, "unhealthy_status": true,
+	"unhealthy_latency": true, "unhealthy_request_count": true}
+
+// parsePassive parses one line of the passive health checks, as
+// reverse_proxy reads it; `fail_duration off` remembers no failure.
+func parsePassive(d *caddyfile.Dispenser, o *relayconfig.Options, name string) error {
+	if o.PassiveHealthChecks == nil {
+		o.PassiveHealthChecks = &relayconfig.PassiveHealthChecks{}
+	}
+	pc := o.PassiveHealthChecks
+	switch name {
+	case "fail_duration":
+		return parseDurationOrOff(d, name, &pc.FailDuration)
+	case "unhealthy_latency":
+		dur, err := positiveDuration(d, name)
+		pc.UnhealthyLatency = caddy.Duration(dur)
+		return err
+	case "unhealthy_status":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		for _, arg := range args {
+			code := arg
+			if len(arg) == 3 && strings.HasSuffix(arg, "xx") {
+				code = arg[:1]
+			}
+			n, err := strconv.Atoi(code)
+			if err != nil {
+				return d.Errf("%s: invalid status '%s': want a code (503) or a class (5xx)", name, arg)
+			}
+			pc.UnhealthyStatus = append(pc.UnhealthyStatus, n)
+		}
+		if err := (&relayconfig.PassiveHealthChecks{UnhealthyStatus: pc.UnhealthyStatus}).Validate(); err != nil {
+			return d.Errf("%s: %v", name, err)
+		}
+		return nil
+	}
+	val, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(val)
+	if err != nil || n <= 0 {
+		return d.Errf("%s: want a whole number above 0, got '%s'", name, val)
+	}
+	if name == "max_fails" {
+		pc.MaxFails = n
+	} else {
+		pc.UnhealthyRequestCount = n
 	}
 	return nil
 }

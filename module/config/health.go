@@ -60,8 +60,8 @@ type HealthChecks struct {
 	// host, and in their Host (TCP upstreams only; not with Upstream).
 	// Default: the upstream's own port.
 	Port int `json:"port,omitempty"`
-	// Headers are set on each check's request; a Host field sets its
-	// Host. Names and values may hold global placeholders ({env.*},
+	// Headers are set on each check's request (names in any case are
+	// one field); a Host field sets its Host, unless it comes out empty. Names and values may hold global placeholders ({env.*},
 	// {system.*}) and {http.reverse_proxy.active.target_upstream}, the
 	// upstream's address, as reverse_proxy's health_headers.
 	Headers http.Header `json:"headers,omitempty"`
@@ -71,8 +71,8 @@ type HealthChecks struct {
 	// placeholders are replaced, and braces that are no placeholder
 	// (JSON's) are kept.
 	Body string `json:"body,omitempty"`
-	// FollowRedirects follows a check's 3xx answers, up to 10, to the
-	// same upstream (as reverse_proxy's: the Location's host goes in
+	// FollowRedirects follows a check's 3xx answers, as many as Timeout
+	// allows, to the same upstream (as reverse_proxy's: the Location's host goes in
 	// Host, the dial is the upstream's). Default: a 3xx is the answer.
 	FollowRedirects bool `json:"follow_redirects,omitempty"`
 	// ExpectBody is a regular expression (Go's syntax) that a healthy

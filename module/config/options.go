@@ -103,6 +103,11 @@ type Options struct {
 	// without it.
 	Retries int `json:"retries,omitempty"`
 
+	// PassiveHealthChecks judge the upstreams by their upgrades. Default:
+	// an upstream whose dial or upgrade failed goes after the others
+	// for 5s.
+	PassiveHealthChecks *PassiveHealthChecks `json:"passive_health_checks,omitempty"`
+
 	// HealthChecks are active health checks of the upstreams. Default:
 	// none (an upstream whose dial or upgrade failed goes after the
 	// others for 5s, with or without them).
@@ -133,6 +138,7 @@ func (o *Options) SetDefaults() {
 		def(&o.TryInterval, DefaultTryInterval)
 	}
 	o.HealthChecks.SetDefaults()
+	o.PassiveHealthChecks.SetDefaults()
 }
 
 // Validate rejects a configuration that cannot work.
@@ -159,6 +165,9 @@ func (o *Options) Validate() error {
 	}
 	if err := o.HealthChecks.CheckUpstreams(o.Upstreams); err != nil {
 		return fmt.Errorf("websocket_relay: health checks: %w", err)
+	}
+	if err := o.PassiveHealthChecks.Validate(); err != nil {
+		return fmt.Errorf("websocket_relay: passive health checks: %w", err)
 	}
 	if err := o.HeaderUp.Validate(); err != nil {
 		return fmt.Errorf("websocket_relay: header_up: %w", err)
