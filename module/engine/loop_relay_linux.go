@@ -211,7 +211,6 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 	if !s.inLoop || s.loopID != id {
 		return // handed back meanwhile
 	}
-	src, dst := s.legs[side], s.legs[side.other()]
 	n, err := sysRead(uintptr(s.fds[side]), buf)
 	for err == syscall.EINTR {
 		n, err = sysRead(uintptr(s.fds[side]), buf)
@@ -219,17 +218,33 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 	if err == syscall.EAGAIN {
 		return
 	}
+	sent, pos, ok := s.afterRead(side, buf, n, err)
+	if !ok {
+		return
+	}
+	w, err := s.loopWrite(s.legs[side.other()], buf[sent:pos])
+	s.afterWrite(side, buf, n, sent, pos, w, err)
+}
+
+// afterRead takes what a read of side's socket into buf gave (n bytes,
+// or err) on a loop (loopMu held): it finds the data frames and the
+// peers' own pings and pongs to relay, consumes the client's answers to
+// relay pings (writing the frames before one first), and returns the
+// part of buf to write to the other leg now, buf[sent:pos]. ok is false
+// when it handed the relay back (the end of the stream, an error, or a
+// write before a pong that the socket did not take whole).
+func (s *Session) afterRead(side Side, buf []byte, n int, err error) (sent, pos int, ok bool) {
+	src, dst := s.legs[side], s.legs[side.other()]
 	if n <= 0 || err != nil {
 		// The end of the stream or an error: the pump reads it again and
 		// ends the leg as it always does.
 		s.leaveLoop(nil, nil, 0, nil, nil)
-		return
+		return 0, 0, false
 	}
 	s.seen(src)
 	// Relay the data frames and the peers' own pings and pongs; consume
 	// the client's answers to relay pings in between. sent is where the
 	// bytes not yet written start.
-	sent, pos := 0, 0
 	for {
 		k, _ := s.batch(src, buf[pos:n], false)
 		pos += k
@@ -250,7 +265,7 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 		// once they did, else the pump reads and counts it.
 		if w, err := s.loopWrite(dst, buf[sent:pos]); w < pos-sent {
 			s.leaveLoop(src, buf[sent+w:n], pos-sent-w, err, nil)
-			return
+			return 0, 0, false
 		}
 		src.took(h, m-int(h.Length))
 		src.counters.bytes.Add(h.Length)
@@ -258,11 +273,18 @@ func (s *Session) event(side Side, id uint64, buf []byte) {
 		pos += m
 		sent = pos
 	}
-	w, err := s.loopWrite(dst, buf[sent:pos])
+	return sent, pos, true
+}
+
+// afterWrite ends an event once buf[sent:pos] was written to the other
+// leg, w bytes of it taken (err: the error that stopped it): when all of
+// the read was relayed, the relay stays on the loop; else it is handed
+// back with the rest.
+func (s *Session) afterWrite(side Side, buf []byte, n, sent, pos, w int, err error) {
 	if pos == n && w == pos-sent {
 		return
 	}
-	s.leaveLoop(src, buf[sent+w:n], pos-sent-w, err, nil)
+	s.leaveLoop(s.legs[side], buf[sent+w:n], pos-sent-w, err, nil)
 }
 
 // loopWrite writes p to dst without waiting and returns how much of it the
@@ -337,4 +359,15 @@ func (s *Session) loopPing() (started time.Time, done bool, err error) {
 	err = c.w.write(pingFrame[n:])
 	c.w.unlock()
 	return started, true, err
+}
+
+// loseLeg ends side's leg after a batch lost what its socket gave (a
+// ring that failed, with the bytes read and no completion to say how
+// many): the relay cannot go on without them, so the leg's pump, handed
+// the relay back, fails at once and the relay ends as on any read error.
+// loopMu is held, so no move onto a loop swaps the connection meanwhile.
+func (s *Session) loseLeg(side Side) {
+	if c := s.legs[side].rd.conn; c != nil {
+		_ = c.Close()
+	}
 }
