@@ -473,21 +473,8 @@ func TestHealthChecks(t *testing.T) {
 }
 `, c.HTTPPort, apps[0].Addr, apps[1].Addr))
 	f := &fixture{App: apps[0], Caddy: c}
-	stateLines := func(msg string) int {
-		return len(c.Logs(func(e rt.LogEntry) bool {
-			return e.Str("msg") == msg && e.Str("upstream") == apps[0].Addr
-		}))
-	}
-	// counts opens n relays and says how many each app accepted.
-	counts := func(n int) [2]int64 {
-		before := [2]int64{apps[0].Accepted.Load(), apps[1].Accepted.Load()}
-		for range n {
-			conn, _ := f.dialCoder(t, false, "/echo", nil)
-			echoOnce(t, conn, "health")
-			conn.Close(cws.StatusNormalClosure, "")
-		}
-		return [2]int64{apps[0].Accepted.Load() - before[0], apps[1].Accepted.Load() - before[1]}
-	}
+	stateLines := func(msg string) int { return len(upstreamLines(c, msg, apps[0].Addr)) }
+	counts := func(n int) [2]int64 { return relaysPerApp(t, f, apps, n) }
 	if got := counts(4); got[0] == 0 || got[1] == 0 {
 		t.Fatalf("both healthy: %v relays per app, want both used", got)
 	}
@@ -526,18 +513,8 @@ func TestHealthChecksHeadersAndBody(t *testing.T) {
 }
 `, c.HTTPPort, apps[0].Addr, apps[1].Addr))
 	f := &fixture{App: apps[0], Caddy: c}
-	stateLines := func(msg string) []rt.LogEntry {
-		return c.Logs(func(e rt.LogEntry) bool { return e.Str("msg") == msg && e.Str("upstream") == apps[0].Addr })
-	}
-	counts := func(n int) [2]int64 {
-		before := [2]int64{apps[0].Accepted.Load(), apps[1].Accepted.Load()}
-		for range n {
-			conn, _ := f.dialCoder(t, false, "/echo", nil)
-			echoOnce(t, conn, "health")
-			conn.Close(cws.StatusNormalClosure, "")
-		}
-		return [2]int64{apps[0].Accepted.Load() - before[0], apps[1].Accepted.Load() - before[1]}
-	}
+	stateLines := func(msg string) []rt.LogEntry { return upstreamLines(c, msg, apps[0].Addr) }
+	counts := func(n int) [2]int64 { return relaysPerApp(t, f, apps, n) }
 	time.Sleep(300 * time.Millisecond) // checks with the token have passed
 	if got := counts(4); got[0] == 0 || got[1] == 0 {
 		t.Fatalf("both healthy (their bodies match only with the token sent): %v relays per app, want both used", got)
@@ -714,6 +691,25 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// upstreamLines are c's log lines with message msg about upstream.
+func upstreamLines(c *caddyProc, msg, upstream string) []rt.LogEntry {
+	return c.Logs(func(e rt.LogEntry) bool { return e.Str("msg") == msg && e.Str("upstream") == upstream })
+}
+
+// relaysPerApp opens n relays through f's /echo, one after another (each
+// echoes once and closes), and says how many each of the two apps
+// accepted.
+func relaysPerApp(t *testing.T, f *fixture, apps []*app, n int) [2]int64 {
+	t.Helper()
+	before := [2]int64{apps[0].Accepted.Load(), apps[1].Accepted.Load()}
+	for range n {
+		conn, _ := f.dialCoder(t, false, "/echo", nil)
+		echoOnce(t, conn, "health")
+		conn.Close(cws.StatusNormalClosure, "")
+	}
+	return [2]int64{apps[0].Accepted.Load() - before[0], apps[1].Accepted.Load() - before[1]}
 }
 
 // waitUntil polls cond every 20 ms for up to d.

@@ -240,12 +240,9 @@ func parseSubdirective(d *caddyfile.Dispenser, o *relayconfig.Options, name stri
 		if err != nil {
 			return err
 		}
-		n, err := strconv.Atoi(val)
-		if err != nil || n <= 0 {
-			return d.Errf("lb_retries: want a whole number above 0, got '%s'", val)
-		}
+		n, err := countArg(d, name, val)
 		o.Retries = n
-		return nil
+		return err
 	case "tls_server_name":
 		val, err := oneArg(d)
 		if err != nil {
@@ -337,20 +334,15 @@ func parseHealth(d *caddyfile.Dispenser, o *relayconfig.Options, name string) er
 	case "health_body":
 		hc.ExpectBody = val
 	case "health_status":
-		// A code (200) or a class (2xx), as reverse_proxy's.
-		code := val
-		if len(val) == 3 && strings.HasSuffix(val, "xx") {
-			code = val[:1]
-		}
-		n, err := strconv.Atoi(code)
+		n, err := statusArg(d, name, val)
 		if err != nil {
-			return d.Errf("%s: invalid status '%s': want a code (200) or a class (2xx)", name, val)
+			return err
 		}
 		hc.ExpectStatus = n
 	case "health_passes", "health_fails":
-		n, err := strconv.Atoi(val)
-		if err != nil || n <= 0 {
-			return d.Errf("%s: want a whole number above 0, got '%s'", name, val)
+		n, err := countArg(d, name, val)
+		if err != nil {
+			return err
 		}
 		if name == "health_passes" {
 			hc.Passes = n
@@ -394,13 +386,9 @@ func parsePassive(d *caddyfile.Dispenser, o *relayconfig.Options, name string) e
 			return d.ArgErr()
 		}
 		for _, arg := range args {
-			code := arg
-			if len(arg) == 3 && strings.HasSuffix(arg, "xx") {
-				code = arg[:1]
-			}
-			n, err := strconv.Atoi(code)
+			n, err := statusArg(d, name, arg)
 			if err != nil {
-				return d.Errf("%s: invalid status '%s': want a code (503) or a class (5xx)", name, arg)
+				return err
 			}
 			pc.UnhealthyStatus = append(pc.UnhealthyStatus, n)
 		}
@@ -413,9 +401,9 @@ func parsePassive(d *caddyfile.Dispenser, o *relayconfig.Options, name string) e
 	if err != nil {
 		return err
 	}
-	n, err := strconv.Atoi(val)
-	if err != nil || n <= 0 {
-		return d.Errf("%s: want a whole number above 0, got '%s'", name, val)
+	n, err := countArg(d, name, val)
+	if err != nil {
+		return err
 	}
 	if name == "max_fails" {
 		pc.MaxFails = n
@@ -423,6 +411,30 @@ func parsePassive(d *caddyfile.Dispenser, o *relayconfig.Options, name string) e
 		pc.UnhealthyRequestCount = n
 	}
 	return nil
+}
+
+// statusArg reads val, an argument of line name, as reverse_proxy reads
+// a status: a code (503) or a class (5xx, read as 5).
+func statusArg(d *caddyfile.Dispenser, name, val string) (int, error) {
+	code := val
+	if len(val) == 3 && strings.HasSuffix(val, "xx") {
+		code = val[:1]
+	}
+	n, err := strconv.Atoi(code)
+	if err != nil {
+		return 0, d.Errf("%s: invalid status '%s': want a code (503) or a class (5xx)", name, val)
+	}
+	return n, nil
+}
+
+// countArg reads val, an argument of line name, as a whole number
+// above 0.
+func countArg(d *caddyfile.Dispenser, name, val string) (int, error) {
+	n, err := strconv.Atoi(val)
+	if err != nil || n <= 0 {
+		return 0, d.Errf("%s: want a whole number above 0, got '%s'", name, val)
+	}
+	return n, nil
 }
 
 // parseHealthHeaders parses a health_headers block as reverse_proxy's:
