@@ -58,11 +58,19 @@ func TestHealthLinesAsReverseProxy(t *testing.T) {
 		"health_uri /h\nhealth_follow_redirects on", "health_uri /h\nhealth_status x",
 	} {
 		_, relay, rpErr, relayErr := parse(lines)
-		if rpErr == nil || relayErr == nil {
-			t.Errorf("%q: reverse_proxy: %v, the relay: %v (%v); want both to refuse it", lines, rpErr, relayErr, relay)
-		} else if !strings.Contains(relayErr.Error(), "Testfile:") {
-			t.Errorf("%q: error %q names no line", lines, relayErr)
-		}
+		bothRefuse(t, lines, rpErr, relayErr, relay)
+	}
+}
+
+// bothRefuse checks that reverse_proxy and the relay both refused lines,
+// the relay with an error naming the line; relay is what the relay read
+// if it did not.
+func bothRefuse(t *testing.T, lines string, rpErr, relayErr error, relay any) {
+	t.Helper()
+	if rpErr == nil || relayErr == nil {
+		t.Errorf("%q: reverse_proxy: %v, the relay: %v (%v); want both to refuse it", lines, rpErr, relayErr, relay)
+	} else if !strings.Contains(relayErr.Error(), "Testfile:") {
+		t.Errorf("%q: error %q names no line", lines, relayErr)
 	}
 }
 

@@ -3,7 +3,6 @@ package relaycaddyfile
 import (
 	"encoding/json"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -63,11 +62,7 @@ func TestLBPolicyAsReverseProxy(t *testing.T) {
 		"cookie {\n\t\tmax_age 1h\n\t\tmax_age 2h\n\t}", "cookie {\n\t\tfallback first\n\t\tfallback random\n\t}", "cookie {\n\t\tpath /\n\t}",
 		"header X-A {\n\t\tfallback nope\n\t}", "header X-A {\n\t\tfallback first x\n\t}", "header X-A {\n\t\tbogus\n\t}"} {
 		_, relay, rpErr, relayErr := parse(line)
-		if rpErr == nil || relayErr == nil {
-			t.Errorf("%q: reverse_proxy: %v, the relay: %v (%s); want both to refuse it", line, rpErr, relayErr, relay)
-		} else if !strings.Contains(relayErr.Error(), "Testfile:") {
-			t.Errorf("%q: error %q names no line", line, relayErr)
-		}
+		bothRefuse(t, line, rpErr, relayErr, relay)
 	}
 }
 
