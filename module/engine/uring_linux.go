@@ -110,12 +110,11 @@ func newUring(entries uint32) *uring {
 	}
 	var p uringParams
 	p.flags = uringSetupSingleIssuer | uringSetupDeferTaskrun
+	// A kernel before 6.1 refuses the flags (EINVAL): no ring then. The
+	// batches rely on a non-blocking send or receive completing at once
+	// (MSG_DONTWAIT answered EAGAIN rather than waited on), which the
+	// kernels with these flags do.
 	fd, _, e := syscall.RawSyscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
-	if e == syscall.EINVAL {
-		// A kernel before 6.1 knows neither flag: a plain ring.
-		p = uringParams{}
-		fd, _, e = syscall.RawSyscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
-	}
 	if e != 0 {
 		return nil
 	}
