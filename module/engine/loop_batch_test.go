@@ -5,6 +5,9 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -219,4 +222,62 @@ func TestUringABI(t *testing.T) {
 			t.Errorf("%s: %d, want %d", c.name, c.got, c.want)
 		}
 	}
+}
+
+// TestLoopBatchAllocatesNothing: frames relayed in batches through the
+// ring allocate nothing either (the loop's blocks, slots and results are
+// its own from its first batch on).
+func TestLoopBatchAllocatesNothing(t *testing.T) {
+	withFreshLoops(t, false, func() {
+		const relays = 8
+		var cTests, bTests []net.Conn
+		results := make(chan Result, relays)
+		for range relays {
+			cTest, cRelay := loopbackPair(t)
+			bTest, bRelay := loopbackPair(t)
+			cTests, bTests = append(cTests, cTest), append(bTests, bTest)
+			s := New(Leg{Conn: cRelay}, Leg{Conn: bRelay}, loopConfig())
+			go func() { results <- s.Run() }()
+			waitOnLoop(t, s, 2*time.Second)
+		}
+		frame := mustCompile(t, ws.MaskFrame(ws.NewBinaryFrame(payloadOf(128))))
+		got := make([]byte, len(frame))
+		round := func() {
+			for _, c := range cTests {
+				if _, err := c.Write(frame); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, b := range bTests {
+				if _, err := io.ReadFull(b, got); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for range 100 { // warm up
+			round()
+		}
+		const n = 500
+		batched := loopsBatched()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		for range n {
+			round()
+		}
+		runtime.ReadMemStats(&m1)
+		if per := float64(m1.Mallocs-m0.Mallocs) / (n * relays); per > 0.1 {
+			t.Fatalf("%.2f allocations per frame relayed in batches, want 0", per)
+		}
+		if uringWorks() && loopsBatched() == batched {
+			t.Fatal("no batch went through the ring")
+		}
+		t.Logf("batches: %d for %d frames", loopsBatched()-batched, n*relays)
+		for i := range cTests {
+			cTests[i].Close()
+			bTests[i].Close()
+		}
+		for range relays {
+			waitResult(t, results)
+		}
+	})
 }
