@@ -68,6 +68,9 @@ type evloop struct {
 	bufs    []byte
 	slots   [uringEntries]loopSlot
 	results [uringEntries]int32
+	// later are the events of a batch whose relay's other socket was in
+	// it, handled after it.
+	later []syscall.EpollEvent
 	// batched counts the batches read through the ring (for tests).
 	batched atomic.Int64
 }
@@ -81,6 +84,8 @@ type loopSlot struct {
 	side         Side
 	n, sent, pos int
 	write        bool
+	// queued is the place of the slot's send among the batch's sends.
+	queued uint32
 }
 
 var (
@@ -332,12 +337,13 @@ func (deadConn) SetWriteDeadline(time.Time) error { return nil }
 // before it at once), and every write then goes through the ring at
 // once. Each relay's loopMu is held from its read to its write, so a
 // recall waits for the bytes read to be written or handed back. A relay
-// with both sockets in the batch has the second left for the next wait
-// (epoll is level-triggered).
+// with both sockets in the batch has the second read after it, the
+// plain way.
 func (lp *evloop) batch(evs []syscall.EpollEvent) {
 	u := lp.ring
 	if lp.bufs == nil {
 		lp.bufs = make([]byte, uringEntries*blockSize)
+		lp.later = make([]syscall.EpollEvent, 0, uringEntries)
 	}
 	slots := lp.slots[:0]
 	for _, ev := range evs {
@@ -345,7 +351,14 @@ func (lp *evloop) batch(evs []syscall.EpollEvent) {
 		lp.mu.Lock()
 		s := lp.on[id>>1]
 		lp.mu.Unlock()
-		if s == nil || inSlots(slots, s) {
+		if s == nil {
+			continue
+		}
+		if inSlots(slots, s) {
+			// The relay's other socket is in this batch: this one is
+			// read after it, the plain way (left for the next wait, it
+			// would wait as long as the other stays readable).
+			lp.later = append(lp.later, ev)
 			continue
 		}
 		s.loopMu.Lock()
@@ -396,6 +409,7 @@ func (lp *evloop) batch(evs []syscall.EpollEvent) {
 		lp.results[i] = noResult
 		s.batches++
 		if lp.ring != nil {
+			sl.queued = lp.ring.queued
 			lp.ring.prep(uringOpSend, s.fds[sl.side.other()], lp.block(i)[sent:pos], uint64(i))
 		}
 	}
@@ -414,7 +428,7 @@ func (lp *evloop) batch(evs []syscall.EpollEvent) {
 		fd := uintptr(s.fds[sl.side.other()])
 		w, err := 0, error(nil)
 		switch {
-		case res == noResult && uint32(i) >= taken:
+		case res == noResult && sl.queued >= taken:
 			w, err = writeNow(fd, p) // not sent through the ring
 		case res == noResult:
 			err = syscall.EIO // sent into a ring that failed: unknown
@@ -435,6 +449,16 @@ func (lp *evloop) batch(evs []syscall.EpollEvent) {
 		slots[i].s.loopMu.Unlock()
 		slots[i] = loopSlot{}
 	}
+	for _, ev := range lp.later {
+		id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+		lp.mu.Lock()
+		s := lp.on[id>>1]
+		lp.mu.Unlock()
+		if s != nil {
+			s.event(Side(id&1), id>>1, lp.buf)
+		}
+	}
+	lp.later = lp.later[:0]
 }
 
 // block is batch entry i's read buffer.

@@ -185,12 +185,16 @@ func (u *uring) prep(op uint8, fd int32, p []byte, tag uint64) {
 // noResult marks an entry of a submit that got no completion.
 const noResult = -1 << 31
 
-// submit hands the queued entries to the kernel and waits until each has
-// completed, putting each result (bytes, or a negative errno) in
-// results[tag]; entries without one keep noResult. It reports how many
-// of the entries the kernel took, in the order they were queued, and
-// false when the ring failed: then an entry it did not take was not
-// done, and one it took and did not complete is lost to the caller.
+// submit hands the queued entries to the kernel and waits until each it
+// took has completed, putting each result (bytes, or a negative errno)
+// in results[tag]; entries without one keep noResult. The kernel may
+// take fewer entries than offered at a time (it could not allocate a
+// request, or refused an entry, which then completes with its error):
+// submit offers the rest again, and waits only for the completions of
+// entries taken. It reports how many of the entries the kernel took, in
+// the order they were queued, and false when the ring failed or stopped
+// taking them: then an entry it did not take was not done, and one it
+// took and did not complete is lost to the caller.
 func (u *uring) submit(results []int32) (ok bool, taken uint32) {
 	n := u.queued
 	if n == 0 {
@@ -199,16 +203,19 @@ func (u *uring) submit(results []int32) (ok bool, taken uint32) {
 	head0 := atomic.LoadUint32(u.sqHead)
 	atomic.StoreUint32(u.sqTail, atomic.LoadUint32(u.sqTail)+n)
 	u.queued = 0
-	for got, tries := uint32(0), 0; got < n; {
-		toSubmit := uintptr(n)
-		if got > 0 || atomic.LoadUint32(u.sqHead)-head0 == n {
-			toSubmit = 0
+	got, stuck := uint32(0), 0
+	for got < n {
+		taken = atomic.LoadUint32(u.sqHead) - head0
+		toSubmit, wait := n-taken, uint32(0)
+		if toSubmit == 0 {
+			wait = taken - got // all taken: wait for the rest of theirs
 		}
 		// Every entry is non-blocking: the kernel completes it while
-		// it takes it, so this does not wait.
-		_, _, e := syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(u.fd), toSubmit, uintptr(n-got), uringEnterGetEvents, 0, 0)
+		// it takes it, so a wait is for completions already due.
+		_, _, e := syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(u.fd), uintptr(toSubmit), uintptr(wait), uringEnterGetEvents, 0, 0)
 		head := atomic.LoadUint32(u.cqHead)
 		tail := atomic.LoadUint32(u.cqTail)
+		progress := head != tail || atomic.LoadUint32(u.sqHead)-head0 != taken
 		for ; head != tail; head++ {
 			c := u.cqes[head&*u.cqMask]
 			if c.userData < uint64(len(results)) {
@@ -217,10 +224,13 @@ func (u *uring) submit(results []int32) (ok bool, taken uint32) {
 			got++
 		}
 		atomic.StoreUint32(u.cqHead, head)
-		if e != 0 && e != syscall.EINTR {
-			if tries++; e != syscall.EAGAIN && e != syscall.EBUSY || tries > 100 {
-				return false, atomic.LoadUint32(u.sqHead) - head0
-			}
+		if e != 0 && e != syscall.EINTR && e != syscall.EAGAIN && e != syscall.EBUSY {
+			return false, atomic.LoadUint32(u.sqHead) - head0
+		}
+		if progress {
+			stuck = 0
+		} else if stuck++; stuck > 100 {
+			return false, atomic.LoadUint32(u.sqHead) - head0
 		}
 	}
 	return true, n
