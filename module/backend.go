@@ -102,7 +102,9 @@ type errConnect struct {
 	handshake bool
 	// full: every upstream was at its unhealthy_request_count.
 	full bool
-	err  error
+	// tries is how many times every upstream was tried.
+	tries int
+	err   error
 }
 
 func (e *errConnect) Error() string { return e.err.Error() }
@@ -124,8 +126,9 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 	handshake := false
 	tries := 1
 	for ; ; tries++ {
-		errs = errs[:0] // the last try's errors say why
-		d, held, again := h.tryUpstreams(ctx, r, up1, stream, &errs, &handshake)
+		// The last try's errors say why, and what it failed at.
+		errs, handshake = errs[:0], false
+		d, held, again := h.tryUpstreams(ctx, r, up1, stream, tries, &errs, &handshake)
 		if d != nil {
 			return d, held, nil
 		}
@@ -145,7 +148,7 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 	if tries > 1 {
 		err = fmt.Errorf("%d tries over %s, the last: %w", tries, now().Sub(start).Round(time.Millisecond), err)
 	}
-	return nil, nil, &errConnect{handshake: handshake, full: full, err: err}
+	return nil, nil, &errConnect{handshake: handshake, full: full, tries: tries, err: err}
 }
 
 // tryUpstreams tries each upstream in the policy's order, once: the
@@ -153,7 +156,7 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 // each failure to errs, sets handshake when an upgrade was tried, and
 // says whether another try may do better: not when the client went
 // away, nor when the answer was the path's own (a stream's 2xx).
-func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream bool, errs *[]error, handshake *bool) (*dialed, *lease, bool) {
+func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream bool, try int, errs *[]error, handshake *bool) (*dialed, *lease, bool) {
 	for order := h.pool.order(r, now()); len(order) > 0; {
 		conn, idx, held, rest, began, err := h.dialNext(ctx, order, errs)
 		if err != nil || conn == nil {
@@ -191,8 +194,16 @@ func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream
 			return nil, nil, false
 		}
 		*handshake = true
-		h.logger.Warn("backend handshake failed", zap.String("remote_addr", r.RemoteAddr),
-			zap.String("upstream", up.Raw), zap.Error(err))
+		// A warn line on the first try; the tries after it (a backend
+		// restarting, tried every lb_try_interval) say it at debug, and
+		// the refusal after them at warn.
+		level := zapcore.WarnLevel
+		if try > 1 {
+			level = zapcore.DebugLevel
+		}
+		if c := h.logger.Check(level, "backend handshake failed"); c != nil {
+			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("upstream", up.Raw), zap.Int("try", try), zap.Error(err))
+		}
 		*errs = append(*errs, fmt.Errorf("upgrade at upstream %s: %w", up.Raw, err))
 		if errors.Is(err, errStream2xx) {
 			// The path's answer (a page where a WebSocket was asked
@@ -213,7 +224,7 @@ func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream
 // tryAgain says whether an upgrade that arrived at start and failed on
 // every upstream tries times gets another try (TryDuration and Retries),
 // after waiting TryInterval; the wait ends without one when the client
-// goes away or the configuration is unloaded.
+// goes away, the configuration is unloaded, or Caddy exits.
 func (h *Handler) tryAgain(ctx context.Context, start time.Time, tries int) bool {
 	switch {
 	case h.TryDuration <= 0 && h.Retries <= 0:
@@ -229,13 +240,24 @@ func (h *Handler) tryAgain(ctx context.Context, start time.Time, tries int) bool
 	}
 	t := time.NewTimer(time.Duration(h.TryInterval))
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-	case <-closed:
+	// An exit stops the servers (waiting for this handler) before it
+	// unloads the configuration: the wait looks for it itself.
+	exit := time.NewTicker(exitPoll)
+	defer exit.Stop()
+	for {
+		select {
+		case <-t.C:
+			return !exiting()
+		case <-ctx.Done():
+			return false
+		case <-closed:
+			return false
+		case <-exit.C:
+			if exiting() {
+				return false
+			}
+		}
 	}
-	return false
 }
 
 // dialNext dials the upstreams of order in turn until one connects: it

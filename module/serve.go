@@ -60,6 +60,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.refuse(w, r, http.StatusServiceUnavailable, "websocket_relay: every upstream is at its connection limit")
 	case errors.As(err, &failed) && failed.handshake:
 		handshakeFailures.WithLabelValues("handshake").Inc()
+		if failed.tries > 1 { // its tries' failures were debug lines
+			h.logger.Warn("backend handshake failed on every try", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
+		}
 		return h.refuse(w, r, http.StatusBadGateway, "websocket_relay: backend handshake failed")
 	case errors.As(err, &failed):
 		handshakeFailures.WithLabelValues("dial").Inc()
