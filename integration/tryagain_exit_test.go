@@ -23,15 +23,7 @@ import (
 // the whole lb_try_duration).
 func TestTryAgainWaitEndsOnExit(t *testing.T) {
 	t.Parallel()
-	down := freeAddr(t)
-	c := newCaddy(t, caddyOpts{})
-	c.Start(fmt.Sprintf(`http://:%d {
-	websocket_relay /wait/* %s {
-		lb_try_duration 20s
-		lb_try_interval 100ms
-	}
-}
-`, c.HTTPPort, down))
+	c := waitingCaddy(t)
 	f := &fixture{Caddy: c}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -54,15 +46,7 @@ func TestTryAgainWaitEndsOnExit(t *testing.T) {
 // while its upgrade waits for the next try ends the wait at once.
 func TestTryAgainClientGoneHTTP1(t *testing.T) {
 	t.Parallel()
-	down := freeAddr(t)
-	c := newCaddy(t, caddyOpts{})
-	c.Start(fmt.Sprintf(`http://:%d {
-	websocket_relay /wait/* %s {
-		lb_try_duration 20s
-		lb_try_interval 100ms
-	}
-}
-`, c.HTTPPort, down))
+	c := waitingCaddy(t)
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", c.HTTPPort))
 	if err != nil {
 		t.Fatal(err)
@@ -77,4 +61,20 @@ func TestTryAgainClientGoneHTTP1(t *testing.T) {
 		})) > 0
 	})
 	t.Logf("ended %s after the client left", time.Since(gone))
+}
+
+// waitingCaddy starts a caddy whose /wait/* relays to an upstream that
+// is down, trying again every 100 ms for 20 s.
+func waitingCaddy(t *testing.T) *caddyProc {
+	t.Helper()
+	down := freeAddr(t)
+	c := newCaddy(t, caddyOpts{})
+	c.Start(fmt.Sprintf(`http://:%d {
+	websocket_relay /wait/* %s {
+		lb_try_duration 20s
+		lb_try_interval 100ms
+	}
+}
+`, c.HTTPPort, down))
+	return c
 }
