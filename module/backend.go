@@ -155,7 +155,8 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 // first valid answer is returned, with its lease. Otherwise it adds
 // each failure to errs, sets handshake when an upgrade was tried, and
 // says whether another try may do better: not when the client went
-// away, nor when the answer was the path's own (a stream's 2xx).
+// away, nor when the answer was the path's own (a stream's 2xx) or the
+// request's (an invalid Host from header_up at every upstream).
 func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream bool, try int, errs *[]error, handshake *bool) (*dialed, *lease, bool) {
 	for order := h.pool.order(r, now()); len(order) > 0; {
 		conn, idx, held, rest, began, err := h.dialNext(ctx, order, errs)
@@ -217,6 +218,11 @@ func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream
 			// failed) or of the upstream (another may do).
 			h.pool.markFailed(idx, now())
 		}
+	}
+	// A Host that header_up made invalid fails every try the same: the
+	// request's own, as a stream's 2xx is the path's.
+	if len(*errs) > 0 && !slices.ContainsFunc(*errs, func(e error) bool { return !errors.Is(e, upgrade.ErrInvalidHost) }) {
+		return nil, nil, false
 	}
 	return nil, nil, ctx.Err() == nil
 }

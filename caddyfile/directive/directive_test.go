@@ -241,6 +241,7 @@ var badCases = []struct {
 	{"unhealthy_status none", "websocket_relay a:1 {\n\tunhealthy_status\n}", []string{"wrong argument count", "Testfile:2"}},
 	{"unhealthy_status bad", "websocket_relay a:1 {\n\tunhealthy_status 503 oops\n}", []string{"unhealthy_status: invalid status 'oops'", "Testfile:2"}},
 	{"unhealthy_status 101", "websocket_relay a:1 {\n\tunhealthy_status 101\n}", []string{"unhealthy_status 101 is not a refusal's status", "Testfile:2"}},
+	{"unhealthy_status 1xx", "websocket_relay a:1 {\n\tunhealthy_status 502 1xx\n}", []string{"unhealthy_status 1 is not a refusal's status", "a 101 (1xx) is every upgrade's answer", "Testfile:2"}},
 	{"unhealthy_latency 0", "websocket_relay a:1 {\n\tunhealthy_latency 0s\n}", []string{"unhealthy_latency: duration must be positive", "Testfile:2"}},
 	{"fail_duration 0", "websocket_relay a:1 {\n\tfail_duration 0s\n}", []string{"fail_duration: 0s is not a valid duration; use 'fail_duration off'", "Testfile:2"}},
 	{"health_bogus", "websocket_relay a:1 {\n\thealth_uri /a\n\thealth_bogus 1\n}", []string{"unrecognized subdirective 'health_bogus'", "Testfile:3"}},

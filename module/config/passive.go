@@ -62,8 +62,8 @@ func (p *PassiveHealthChecks) Validate() error {
 		return fmt.Errorf("max_fails, unhealthy_request_count and unhealthy_latency must not be negative")
 	}
 	for _, s := range p.UnhealthyStatus {
-		if !(s >= 1 && s <= 5) && !(s >= 100 && s <= 599) || s == 101 {
-			return fmt.Errorf("unhealthy_status %d is not a refusal's status (503) or class (5 for 5xx)", s)
+		if !(s >= 2 && s <= 5) && !(s >= 100 && s <= 599) || s == 101 {
+			return fmt.Errorf("unhealthy_status %d is not a refusal's status (503) or class (5 for 5xx); a 101 (1xx) is every upgrade's answer", s)
 		}
 	}
 	return nil
