@@ -143,7 +143,7 @@ func (h *Handler) connect(r, up1 *http.Request, stream bool) (*dialed, *lease, e
 		errs = append(errs, errors.New("no upstream to try"))
 	}
 	// Every upstream skipped at its cap: unavailable, not failed.
-	full := len(errs) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return !errors.Is(e, errFull) })
+	full := allAre(errs, errFull)
 	err := errors.Join(errs...)
 	if tries > 1 {
 		err = fmt.Errorf("%d tries over %s, the last: %w", tries, now().Sub(start).Round(time.Millisecond), err)
@@ -221,7 +221,7 @@ func (h *Handler) tryUpstreams(ctx context.Context, r, up1 *http.Request, stream
 	}
 	// A Host that header_up made invalid fails every try the same: the
 	// request's own, as a stream's 2xx is the path's.
-	if len(*errs) > 0 && !slices.ContainsFunc(*errs, func(e error) bool { return !errors.Is(e, upgrade.ErrInvalidHost) }) {
+	if allAre(*errs, upgrade.ErrInvalidHost) {
 		return nil, nil, false
 	}
 	return nil, nil, ctx.Err() == nil
@@ -300,6 +300,11 @@ func (h *Handler) dialNext(ctx context.Context, order []int, errs *[]error) (net
 		return conn, idx, held, order[i+1:], began, nil
 	}
 	return nil, 0, nil, nil, time.Time{}, nil
+}
+
+// allAre reports whether errs holds errors and each is target.
+func allAre(errs []error, target error) bool {
+	return len(errs) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return !errors.Is(e, target) })
 }
 
 // errFull is an upstream skipped at its unhealthy_request_count.

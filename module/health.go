@@ -257,11 +257,7 @@ func (c *healthChecker) setHeaders(r *http.Request, up relayconfig.Upstream, kee
 		return
 	}
 	repl := caddy.NewReplacer()
-	addr := up.Addr
-	if up.Network == "unix" {
-		addr = "unix/" + up.Addr // as Caddy writes a socket's address
-	}
-	repl.Set(relayconfig.HealthTargetPlaceholder, addr)
+	repl.Set(relayconfig.HealthTargetPlaceholder, up.Dial())
 	merged := http.Header{}
 	for _, name := range slices.Sorted(maps.Keys(c.cfg.Headers)) {
 		cn := http.CanonicalHeaderKey(repl.ReplaceAll(name, ""))

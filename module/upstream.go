@@ -63,10 +63,7 @@ func newUpstreamPool(list []relayconfig.Upstream, policy *relayconfig.LBPolicy) 
 	p := &upstreamPool{list: list, policy: policy, failures: make(map[int][]time.Time),
 		failFor: failBackoff, maxFails: 1, unhealthy: make([]atomic.Bool, len(list))}
 	for _, u := range list {
-		key := u.Addr
-		if u.Network == "unix" {
-			key = "unix/" + u.Addr
-		}
+		key := u.Dial()
 		p.keys = append(p.keys, key)
 		p.conns = append(p.conns, connCount(key))
 	}

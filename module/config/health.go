@@ -219,9 +219,13 @@ func (h *HealthChecks) CheckUpstreams(ups []string) error {
 }
 
 // StatusOK reports whether status is the one expected.
-func (h *HealthChecks) StatusOK(status int) bool {
-	if h.ExpectStatus < 10 {
-		return status/100 == h.ExpectStatus
+func (h *HealthChecks) StatusOK(status int) bool { return statusMatches(status, h.ExpectStatus) }
+
+// statusMatches reports whether status is want, a code (503) or a class
+// (5 for 5xx), as Caddy matches a configured status.
+func statusMatches(status, want int) bool {
+	if want < 10 {
+		return status/100 == want
 	}
-	return status == h.ExpectStatus
+	return status == want
 }

@@ -2,6 +2,7 @@ package relayconfig
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -75,10 +76,5 @@ func (p *PassiveHealthChecks) StatusUnhealthy(status int) bool {
 	if p == nil {
 		return false
 	}
-	for _, s := range p.UnhealthyStatus {
-		if s == status || s < 10 && status/100 == s {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(p.UnhealthyStatus, func(want int) bool { return statusMatches(status, want) })
 }

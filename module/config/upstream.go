@@ -22,6 +22,15 @@ type Upstream struct {
 	Path string
 }
 
+// Dial is the upstream's address as reverse_proxy's Dial writes it:
+// "host:port", or "unix/<path>" for a Unix socket.
+func (u Upstream) Dial() string {
+	if u.Network == "unix" {
+		return "unix/" + u.Addr
+	}
+	return u.Addr
+}
+
 // ParseUpstream parses "host:port", "ws://host:port[/path]",
 // "wss://host:port[/path]" or "unix/<socket path>" (Caddy's form, so
 // "unix//run/app.sock" for an absolute path). A ws:// or wss:// address

@@ -189,15 +189,26 @@ func (lp *evloop) run() {
 			}
 			continue
 		}
-		for i := range n {
-			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			lp.mu.Lock()
-			s := lp.on[id>>1]
-			lp.mu.Unlock()
-			if s != nil {
-				s.event(Side(id&1), id>>1, lp.buf)
-			}
+		for _, ev := range events[:n] {
+			lp.event(ev)
 		}
+	}
+}
+
+// relayOf returns the relay an event is for (nil when it left the loop
+// meanwhile), the side of its socket and the relay's loop id.
+func (lp *evloop) relayOf(ev syscall.EpollEvent) (*Session, Side, uint64) {
+	tag := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+	lp.mu.Lock()
+	s := lp.on[tag>>1]
+	lp.mu.Unlock()
+	return s, Side(tag & 1), tag >> 1
+}
+
+// event handles one event the plain way: a read and a write.
+func (lp *evloop) event(ev syscall.EpollEvent) {
+	if s, side, id := lp.relayOf(ev); s != nil {
+		s.event(side, id, lp.buf)
 	}
 }
 
@@ -347,10 +358,7 @@ func (lp *evloop) batch(evs []syscall.EpollEvent) {
 	}
 	slots := lp.slots[:0]
 	for _, ev := range evs {
-		id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-		lp.mu.Lock()
-		s := lp.on[id>>1]
-		lp.mu.Unlock()
+		s, side, id := lp.relayOf(ev)
 		if s == nil {
 			continue
 		}
@@ -362,14 +370,14 @@ func (lp *evloop) batch(evs []syscall.EpollEvent) {
 			continue
 		}
 		s.loopMu.Lock()
-		if !s.inLoop || s.loopID != id>>1 {
+		if !s.inLoop || s.loopID != id {
 			s.loopMu.Unlock()
 			continue
 		}
 		i := len(slots)
-		slots = append(slots, loopSlot{s: s, side: Side(id & 1)})
+		slots = append(slots, loopSlot{s: s, side: side})
 		lp.results[i] = noResult
-		u.prep(uringOpRecv, s.fds[id&1], lp.block(i), uint64(i))
+		u.prep(uringOpRecv, s.fds[side], lp.block(i), uint64(i))
 	}
 	if len(slots) == 0 {
 		return
@@ -450,13 +458,7 @@ func (lp *evloop) batch(evs []syscall.EpollEvent) {
 		slots[i] = loopSlot{}
 	}
 	for _, ev := range lp.later {
-		id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-		lp.mu.Lock()
-		s := lp.on[id>>1]
-		lp.mu.Unlock()
-		if s != nil {
-			s.event(Side(id&1), id>>1, lp.buf)
-		}
+		lp.event(ev)
 	}
 	lp.later = lp.later[:0]
 }
